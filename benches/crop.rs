@@ -1,0 +1,3 @@
+//! Benchmark: crop.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benchmark: hash.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benchmark: images.
+
+fn main() {}

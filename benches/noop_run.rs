@@ -1,0 +1,3 @@
+//! Benchmark: noop_run.
+
+fn main() {}

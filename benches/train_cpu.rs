@@ -1,0 +1,3 @@
+//! Benchmark: train_cpu.
+
+fn main() {}

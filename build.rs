@@ -1,0 +1,41 @@
+//! Finds libtorch for the worker binary: sets an rpath to its `lib` folder so
+//! nothing needs `LD_LIBRARY_PATH`, and links `libtorch_cuda` past rustc's
+//! `--as-needed` (see shared GPU notes) so CUDA is used where present. The front
+//! end binary `msnr` gets none of this and never loads libtorch.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const WORKER: &str = "msnr-worker";
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=MSNR_PYTHON");
+    let Some(lib) = libtorch_lib_dir() else {
+        println!("cargo:warning=libtorch not found: run ./msnrw once to install it");
+        return;
+    };
+    println!("cargo:rustc-env=MSNR_LIBTORCH_LIB={}", lib.display());
+    for bin in [WORKER] {
+        println!("cargo:rustc-link-arg-bin={bin}=-Wl,-rpath,{}", lib.display());
+        if lib.join("libtorch_cuda.so").exists() {
+            println!("cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed");
+            println!("cargo:rustc-link-arg-bin={bin}=-ltorch_cuda");
+            println!("cargo:rustc-link-arg-bin={bin}=-Wl,--as-needed");
+        }
+    }
+}
+
+/// `$LIBTORCH/lib`, else the `lib` folder of the torch package that
+/// `$MSNR_PYTHON` (or `python3`) imports, as tch's `LIBTORCH_USE_PYTORCH` does.
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("LIBTORCH") {
+        return Some(PathBuf::from(dir).join("lib"));
+    }
+    let python = std::env::var("MSNR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}

@@ -1,0 +1,1 @@
+//! The dataset artifact format (shards, labels, manifest) and its readers.

@@ -1,0 +1,1 @@
+//! Denoiser networks, structured like their reference implementations.

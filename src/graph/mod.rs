@@ -1,0 +1,1 @@
+//! The stage DAG (petgraph), its validation and the plan.

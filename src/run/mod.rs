@@ -1,0 +1,1 @@
+//! The executor, progress reporting and the worker protocol.

@@ -1,0 +1,9 @@
+//! The one integration test binary: each module covers one area end to end.
+
+mod cache;
+mod cli;
+mod data;
+mod diffusion;
+mod download;
+mod lang;
+mod models;
