@@ -29,6 +29,10 @@ pub struct StageSpec {
     pub seed: u64,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// Content pins recorded by an earlier run in the lockfile (e.g. a download's
+    /// `sha256` when the pipeline gave none); the stage verifies against them.
+    #[serde(default)]
+    pub pins: BTreeMap<String, String>,
 }
 
 /// What a successful stage reports besides its output folder.
@@ -36,6 +40,10 @@ pub struct StageSpec {
 pub struct StageResult {
     /// Named scalar results (final loss, FID, image count, ...), recorded in the lockfile.
     pub metrics: BTreeMap<String, f64>,
+    /// Content pins to record in the lockfile (e.g. `sha256` of a download), handed
+    /// back in [`StageSpec::pins`] on later runs.
+    #[serde(default)]
+    pub pins: BTreeMap<String, String>,
 }
 
 /// Why a stage failed. Every variant names what is wrong.
