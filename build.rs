@@ -16,6 +16,7 @@ fn main() {
         return;
     };
     println!("cargo:rustc-env=MSNR_LIBTORCH_LIB={}", lib.display());
+    println!("cargo:rustc-env=MSNR_LIBTORCH_VERSION={}", torch_version(&lib));
     for bin in [WORKER] {
         println!("cargo:rustc-link-arg-bin={bin}=-Wl,-rpath,{}", lib.display());
         if lib.join("libtorch_cuda.so").exists() {
@@ -38,4 +39,17 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
         .output()
         .ok()?;
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The libtorch version: `build-version` beside the lib folder (libtorch
+/// archives), else the torch package's `version.py` (PyPI wheels).
+fn torch_version(lib: &std::path::Path) -> String {
+    let root = lib.parent().unwrap_or(lib);
+    if let Ok(v) = std::fs::read_to_string(root.join("build-version")) {
+        return v.trim().to_string();
+    }
+    let text = std::fs::read_to_string(root.join("version.py")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map_or_else(|| "unknown".into(), |v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
 }

@@ -1,1 +1,8 @@
-//! The executor, progress reporting and the worker protocol.
+//! Running a pipeline: the executor (topological, independent stages in
+//! parallel), progress reporting, the device probe, and the protocol between
+//! the front end and the `msnr-worker` process that runs libtorch stages.
+
+pub mod device;
+pub mod progress;
+pub mod protocol;
+pub mod worker;

@@ -1,0 +1,1 @@
+//! The plan: for each stage, cached or stale and why.

@@ -1,0 +1,102 @@
+//! The front end's side of the worker protocol: start `msnr-worker` for one
+//! torch stage, relay its progress, and turn any way it can end into a result
+//! or a clear error. Nothing is cached unless the worker reported success.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use super::protocol::Event;
+use crate::stages::{Reporter, StageError, StageResult, StageSpec};
+
+/// Name of the worker binary, installed beside `msnr`.
+pub const WORKER_BIN: &str = "msnr-worker";
+
+/// Runs `spec` in a fresh worker process and waits for it.
+///
+/// # Errors
+/// The stage's own error, or a description of how the worker died (signal,
+/// exit code) with the tail of its log (`<work_dir>/worker.log`).
+pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let spec_path = spec.work_dir.join("spec.json");
+    let log_path = spec.work_dir.join("worker.log");
+    let json = serde_json::to_vec_pretty(spec).expect("specs always serialize");
+    std::fs::write(&spec_path, json).map_err(|e| StageError::io(&spec_path, e))?;
+    let log = File::create(&log_path).map_err(|e| StageError::io(&log_path, e))?;
+    let mut child = worker_command(&spec_path)?
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| StageError::Failed(format!("cannot start {WORKER_BIN}: {e}")))?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let mut outcome = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        match Event::parse(&line) {
+            Some(Event::Progress { done, total, message }) => reporter.progress(done, total, &message),
+            Some(Event::Log(text)) => reporter.log(&text),
+            Some(Event::Result(r)) => outcome = Some(Ok(r)),
+            Some(Event::Error(e)) => outcome = Some(Err(StageError::Failed(e))),
+            None => reporter.log(&line),
+        }
+    }
+    let status = child.wait().map_err(|e| StageError::Failed(format!("waiting for {WORKER_BIN}: {e}")))?;
+    match outcome {
+        Some(Ok(result)) if status.success() => Ok(result),
+        Some(Err(e)) => Err(e),
+        _ => Err(StageError::Failed(death_message(&spec.name, status, &log_path))),
+    }
+}
+
+/// The worker command: `$MSNR_WORKER`, else `msnr-worker` beside the running
+/// executable. The worker dies with its parent (`PR_SET_PDEATHSIG`), so a
+/// killed front end leaves no orphan training behind.
+fn worker_command(spec_path: &Path) -> Result<Command, StageError> {
+    let exe = worker_path()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(spec_path);
+    // SAFETY: prctl is async-signal-safe; this runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+fn worker_path() -> Result<PathBuf, StageError> {
+    if let Some(p) = std::env::var_os("MSNR_WORKER") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| StageError::Failed(format!("cannot locate msnr: {e}")))?;
+    let path = exe.with_file_name(WORKER_BIN);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(StageError::Failed(format!("{} not found beside {} (build it with `cargo build --release --bins`)", WORKER_BIN, exe.display())))
+    }
+}
+
+/// Explains a worker that ended without reporting: by signal or exit code,
+/// with the last lines of its log.
+fn death_message(stage: &str, status: ExitStatus, log: &Path) -> String {
+    let how = match (status.signal(), status.code()) {
+        (Some(9), _) => "was killed by SIGKILL (often the out-of-memory killer)".to_string(),
+        (Some(sig), _) => format!("died from signal {sig}"),
+        (None, Some(code)) => format!("exited with code {code} without reporting a result"),
+        (None, None) => "ended abnormally".to_string(),
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let mut msg = format!("the worker process for stage `{stage}` {how}");
+    if !tail.is_empty() {
+        msg.push_str(&format!("; last lines of {}:\n{}", log.display(), tail.join("\n")));
+    }
+    msg
+}
