@@ -1,1 +1,119 @@
-//! The plan: for each stage, cached or stale and why.
+//! The plan: for each stage instance, whether its output is cached, or why it
+//! must run (never run, a parameter or input changed with old and new value,
+//! its entry is missing from the store, an input will re-run).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::cache::{InputKey, KeyChange, Lockfile, Store};
+use crate::lang::Pipeline;
+use crate::run::keys::Keyer;
+use crate::stages::registry;
+
+use super::Dag;
+
+/// What will happen to one stage.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    /// The output is in the store under this key.
+    Cached {
+        /// The cache key.
+        key: String,
+        /// The output's content hash.
+        output: String,
+    },
+    /// The stage will run, for these reasons.
+    Stale(Vec<Reason>),
+    /// The stage cannot run: its kind has no implementation, or its key cannot be computed.
+    Blocked(String),
+}
+
+/// Why a stage will run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// No lockfile entry: it never ran (or the lockfile is new).
+    NeverRun,
+    /// Its key differs from the lockfile's: these fields changed.
+    Changed(Vec<KeyChange>),
+    /// Same key as the lockfile, but the store lacks the output (a fresh clone, or `gc`).
+    NotInStore,
+    /// An input stage will run first, so this key is not known yet.
+    InputStale(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NeverRun => f.write_str("never run"),
+            Self::NotInStore => f.write_str("same key as the lockfile, output not in the store"),
+            Self::InputStale(name) => write!(f, "input `{name}` will run"),
+            Self::Changed(changes) => {
+                let parts: Vec<String> = changes.iter().map(|c| format!("{}: {} -> {}", c.what, c.old, c.new)).collect();
+                f.write_str(&parts.join("; "))
+            }
+        }
+    }
+}
+
+/// One stage of the plan.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Index into `Pipeline::stages`.
+    pub stage: usize,
+    /// What will happen to it.
+    pub status: Status,
+}
+
+/// Decides, in topological order, what is cached and what must run and why.
+/// Reads the store and hashes input files; changes nothing.
+#[must_use]
+pub fn plan(pipeline: &Pipeline, dag: &Dag, store: &Store, lock: &Lockfile, keyer: &Keyer) -> Vec<Step> {
+    let mut status: Vec<Option<Status>> = vec![None; pipeline.stages.len()];
+    for &i in dag.order() {
+        status[i] = Some(stage_status(pipeline, dag, i, &status, store, lock, keyer));
+    }
+    dag.order().iter().map(|&i| Step { stage: i, status: status[i].take().expect("planned in order") }).collect()
+}
+
+fn stage_status(
+    pipeline: &Pipeline,
+    dag: &Dag,
+    i: usize,
+    done: &[Option<Status>],
+    store: &Store,
+    lock: &Lockfile,
+    keyer: &Keyer,
+) -> Status {
+    let stage = &pipeline.stages[i];
+    let Some(info) = registry::kind(&stage.kind) else {
+        return Status::Blocked(format!("stage kind `{}` is declared but not implemented yet", stage.kind));
+    };
+    let mut inputs = BTreeMap::new();
+    let mut stale_inputs = Vec::new();
+    for j in dag.inputs(&stage.name) {
+        let name = &pipeline.stages[j].name;
+        match &done[j] {
+            Some(Status::Cached { key, output }) => {
+                inputs.insert(name.clone(), InputKey { key: key.clone(), output: output.clone() });
+            }
+            _ => stale_inputs.push(Reason::InputStale(name.clone())),
+        }
+    }
+    if !stale_inputs.is_empty() {
+        return Status::Stale(stale_inputs);
+    }
+    let key = match keyer.key(stage, info, &inputs) {
+        Ok(key) => key,
+        Err(e) => return Status::Blocked(e),
+    };
+    let digest = key.digest();
+    if let Some(entry) = store.get(&digest) {
+        return Status::Cached { key: digest, output: entry.meta.output.clone() };
+    }
+    let reason = match lock.stages.get(&stage.name) {
+        None => Reason::NeverRun,
+        Some(old) if old.key == digest => Reason::NotInStore,
+        Some(old) => Reason::Changed(old.key_fields.diff(&key)),
+    };
+    Status::Stale(vec![reason])
+}

@@ -3,6 +3,10 @@
 //! the front end and the `msnr-worker` process that runs libtorch stages.
 
 pub mod device;
+pub mod executor;
+pub mod keys;
+pub mod project;
 pub mod progress;
 pub mod protocol;
+pub mod roots;
 pub mod worker;

@@ -1,0 +1,108 @@
+//! The read-only verbs: check, plan, graph, status, compare.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::Failure;
+use crate::graph::plan::{self, Status};
+use crate::graph::render::{self, Format};
+use crate::run::project::Project;
+
+/// `msnr check`: parse, type-check, validate the graph.
+pub(super) fn check(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
+    let project = Project::open(file, set)?;
+    let n = project.pipeline.stages.len();
+    println!("{}: ok ({n} stage{})", file.display(), if n == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// `msnr plan`: cached or stale, and why, per stage.
+pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
+    let project = Project::open(file, set)?;
+    let store = project.store()?;
+    let keyer = project.keyer(&store)?;
+    let steps = plan::plan(&project.pipeline, &project.dag, &store, &project.lockfile, &keyer);
+    let rows: Vec<[String; 4]> = steps
+        .iter()
+        .map(|step| {
+            let stage = &project.pipeline.stages[step.stage];
+            let (status, why) = match &step.status {
+                Status::Cached { key, .. } => ("cached", key[..12].to_string()),
+                Status::Stale(reasons) => ("run", reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+                Status::Blocked(why) => ("blocked", why.clone()),
+            };
+            [stage.name.clone(), stage.kind.clone(), status.to_string(), why]
+        })
+        .collect();
+    print!("{}", table(&["STAGE", "KIND", "STATUS", "KEY / WHY"], &rows));
+    Ok(())
+}
+
+/// `msnr graph`: dot or mermaid.
+pub(super) fn graph(file: &Path, set: &[(String, String)], format: Format) -> Result<(), Failure> {
+    let project = Project::open(file, set)?;
+    print!("{}", render::render(&project.pipeline, &project.dag, format));
+    Ok(())
+}
+
+/// `msnr status`: per stage, what the lockfile recorded and whether the store still has it.
+pub(super) fn status(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
+    let project = Project::open(file, set)?;
+    let store = project.store()?;
+    let mut rows = Vec::new();
+    for stage in &project.pipeline.stages {
+        let row = match project.lockfile.stages.get(&stage.name) {
+            None => [stage.name.clone(), "never run".into(), String::new(), String::new()],
+            Some(entry) => {
+                let present = store.get(&entry.key);
+                let state = if present.is_some() { "stored" } else { "not in store" };
+                let out = present.map(|e| e.out_dir.display().to_string()).unwrap_or_default();
+                let metrics: Vec<String> = entry.metrics.iter().map(|(k, v)| format!("{k}={v:.6}")).collect();
+                [stage.name.clone(), state.into(), out, metrics.join(" ")]
+            }
+        };
+        rows.push(row);
+    }
+    print!("{}", table(&["STAGE", "STATE", "OUTPUT", "METRICS"], &rows));
+    Ok(())
+}
+
+/// `msnr compare`: one row per stage that recorded metrics, one column per metric.
+pub(super) fn compare(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
+    let project = Project::open(file, set)?;
+    let names: BTreeSet<&String> = project.lockfile.stages.values().flat_map(|e| e.metrics.keys()).collect();
+    let mut header = vec!["STAGE"];
+    header.extend(names.iter().map(|s| s.as_str()));
+    let mut rows = Vec::new();
+    for stage in &project.pipeline.stages {
+        let Some(entry) = project.lockfile.stages.get(&stage.name).filter(|e| !e.metrics.is_empty()) else { continue };
+        let mut row = vec![stage.name.clone()];
+        row.extend(names.iter().map(|m| entry.metrics.get(*m).map_or_else(|| "-".to_string(), |v| format!("{v:.6}"))));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        println!("no metrics recorded yet: run `msnr run {}` first", file.display());
+        return Ok(());
+    }
+    print!("{}", table(&header, &rows));
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces; plain text for pipes and tests.
+pub(super) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let parts: Vec<String> = cells.iter().zip(&width).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", parts.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.as_ref().iter().map(String::as_str).collect()));
+    }
+    out
+}

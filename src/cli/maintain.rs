@@ -1,0 +1,71 @@
+//! The verbs that change files: gc and fmt; and doc.
+
+use std::path::{Path, PathBuf};
+
+use super::Failure;
+use crate::cache::Store;
+use crate::lang;
+use crate::run::{project, roots};
+
+/// `msnr gc`: removes store entries that no registered lockfile refers to.
+pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
+    let root = project::project_root(&PathBuf::from("gc.msnr"));
+    let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
+    let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
+    let keep = roots::live_keys(&root).map_err(Failure::Message)?;
+    let report = if dry_run { store.gc_preview(&keep) } else { store.gc(&keep) }.map_err(|e| Failure::Message(e.to_string()))?;
+    for (key, bytes) in &report.removed {
+        println!("{} {key} ({})", if dry_run { "would remove" } else { "removed" }, human(*bytes));
+    }
+    println!("{} {} in {} entries", if dry_run { "would free" } else { "freed" }, human(report.freed), report.removed.len());
+    Ok(())
+}
+
+/// `msnr fmt`: canonical formatting, in place or as a check.
+pub(super) fn fmt(files: &[PathBuf], check: bool) -> Result<(), Failure> {
+    let mut unformatted = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| Failure::Message(format!("{}: {e}", file.display())))?;
+        let formatted = lang::format_named(&file.display().to_string(), &text)?;
+        if formatted == text {
+            continue;
+        }
+        if check {
+            unformatted.push(file.display().to_string());
+        } else {
+            write_atomic(file, &formatted)?;
+            println!("formatted {}", file.display());
+        }
+    }
+    if unformatted.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!("not formatted: {}", unformatted.join(", "))))
+    }
+}
+
+fn write_atomic(file: &Path, text: &str) -> Result<(), Failure> {
+    let tmp = file.with_extension("msnr.fmt-tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| Failure::Message(format!("{}: {e}", file.display())))
+}
+
+/// `msnr doc`: the stdlib reference.
+pub(super) fn doc(name: Option<&str>) -> Result<(), Failure> {
+    let text = lang::stdlib().reference(name).map_err(Failure::Message)?;
+    print!("{text}");
+    Ok(())
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn human(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return format!("{value:.1} {unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}

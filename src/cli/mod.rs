@@ -1,0 +1,163 @@
+//! The command line: argument parsing and one function per verb. [`main`]
+//! turns every error into a message on stderr and an exit code; nothing here
+//! panics on user input.
+
+mod inspect;
+mod maintain;
+mod run;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::graph::render::Format;
+use crate::lang::Diagnostics;
+use crate::run::project::OpenError;
+
+/// msnr: reproducible diffusion-training pipelines.
+#[derive(Debug, Parser)]
+#[command(name = "msnr", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and type-check a pipeline; report every error.
+    Check(Target),
+    /// Show, for each stage, whether it is cached or will run, and why.
+    Plan(Target),
+    /// Run the stale stages (all, or the named ones and their inputs).
+    Run(RunArgs),
+    /// Print the stage graph as Graphviz dot or Mermaid.
+    Graph {
+        #[command(flatten)]
+        target: Target,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dot")]
+        format: Format,
+    },
+    /// Show each stage's cache state, output folder and recorded metrics.
+    Status(Target),
+    /// Table of the recorded metrics of every stage (sweep instances side by side).
+    Compare(Target),
+    /// Remove store entries no lockfile of this project refers to.
+    Gc {
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rewrite pipeline files in canonical format.
+    Fmt {
+        /// Files to format.
+        files: Vec<PathBuf>,
+        /// Fail instead of writing when a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the reference of the built-in stage kinds and types (or of one).
+    Doc {
+        /// A stage kind or type name.
+        name: Option<String>,
+    },
+}
+
+/// A pipeline file and parameter overrides.
+#[derive(Debug, Args)]
+struct Target {
+    /// The `.msnr` pipeline.
+    file: PathBuf,
+    /// Override a `param`: `--set gamma=10` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_override)]
+    set: Vec<(String, String)>,
+}
+
+/// Arguments of `msnr run`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only these stages (and what they read).
+    #[arg(long = "only", value_name = "STAGE")]
+    only: Vec<String>,
+    /// Stages run at once at most (default: the number of CPUs).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+}
+
+fn parse_override(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
+}
+
+/// A failed command.
+#[derive(Debug)]
+pub enum Failure {
+    /// Pipeline errors, rendered against their files.
+    Diagnostics(Diagnostics),
+    /// Anything else, already phrased.
+    Message(String),
+}
+
+impl From<OpenError> for Failure {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Invalid(d) => Self::Diagnostics(d),
+            OpenError::Other(m) => Self::Message(m),
+        }
+    }
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(d: Diagnostics) -> Self {
+        Self::Diagnostics(d)
+    }
+}
+
+/// Parses the arguments, runs the verb, reports any failure.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Diagnostics(d)) => {
+            eprint!("{}", render(&d));
+            ExitCode::FAILURE
+        }
+        Err(Failure::Message(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Check(t) => inspect::check(&t.file, &t.set),
+        Command::Plan(t) => inspect::plan(&t.file, &t.set),
+        Command::Run(a) => run::run(&a.target.file, &a.target.set, &a.only, a.jobs),
+        Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),
+        Command::Status(t) => inspect::status(&t.file, &t.set),
+        Command::Compare(t) => inspect::compare(&t.file, &t.set),
+        Command::Gc { dry_run } => maintain::gc(dry_run),
+        Command::Fmt { files, check } => maintain::fmt(&files, check),
+        Command::Doc { name } => maintain::doc(name.as_deref()),
+    }
+}
+
+/// Diagnostics in colour on a terminal, plain otherwise.
+fn render(d: &Diagnostics) -> String {
+    if !std::io::stderr().is_terminal() {
+        return d.render_plain();
+    }
+    let handler = miette::GraphicalReportHandler::new();
+    let mut out = String::new();
+    for diag in &d.0 {
+        let _ = handler.render_report(&mut out, diag);
+    }
+    out
+}

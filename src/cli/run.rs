@@ -1,0 +1,109 @@
+//! `msnr run`: execute what is stale, record the lockfile.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::Failure;
+use crate::cache::{LockEntry, LockVersions};
+use crate::run::executor::{Executor, Outcome};
+use crate::run::progress::Progress;
+use crate::run::project::Project;
+use crate::run::{keys, roots};
+use crate::stages::registry;
+
+/// Runs the pipeline (or the `only` stages and their inputs).
+pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: Option<usize>) -> Result<(), Failure> {
+    let mut project = Project::open(file, set)?;
+    let selected = select(&project, only)?;
+    refuse_unimplemented(&project, &selected)?;
+    let store = project.store()?;
+    let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
+    let keyer = project.keyer(&store)?;
+    let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let executor = Executor { pipeline: &project.pipeline, dag: &project.dag, store: &store, keyer: &keyer, pins, selected, jobs };
+    let outcomes = executor.run(&Progress::new());
+    keyer.into_memo().save().map_err(|e| Failure::Message(e.to_string()))?;
+    record(&mut project, &outcomes);
+    project.lockfile.write(&project.lock_path).map_err(|e| Failure::Message(e.to_string()))?;
+    roots::register(&project.root, &project.lock_path).map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
+    summarize(&project, &outcomes)
+}
+
+/// The stages to consider: all, or the named ones and everything they read.
+fn select(project: &Project, only: &[String]) -> Result<Vec<bool>, Failure> {
+    if only.is_empty() {
+        return Ok(vec![true; project.pipeline.stages.len()]);
+    }
+    let mut targets = Vec::new();
+    for name in only {
+        let i = project.pipeline.stages.iter().position(|s| &s.name == name).ok_or_else(|| {
+            let names: Vec<&str> = project.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+            Failure::Message(format!("--only {name}: no such stage (stages: {})", names.join(", ")))
+        })?;
+        targets.push(i);
+    }
+    Ok(project.dag.closure(&targets))
+}
+
+/// Refuses, before anything runs, stages whose kind is declared but not implemented.
+fn refuse_unimplemented(project: &Project, selected: &[bool]) -> Result<(), Failure> {
+    let missing: Vec<String> = project
+        .pipeline
+        .stages
+        .iter()
+        .zip(selected)
+        .filter(|(s, &sel)| sel && registry::kind(&s.kind).is_none())
+        .map(|(s, _)| format!("`{}` (kind `{}`)", s.name, s.kind))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Message(format!(
+        "cannot run {}: the stage kind is declared in the stdlib but has no implementation yet",
+        missing.join(", ")
+    )))
+}
+
+/// Writes the outcome of every completed stage into the lockfile; drops entries of stages no longer in the pipeline.
+fn record(project: &mut Project, outcomes: &BTreeMap<usize, Outcome>) {
+    let names: Vec<&str> = project.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+    project.lockfile.stages.retain(|k, _| names.contains(&k.as_str()));
+    for (&i, outcome) in outcomes {
+        let (Outcome::Cached(done) | Outcome::Ran(done, _)) = outcome else { continue };
+        let stage = &project.pipeline.stages[i];
+        let info = registry::kind(&stage.kind).expect("only implemented kinds run");
+        let entry = LockEntry {
+            kind: stage.kind.clone(),
+            key: done.entry.key.clone(),
+            key_fields: done.key.clone(),
+            output: done.entry.meta.output.clone(),
+            seed: keys::seed(stage),
+            versions: LockVersions {
+                msnr: env!("CARGO_PKG_VERSION").to_string(),
+                kind: info.version,
+                libtorch: done.key.torch.as_ref().map(|t| t.libtorch.clone()),
+            },
+            metrics: done.entry.meta.metrics.clone(),
+            pins: done.pins.clone(),
+        };
+        project.lockfile.stages.insert(stage.name.clone(), entry);
+    }
+}
+
+fn summarize(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(), Failure> {
+    let (mut ran, mut cached, mut failed) = (0, 0, Vec::new());
+    for (&i, outcome) in outcomes {
+        match outcome {
+            Outcome::Ran(..) => ran += 1,
+            Outcome::Cached(_) => cached += 1,
+            Outcome::Failed(_) | Outcome::Skipped(_) => failed.push(project.pipeline.stages[i].name.clone()),
+        }
+    }
+    eprintln!("msnr: {ran} ran, {cached} cached, {} failed or skipped", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!("stages did not complete: {}", failed.join(", "))))
+    }
+}

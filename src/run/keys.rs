@@ -1,0 +1,73 @@
+//! Computing a stage instance's cache key from its resolved parameters, the
+//! keys and output hashes of its inputs, its seed and (for torch stages) the
+//! device kind and libtorch version.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::cache::{self, CacheError, CacheKey, HashMemo, InputKey, TorchEnv};
+use crate::lang::{Stage, Value};
+use crate::stages::registry::KindInfo;
+
+use super::device;
+
+/// Key inputs shared by every stage of a run: the file-hash memo.
+pub struct Keyer {
+    memo: Mutex<HashMemo>,
+}
+
+impl Keyer {
+    /// Wraps a loaded memo.
+    #[must_use]
+    pub fn new(memo: HashMemo) -> Self {
+        Self { memo: Mutex::new(memo) }
+    }
+
+    /// The memo back (to save it).
+    ///
+    /// # Panics
+    /// If a thread panicked while hashing.
+    #[must_use]
+    pub fn into_memo(self) -> HashMemo {
+        self.memo.into_inner().expect("hash memo lock")
+    }
+
+    /// The cache key of `stage`, given its inputs' keys and output hashes by stage name.
+    ///
+    /// # Errors
+    /// A path parameter that cannot be read, or an unusable `device`.
+    pub fn key(&self, stage: &Stage, info: KindInfo, inputs: &BTreeMap<String, InputKey>) -> Result<CacheKey, String> {
+        let mut hash_path = |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
+        let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
+        let params = cache::canonical_params(&stage.params, &mut hash_path, &output).map_err(|e| e.to_string())?;
+        Ok(CacheKey {
+            kind: stage.kind.clone(),
+            version: info.version,
+            params,
+            inputs: inputs.clone(),
+            seed: seed(stage),
+            torch: if info.torch { Some(torch_env(stage)?) } else { None },
+        })
+    }
+}
+
+/// The stage's `seed` parameter, when its kind has one.
+#[must_use]
+pub fn seed(stage: &Stage) -> Option<u64> {
+    stage.params.get("seed").and_then(Value::as_int).and_then(|s| u64::try_from(s).ok())
+}
+
+/// The device a torch stage resolves to, with the libtorch version.
+///
+/// # Errors
+/// `device = cuda` without a GPU.
+pub fn torch_env(stage: &Stage) -> Result<TorchEnv, String> {
+    let requested = match stage.params.get("device") {
+        Some(Value::Ctor { name, .. }) => name.as_str(),
+        Some(Value::Str(s)) => s.as_str(),
+        _ => "auto",
+    };
+    let device = device::resolve(requested).map_err(|e| format!("parameter `device`: {e}"))?;
+    Ok(TorchEnv { device: device.to_string(), libtorch: device::LIBTORCH_VERSION.to_string() })
+}
