@@ -8,5 +8,6 @@
 pub mod dag;
 pub mod plan;
 pub mod render;
+pub mod shapes;
 
 pub use dag::Dag;

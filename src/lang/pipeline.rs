@@ -34,6 +34,9 @@ pub struct Stage {
     pub refs: Vec<(String, Span)>,
     /// The span of the whole declaration's name (primary label for stage-level errors).
     pub span: Span,
+    /// The span of each parameter's value as written (absent for defaults), so later
+    /// checks (e.g. a dataset that cannot fit the net) can point at the parameter.
+    pub param_spans: BTreeMap<String, Span>,
     /// For a swept instance: the sweep's base name and its bindings (`gamma` -> 5).
     pub sweep: Option<SweepInstance>,
 }

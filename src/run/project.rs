@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cache::{HashMemo, Lockfile, Store};
-use crate::graph::Dag;
+use crate::graph::{shapes, Dag};
 use crate::lang::{self, Diagnostics, Pipeline};
 
 use super::keys::Keyer;
@@ -42,6 +42,7 @@ impl Project {
     pub fn open(path: &Path, overrides: &[(String, String)]) -> Result<Self, OpenError> {
         let pipeline = lang::load(path, overrides).map_err(OpenError::Invalid)?;
         let dag = Dag::build(&pipeline).map_err(OpenError::Invalid)?;
+        shapes::check(&pipeline, &dag).map_err(OpenError::Invalid)?;
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);

@@ -1,1 +1,259 @@
-//! Integration tests: cli.
+//! End-to-end tests of the `msnr` binary: run, caching, plan reasons, failures,
+//! the store's atomicity under SIGKILL, the worker boundary and the lock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway project folder with a pipeline, driven through the real binary.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join(".msnr")).expect("store dir");
+        Self { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    /// Copies `examples/digits/<label>/*.png` (the first `per_class` of each) into `rel`.
+    fn digits(&self, rel: &str, per_class: usize) -> &Self {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digits");
+        for label in 0..10 {
+            let dst = self.path(&format!("{rel}/{label}"));
+            std::fs::create_dir_all(&dst).unwrap();
+            for n in 0..per_class {
+                std::fs::copy(src.join(format!("{label}/{n}.png")), dst.join(format!("{n}.png"))).unwrap();
+            }
+        }
+        self
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_msnr"));
+        cmd.args(args).current_dir(self.dir.path()).env("MSNR_PLAIN", "1").env_remove("MSNR_HOME");
+        cmd
+    }
+
+    fn msnr(&self, args: &[&str]) -> Run {
+        Run(self.cmd(args).output().expect("msnr runs"))
+    }
+
+    fn store_entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(".msnr/store"))
+            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn tmp_entries(&self) -> usize {
+        std::fs::read_dir(self.path(".msnr/tmp")).map_or(0, Iterator::count)
+    }
+}
+
+/// A finished command.
+struct Run(Output);
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    #[track_caller]
+    fn success(&self) -> &Self {
+        assert!(self.0.status.success(), "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+        self
+    }
+    #[track_caller]
+    fn failure(&self) -> &Self {
+        assert!(!self.0.status.success(), "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+        self
+    }
+    #[track_caller]
+    fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(self.stderr().contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr());
+        self
+    }
+    #[track_caller]
+    fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(self.stdout().contains(needle), "stdout lacks {needle:?}:\n{}", self.stdout());
+        self
+    }
+}
+
+const DIGITS: &str = "stage digits = images { path = \"digits\", channels = 1 }\n";
+
+#[test]
+fn run_then_rerun_is_fully_cached() {
+    let p = Project::new();
+    p.digits("digits", 2).write("p.msnr", DIGITS);
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("1 ran, 0 cached");
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("0 ran, 1 cached");
+    let lock = std::fs::read_to_string(p.path("p.msnr.lock")).unwrap();
+    assert!(lock.contains("\"digits\""), "{lock}");
+    assert_eq!(p.store_entries().len(), 1);
+}
+
+#[test]
+fn plan_says_why_a_stage_is_stale() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", DIGITS);
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("never run");
+    p.msnr(&["run", "p.msnr"]).success();
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("cached");
+    p.write("p.msnr", "stage digits = images { path = \"digits\", channels = 3 }\n");
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("channels: 1 -> 3");
+    std::fs::write(p.path("digits/0/0.png"), std::fs::read(p.path("digits/1/0.png")).unwrap()).unwrap();
+    p.write("p.msnr", DIGITS);
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("param path");
+}
+
+#[test]
+fn param_override_changes_the_key() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", "param ch = 1\nstage digits = images { path = \"digits\", channels = ch }\n");
+    p.msnr(&["run", "p.msnr"]).success();
+    p.msnr(&["plan", "p.msnr", "--set", "ch=3"]).success().stdout_has("channels: 1 -> 3");
+}
+
+#[test]
+fn corrupt_image_fails_naming_it_and_caches_nothing() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", DIGITS).write("digits/3/bad.png", "not a png");
+    p.msnr(&["run", "p.msnr"]).failure().stderr_has("bad.png");
+    assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
+    assert_eq!(p.tmp_entries(), 0);
+    std::fs::remove_file(p.path("digits/3/bad.png")).unwrap();
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("1 ran");
+}
+
+#[test]
+fn declared_but_unimplemented_kind_is_refused_before_running() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage s = fid { samples = digits, reference = digits }\n",
+    );
+    p.msnr(&["run", "p.msnr"]).failure().stderr_has("`s` (kind `fid`)");
+    assert!(p.store_entries().is_empty());
+}
+
+#[test]
+fn failed_stage_skips_its_readers() {
+    let p = Project::new();
+    p.write("p.msnr", "stage a = images { path = \"missing\", channels = 1 }\nstage b = crop { images = a, size = 8 }\n");
+    p.msnr(&["run", "p.msnr"]).failure().stderr_has("b: skipped").stderr_has("a: FAILED");
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", "stage a = images { path = \"digits\", channels = 1 }\nstage b = crop { images = a, recipe = adm {}, size = 8 }\n");
+    p.msnr(&["graph", "p.msnr"]).success().stdout_has("n0 -> n1;");
+    p.msnr(&["graph", "p.msnr", "--format", "mermaid"]).success().stdout_has("n0 --> n1");
+}
+
+#[test]
+fn dependency_cycle_lists_every_stage() {
+    let p = Project::new();
+    p.write(
+        "p.msnr",
+        "stage a = crop { images = c, size = 8 }\nstage b = crop { images = a, size = 8 }\nstage c = crop { images = b, size = 8 }\n",
+    );
+    p.msnr(&["check", "p.msnr"]).failure().stderr_has("dependency cycle between stages `a`, `b`, `c`");
+}
+
+#[test]
+fn gc_removes_unreferenced_entries() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", DIGITS);
+    p.msnr(&["run", "p.msnr"]).success();
+    p.write("p.msnr", "stage digits = images { path = \"digits\", channels = 3 }\n");
+    p.msnr(&["run", "p.msnr"]).success();
+    assert_eq!(p.store_entries().len(), 2);
+    p.msnr(&["gc"]).success().stdout_has("freed");
+    assert_eq!(p.store_entries().len(), 1);
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("0 ran, 1 cached");
+}
+
+/// Writes a fake worker that kills itself, standing in for a worker that crashes or is OOM-killed.
+fn crashing_worker(p: &Project) -> PathBuf {
+    let path = p.path("fake-worker.sh");
+    std::fs::write(&path, "#!/bin/sh\necho 'about to crash' >&2\nkill -KILL $$\n").unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn worker_crash_fails_the_stage_cleanly() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
+    );
+    let worker = crashing_worker(&p);
+    let out = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
+    out.failure().stderr_has("killed by SIGKILL").stderr_has("about to crash");
+    assert_eq!(p.store_entries().len(), 1, "only `digits` is cached");
+    assert_eq!(p.tmp_entries(), 0);
+}
+
+/// Waits until `cond` holds, polling every few milliseconds.
+fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn sigkill_mid_stage_leaves_no_corrupt_entry_and_redoes_only_that_stage() {
+    let p = Project::new();
+    p.digits("small", 1).digits("big", 10);
+    p.write("p.msnr", "stage small = images { path = \"small\", channels = 1 }\nstage big = images { path = \"big\", channels = 1 }\nstage crop = crop { images = big, recipe = adm {}, size = 16 }\n");
+    p.msnr(&["run", "p.msnr", "--only", "small"]).success();
+    assert_eq!(p.store_entries().len(), 1);
+    let mut child = p.cmd(&["run", "p.msnr", "--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("a stage to start", Duration::from_secs(30), || p.tmp_entries() > 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(p.store_entries().len(), 1, "no entry of the killed stage is visible");
+    let again = p.msnr(&["run", "p.msnr"]);
+    again.success().stderr_has("small: cached").stderr_has("2 ran, 1 cached");
+    assert_eq!(p.tmp_entries(), 0, "the leftover temporary folder was removed");
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
+    );
+    let worker = p.path("slow-worker.sh");
+    let marker = p.path("worker-started");
+    std::fs::write(&worker, format!("#!/bin/sh\ntouch '{}'\nsleep 1.5\necho '@msnr {{\"error\":\"slow fake worker\"}}'\n", marker.display())).unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let first = p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for("the first run's worker", Duration::from_secs(30), || marker.exists());
+    let second = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
+    let first = Run(first.wait_with_output().unwrap());
+    first.failure().stderr_has("slow fake worker");
+    second.failure().stderr_has("waiting for another msnr process").stderr_has("digits: cached");
+}
