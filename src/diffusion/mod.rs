@@ -1,4 +1,12 @@
 //! Diffusion numerics and models on libtorch: schedules, targets, weightings,
-//! the loss, the ViT and the UNet.
+//! the loss, timestep sampling, the flat-buffer optimizer and EMA, the ViT and the UNet.
 
+pub mod ema;
+pub mod flat;
+pub mod loss;
 pub mod models;
+pub mod optimizer;
+pub mod schedule;
+pub mod target;
+pub mod timesteps;
+pub mod weighting;
