@@ -17,6 +17,7 @@ fn main() {
     };
     println!("cargo:rustc-env=MSNR_LIBTORCH_LIB={}", lib.display());
     println!("cargo:rustc-env=MSNR_LIBTORCH_VERSION={}", torch_version(&lib));
+    compile_autocast_shim(&lib);
     for bin in [WORKER] {
         println!("cargo:rustc-link-arg-bin={bin}=-Wl,-rpath,{}", lib.display());
         if lib.join("libtorch_cuda.so").exists() {
@@ -52,4 +53,21 @@ fn torch_version(lib: &std::path::Path) -> String {
     text.lines()
         .find_map(|l| l.strip_prefix("__version__ = "))
         .map_or_else(|| "unknown".into(), |v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+}
+
+/// Compiles `src/stages/train/autocast.cpp` (sets libtorch's CUDA autocast
+/// dtype, which tch does not bind) against the headers beside `lib`.
+fn compile_autocast_shim(lib: &std::path::Path) {
+    let src = "src/stages/train/autocast.cpp";
+    println!("cargo:rerun-if-changed={src}");
+    let include = lib.parent().unwrap_or(lib).join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file(src)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("msnr_autocast");
 }
