@@ -138,7 +138,12 @@ fn is_tar(head: &[u8]) -> bool {
 /// # Errors
 /// The first unsafe entry, a write failure, or a malformed archive; what was
 /// extracted so far stays in `dest` (the caller discards it).
-pub fn extract(archive: &Path, format: Format, dest: &Path, reporter: &dyn Reporter) -> Result<Extracted, ArchiveError> {
+pub fn extract(
+    archive: &Path,
+    format: Format,
+    dest: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Extracted, ArchiveError> {
     let corrupt = |e: io::Error| ArchiveError::Corrupt { format: format.name(), message: e.to_string() };
     let mut tree = SafeTree::new(dest).map_err(|e| ArchiveError::Entry { entry: ".".into(), source: e })?;
     let file = File::open(archive).map_err(corrupt)?;

@@ -68,7 +68,8 @@ pub fn run_with(spec: &StageSpec, reporter: &dyn Reporter, policy: &RetryPolicy)
     #[allow(clippy::cast_precision_loss)]
     let metrics = BTreeMap::from([("bytes".to_owned(), bytes as f64), ("files".to_owned(), files as f64)]);
     // With no checksum in the pipeline, the lockfile pins what this run fetched.
-    let pins = if params.expected.is_empty() { BTreeMap::from([(SHA256_PIN.to_owned(), sha256)]) } else { BTreeMap::new() };
+    let pins =
+        if params.expected.is_empty() { BTreeMap::from([(SHA256_PIN.to_owned(), sha256)]) } else { BTreeMap::new() };
     Ok(StageResult { metrics, pins })
 }
 
@@ -101,8 +102,8 @@ fn verify(
     partial: &Partial,
     reporter: &dyn Reporter,
 ) -> Result<String, StageError> {
-    let actual = checksum::digest(local, params.expected.blake3.is_some(), reporter)
-        .map_err(|e| StageError::io(local, e))?;
+    let actual =
+        checksum::digest(local, params.expected.blake3.is_some(), reporter).map_err(|e| StageError::io(local, e))?;
     let pinned = spec.pins.get(SHA256_PIN).map(String::as_str);
     params.expected.verify(&actual, pinned, &params.url).map_err(|message| {
         if matches!(params.source, Source::Http(_)) {
@@ -116,7 +117,13 @@ fn verify(
 
 /// Fills `out_dir`: the archive's entries when extracting one, otherwise the
 /// file itself under `name`. Returns the number of files written.
-fn place(params: &Params, local: &Path, name: &str, out_dir: &Path, reporter: &dyn Reporter) -> Result<u64, StageError> {
+fn place(
+    params: &Params,
+    local: &Path,
+    name: &str,
+    out_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<u64, StageError> {
     fs::create_dir_all(out_dir).map_err(|e| StageError::io(out_dir, e))?;
     let format = if params.extract { Format::detect(local, name).map_err(|e| StageError::io(local, e))? } else { None };
     if let Some(format) = format {

@@ -141,28 +141,25 @@ impl SafeTree {
     fn check_link_dir(&self, name: &Path, path: &Path) -> Result<(), ArchiveError> {
         match fs::canonicalize(path) {
             Ok(real) if real.starts_with(&self.root) && real.is_dir() => Ok(()),
-            _ => Err(unsafe_entry(
-                name,
-                format!("passes through the symlink `{}`, which does not lead to a folder inside the output", {
-                    path.strip_prefix(&self.root).unwrap_or(path).display()
-                }),
-            )),
+            _ => {
+                let link = path.strip_prefix(&self.root).unwrap_or(path).display();
+                let reason =
+                    format!("passes through the symlink `{link}`, which does not lead to a folder inside the output");
+                Err(unsafe_entry(name, reason))
+            }
         }
     }
 
     /// The real path of the earlier entry `target`, which must be a regular
     /// file inside the root.
     fn resolve_inside(&self, name: &Path, target: &Path) -> Result<PathBuf, ArchiveError> {
-        let rel = relative(target)
-            .map_err(|_| unsafe_entry(name, format!("is a hard link to `{}`, outside the archive", target.display())))?;
-        match fs::canonicalize(self.root.join(rel)) {
+        let shown = target.display();
+        let inside = relative(target)
+            .map_err(|_| unsafe_entry(name, format!("is a hard link to `{shown}`, outside the archive")))?;
+        match fs::canonicalize(self.root.join(inside)) {
             Ok(real) if real.starts_with(&self.root) && real.is_file() => Ok(real),
-            Ok(_) => Err(unsafe_entry(name, format!("is a hard link to `{}`, not a file inside the output", {
-                target.display()
-            }))),
-            Err(e) => Err(entry_error(name, io::Error::new(e.kind(), format!("hard link target `{}`: {e}", {
-                target.display()
-            })))),
+            Ok(_) => Err(unsafe_entry(name, format!("is a hard link to `{shown}`, not a file inside the output"))),
+            Err(e) => Err(entry_error(name, io::Error::new(e.kind(), format!("hard link target `{shown}`: {e}")))),
         }
     }
 }

@@ -126,15 +126,20 @@ fn try_once(agent: &Agent, url: &str, partial: &Partial, reporter: &dyn Reporter
     }
     let got = receive(response.into_body(), &partial.path, start, total, reporter)?;
     match total {
-        Some(total) if got < total => Err(Failure::transient(format!(
-            "body shorter than Content-Length: expected {total} bytes, got {got}"
-        ))),
+        Some(total) if got < total => {
+            Err(Failure::transient(format!("body shorter than Content-Length: expected {total} bytes, got {got}")))
+        }
         _ => Ok(got),
     }
 }
 
 /// The GET request, with a `Range` (and `If-Range`) header when resuming.
-fn request(agent: &Agent, url: &str, partial: &Partial, have: u64) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+fn request(
+    agent: &Agent,
+    url: &str,
+    partial: &Partial,
+    have: u64,
+) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
     let mut req = agent.get(url).header(header::ACCEPT_ENCODING, "identity");
     if have > 0 {
         req = req.header(header::RANGE, format!("bytes={have}-"));
@@ -244,10 +249,12 @@ fn receive(body: Body, path: &Path, start: u64, total: Option<u64>, reporter: &d
     out.flush().map_err(io_fail)?;
     match copied {
         Ok(()) => Ok(meter.done),
-        Err(Copy::Read(e)) => {
-            let expected = total.map_or_else(String::new, |t| format!(" of {t}"));
-            Err(Failure::transient(format!("connection lost after {}{expected} bytes: {e}", meter.done)))
-        }
+        Err(Copy::Read(e)) => Err(Failure::transient(match total {
+            Some(total) => {
+                format!("body shorter than Content-Length: expected {total} bytes, got {} ({e})", meter.done)
+            }
+            None => format!("connection lost after {} bytes: {e}", meter.done),
+        })),
         Err(Copy::Write(e)) => Err(io_fail(e)),
     }
 }
