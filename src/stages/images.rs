@@ -1,19 +1,190 @@
-//! The `images` stage (placeholder until its issue lands).
+//! The `images` stage (a folder of image files becomes a dataset, labelled as
+//! torchvision's `ImageFolder` labels it) and the `mnist` stage (the bundled
+//! MNIST-5k digits become a dataset).
+
+use std::path::PathBuf;
 
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
+use crate::data::import::import_files;
+use crate::data::{folder, mnist, DType, DatasetWriter, Manifest, Raster};
+use crate::lang::Value;
 
-/// Runs the stage.
+/// `kind images -> dataset { path: files, channels: int = 3 }`.
 ///
 /// # Errors
-/// Always, until implemented.
-pub fn run(spec: &StageSpec, _reporter: &dyn Reporter) -> Result<StageResult, StageError> {
-    Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", spec.kind)))
+/// A bad parameter, an unreadable or corrupt image (named), or images of
+/// different sizes (the first mismatch named, with a hint to use `crop`).
+pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let channels = channels(spec, "channels")?;
+    let root = source_dir(spec, "path")?;
+    let images = folder::scan(&root)?;
+    let keep = |raster: Raster| Ok(raster);
+    let manifest = import_files(&images, channels, &keep, &spec.out_dir, reporter)?;
+    Ok(metrics(&manifest))
 }
 
-/// Runs the bundled MNIST-5k import.
+/// `kind mnist -> dataset { count: int = 5000 }`: the first `count` bundled
+/// digits as a `[1, 28, 28]` u8 dataset with classes `0`..`9`.
 ///
 /// # Errors
-/// Always, until implemented.
-pub fn run_mnist(spec: &StageSpec, _reporter: &dyn Reporter) -> Result<StageResult, StageError> {
-    Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", spec.kind)))
+/// When `count` is outside `1..=5000`, or the output cannot be written.
+pub fn run_mnist(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let count = spec.int("count")?;
+    let range = 1..=mnist::COUNT;
+    let count = usize::try_from(count).ok().filter(|c| range.contains(c)).ok_or_else(|| {
+        StageError::param("count", format!("must be in 1..={} (MNIST-5k holds that many digits), got {count}", mnist::COUNT))
+    })?;
+    let (pixels, labels) = mnist::load(count)?;
+    let classes = mnist::CLASSES.map(String::from).to_vec();
+    let mut writer = DatasetWriter::create(&spec.out_dir, [1, mnist::SIDE, mnist::SIDE], DType::U8, classes)?;
+    for (digit, label) in pixels.chunks_exact(mnist::SIDE * mnist::SIDE).zip(labels) {
+        writer.push(digit, label)?;
+    }
+    let manifest = writer.finish()?;
+    reporter.progress(count as u64, count as u64, "digits");
+    Ok(metrics(&manifest))
+}
+
+/// The folder parameter `name` points at: a local path, or the output of an
+/// upstream stage (a `download`, or a dataset for stages that accept one).
+///
+/// # Errors
+/// When the parameter is neither.
+pub fn source_dir(spec: &StageSpec, name: &str) -> Result<PathBuf, StageError> {
+    match spec.param(name)? {
+        Value::Path(path) => Ok(path.clone()),
+        Value::Stage(_) => spec.input(name).map(PathBuf::from),
+        other => Err(StageError::param(name, format!("expected a folder or a stage, got {other}"))),
+    }
+}
+
+/// Parameter `name` as a channel count: 1 (Pillow mode L) or 3 (RGB).
+///
+/// # Errors
+/// When it is not 1 or 3.
+pub fn channels(spec: &StageSpec, name: &str) -> Result<usize, StageError> {
+    match spec.int(name)? {
+        1 => Ok(1),
+        3 => Ok(3),
+        other => Err(StageError::param(name, format!("must be 1 (grayscale, L) or 3 (RGB), got {other}"))),
+    }
+}
+
+/// The metrics every dataset-producing stage records.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn metrics(manifest: &Manifest) -> StageResult {
+    let mut result = StageResult::default();
+    result.metrics.insert("images".into(), manifest.count as f64);
+    result.metrics.insert("classes".into(), manifest.classes.len() as f64);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use image::{GrayImage, RgbImage};
+
+    use super::*;
+    use crate::data::Dataset;
+    use crate::stages::spec::Silent;
+
+    fn spec(kind: &str, out: &Path, params: &[(&str, Value)]) -> StageSpec {
+        StageSpec {
+            name: "s".into(),
+            kind: kind.into(),
+            params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            inputs: BTreeMap::new(),
+            out_dir: out.to_owned(),
+            work_dir: out.to_owned(),
+            seed: 0,
+            device: "cpu".into(),
+            pins: BTreeMap::new(),
+        }
+    }
+
+    fn images_spec(root: &Path, out: &Path, channels: i64) -> StageSpec {
+        spec("images", out, &[("path", Value::Path(root.to_owned())), ("channels", Value::Int(channels))])
+    }
+
+    fn save_rgb(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_pixel(w, h, image::Rgb(rgb)).save(path).unwrap();
+    }
+
+    #[test]
+    fn imports_classes_in_sorted_order_as_chw() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("in"), dir.path().join("out"));
+        save_rgb(&root.join("zebra/1.png"), 2, 2, [1, 2, 3]);
+        save_rgb(&root.join("ant/1.png"), 2, 2, [10, 200, 30]);
+        let result = run(&images_spec(&root, &out, 3), &Silent).unwrap();
+        assert_eq!(result.metrics, BTreeMap::from([("classes".into(), 2.0), ("images".into(), 2.0)]));
+        let ds = Dataset::open(&out).unwrap();
+        assert_eq!(ds.manifest().classes, vec!["ant", "zebra"]);
+        let (images, labels) = ds.read_all().unwrap();
+        assert_eq!(labels, vec![0, 1]);
+        assert_eq!(&images.as_u8().unwrap()[..12], &[10, 10, 10, 10, 200, 200, 200, 200, 30, 30, 30, 30]);
+    }
+
+    #[test]
+    fn channels_one_applies_pillow_luma_and_keeps_gray() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("in"), dir.path().join("out"));
+        save_rgb(&root.join("a.png"), 1, 1, [10, 200, 30]);
+        GrayImage::from_pixel(1, 1, image::Luma([42])).save(root.join("b.png")).unwrap();
+        run(&images_spec(&root, &out, 1), &Silent).unwrap();
+        let (images, _) = Dataset::open(&out).unwrap().read_all().unwrap();
+        assert_eq!(images.as_u8().unwrap(), &[124, 42]);
+    }
+
+    #[test]
+    fn size_mismatch_names_the_file_and_suggests_crop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("in"), dir.path().join("out"));
+        save_rgb(&root.join("a.png"), 4, 4, [0; 3]);
+        save_rgb(&root.join("b.jpg"), 4, 3, [0; 3]);
+        let err = run(&images_spec(&root, &out, 3), &Silent).unwrap_err().to_string();
+        assert!(err.contains("b.jpg: image is 4x3, but ") && err.contains("a.png is 4x4"), "{err}");
+        assert!(err.contains("`crop`"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_file_fails_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("in"), dir.path().join("out"));
+        save_rgb(&root.join("a.png"), 4, 4, [0; 3]);
+        std::fs::write(root.join("broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+        let err = run(&images_spec(&root, &out, 3), &Silent).unwrap_err().to_string();
+        assert!(err.contains("broken.jpg") && err.contains("cannot decode"), "{err}");
+    }
+
+    #[test]
+    fn bad_channels_name_the_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(&images_spec(dir.path(), dir.path(), 2), &Silent).unwrap_err().to_string();
+        assert_eq!(err, "parameter `channels`: must be 1 (grayscale, L) or 3 (RGB), got 2");
+    }
+
+    #[test]
+    fn mnist_count_bounds_name_the_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [0, 5001, -3] {
+            let err = run_mnist(&spec("mnist", dir.path(), &[("count", Value::Int(bad))]), &Silent).unwrap_err();
+            assert!(err.to_string().starts_with("parameter `count`: must be in 1..=5000"), "{err}");
+        }
+    }
+
+    #[test]
+    fn mnist_writes_a_digit_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let result = run_mnist(&spec("mnist", dir.path(), &[("count", Value::Int(30))]), &Silent).unwrap();
+        assert_eq!(result.metrics["images"], 30.0);
+        let ds = Dataset::open(dir.path()).unwrap();
+        let m = ds.manifest();
+        assert_eq!((m.count, m.channels, m.height, m.width, m.classes.len()), (30, 1, 28, 28, 10));
+        assert_eq!(ds.read_all().unwrap().1[..12], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    }
 }

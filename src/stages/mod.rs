@@ -4,6 +4,7 @@
 //! Kinds that need libtorch run only in the `msnr-worker` process; their
 //! dispatch lives in [`torch`], which the front end binary never calls.
 
+pub mod archive;
 pub mod crop;
 pub mod download;
 pub mod images;

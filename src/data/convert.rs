@@ -1,0 +1,104 @@
+//! Decoding an image file and converting it to RGB or L exactly as Pillow's
+//! `Image.open(path).convert("RGB" | "L")` does.
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageReader};
+
+use super::error::DataError;
+use super::raster::Raster;
+
+/// Pillow's grayscale of one RGB pixel: ITU-R 601-2 luma,
+/// `L = R * 299/1000 + G * 587/1000 + B * 114/1000`, which Pillow computes in
+/// 16-bit fixed point and rounds (`L24` in Pillow's `libImaging/Convert.c`:
+/// `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`).
+#[must_use]
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
+    let l = (u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16;
+    u8::try_from(l).expect("the weights sum to 65536, so L <= 255")
+}
+
+/// Decodes `path` (PNG or JPEG, told by content, else by extension) into `channels` (1 or 3) channels.
+///
+/// # Errors
+/// When the file cannot be read or is not a decodable image; the message names it.
+pub fn decode(path: &Path, channels: usize) -> Result<Raster, DataError> {
+    let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| DataError::io(path, e))?;
+    let image = reader.decode().map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
+    Ok(convert(&image, channels))
+}
+
+/// Converts a decoded image to L (`channels == 1`) or RGB (otherwise) as
+/// Pillow's `convert` does: alpha is dropped, gray is replicated to RGB, RGB
+/// becomes L by [`luma`], and 16-bit samples keep their high byte (Pillow's
+/// PNG raw mode `RGB;16B`).
+#[must_use]
+pub fn convert(image: &DynamicImage, channels: usize) -> Raster {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let gray = match image {
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLumaA8(_) => Some(image.to_luma8().into_raw()),
+        DynamicImage::ImageLuma16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
+        DynamicImage::ImageLumaA16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
+        _ => None,
+    };
+    match (gray, channels) {
+        (Some(l), 1) => Raster::new(w, h, 1, l),
+        (Some(l), _) => Raster::new(w, h, 3, l.iter().flat_map(|&v| [v, v, v]).collect()),
+        (None, 1) => Raster::new(w, h, 1, rgb(image).chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect()),
+        (None, _) => Raster::new(w, h, 3, rgb(image)),
+    }
+}
+
+fn rgb(image: &DynamicImage) -> Vec<u8> {
+    match image {
+        DynamicImage::ImageRgb16(im) => im.as_raw().iter().map(|&v| high_byte(v)).collect(),
+        DynamicImage::ImageRgba16(im) => im.pixels().flat_map(|p| [0, 1, 2].map(|c| high_byte(p.0[c]))).collect(),
+        other => other.to_rgb8().into_raw(),
+    }
+}
+
+fn high_byte(v: u16) -> u8 {
+    v.to_be_bytes()[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayAlphaImage, RgbImage, RgbaImage};
+
+    #[test]
+    fn luma_matches_pillow_fixed_point() {
+        // Pillow 13: Image.new("RGB", (1, 1), c).convert("L").getpixel((0, 0)).
+        assert_eq!(luma(255, 255, 255), 255);
+        assert_eq!(luma(255, 0, 0), 76);
+        assert_eq!(luma(0, 255, 0), 150);
+        assert_eq!(luma(0, 0, 255), 29);
+        assert_eq!(luma(10, 200, 30), 124);
+    }
+
+    #[test]
+    fn rgba_drops_alpha_and_gray_replicates() {
+        let rgba = DynamicImage::ImageRgba8(RgbaImage::from_raw(1, 1, vec![10, 200, 30, 7]).unwrap());
+        assert_eq!(convert(&rgba, 3).data, vec![10, 200, 30]);
+        assert_eq!(convert(&rgba, 1).data, vec![124]);
+        let la = DynamicImage::ImageLumaA8(GrayAlphaImage::from_raw(1, 1, vec![42, 0]).unwrap());
+        assert_eq!(convert(&la, 3).data, vec![42, 42, 42]);
+        assert_eq!(convert(&la, 1).data, vec![42]);
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.png");
+        std::fs::write(&text, "not an image").unwrap();
+        let err = decode(&text, 3).unwrap_err().to_string();
+        assert!(err.contains("notes.png: cannot decode image") && err.contains("PNG signature"), "{err}");
+        let png = dir.path().join("cut.png");
+        RgbImage::new(8, 8).save(&png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        std::fs::write(&png, &bytes[..bytes.len() / 2]).unwrap();
+        let err = decode(&png, 3).unwrap_err().to_string();
+        assert!(err.contains("cut.png") && err.contains("cannot decode"), "{err}");
+    }
+}

@@ -1,0 +1,118 @@
+//! The image-import pipeline shared by the `images` and `crop` stages: decode
+//! and transform files in parallel (rayon), in file order, in bounded chunks,
+//! and append them to a [`DatasetWriter`] that checks they share one size.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::convert::decode;
+use super::error::DataError;
+use super::folder::ImageFolder;
+use super::manifest::{DType, Manifest};
+use super::raster::Raster;
+use super::writer::DatasetWriter;
+use crate::stages::Reporter;
+
+/// Files decoded in parallel between two writes (bounds memory on big folders).
+pub const CHUNK: usize = 256;
+
+/// A per-image step after decoding (a crop recipe); `Err` is a message about that image.
+pub type Transform<'a> = &'a (dyn Fn(Raster) -> Result<Raster, String> + Sync);
+
+/// One transformed image, already in the dataset's CHW layout.
+pub struct Item {
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// Channels.
+    pub channels: usize,
+    /// The pixels, CHW.
+    pub chw: Vec<u8>,
+}
+
+impl From<Raster> for Item {
+    fn from(r: Raster) -> Self {
+        Self { width: r.width, height: r.height, channels: r.channels, chw: r.to_chw() }
+    }
+}
+
+/// Decodes every file of `folder` to `channels` channels, applies `transform`,
+/// and writes the dataset into `out_dir`.
+///
+/// # Errors
+/// The first failing file in folder order (unreadable, corrupt, rejected by
+/// `transform`, or of another size than the first image), named.
+pub fn import_files(
+    folder: &ImageFolder,
+    channels: usize,
+    transform: Transform<'_>,
+    out_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Manifest, DataError> {
+    let total = folder.files.len() as u64;
+    let mut sink = UniformSink::new(out_dir, folder.classes.clone());
+    let mut done = 0;
+    for chunk in folder.files.chunks(CHUNK) {
+        let items: Vec<Result<Item, DataError>> = chunk
+            .par_iter()
+            .map(|(path, _)| {
+                let raster = decode(path, channels)?;
+                transform(raster).map(Item::from).map_err(|message| DataError::invalid(path, message))
+            })
+            .collect();
+        for ((path, label), item) in chunk.iter().zip(items) {
+            sink.push(path, item?, *label)?;
+        }
+        done += chunk.len() as u64;
+        reporter.progress(done, total, "images");
+    }
+    sink.finish()
+}
+
+/// A dataset writer created on the first item, refusing items of another shape.
+pub struct UniformSink {
+    out_dir: PathBuf,
+    classes: Vec<String>,
+    first: Option<(PathBuf, DatasetWriter)>,
+}
+
+impl UniformSink {
+    /// A sink writing a `u8` dataset with `classes` into `out_dir`.
+    #[must_use]
+    pub fn new(out_dir: &Path, classes: Vec<String>) -> Self {
+        Self { out_dir: out_dir.to_owned(), classes, first: None }
+    }
+
+    /// Appends `item`, read from `source` (named in errors), with `label`.
+    ///
+    /// # Errors
+    /// When its size differs from the first item's, or the write fails.
+    pub fn push(&mut self, source: &Path, item: Item, label: i64) -> Result<(), DataError> {
+        if self.first.is_none() {
+            let shape = [item.channels, item.height, item.width];
+            let writer = DatasetWriter::create(&self.out_dir, shape, DType::U8, self.classes.clone())?;
+            self.first = Some((source.to_owned(), writer));
+        }
+        let (first, writer) = self.first.as_mut().expect("set above");
+        let m = writer.manifest();
+        if (item.width, item.height) != (m.width, m.height) {
+            let (w, h, ew, eh, f) = (item.width, item.height, m.width, m.height, first.display());
+            let hint = "all images must share one size; use the `crop` stage to make them uniform";
+            return Err(DataError::invalid(source, format!("image is {w}x{h}, but {f} is {ew}x{eh}: {hint}")));
+        }
+        writer.push(&item.chw, label)
+    }
+
+    /// Writes the last shard and the manifest.
+    ///
+    /// # Errors
+    /// When nothing was pushed or a write fails.
+    pub fn finish(self) -> Result<Manifest, DataError> {
+        match self.first {
+            Some((_, writer)) => writer.finish(),
+            None => Err(DataError::invalid(&self.out_dir, "no images to write")),
+        }
+    }
+}

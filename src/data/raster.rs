@@ -1,0 +1,81 @@
+//! [`Raster`]: one decoded 8-bit image, pixels interleaved row by row (HWC),
+//! as Pillow and `numpy.asarray(img)` hold them.
+
+/// An 8-bit image with 1 (L) or 3 (RGB) interleaved channels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Raster {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Channels per pixel.
+    pub channels: usize,
+    /// `height * width * channels` bytes, HWC order.
+    pub data: Vec<u8>,
+}
+
+impl Raster {
+    /// Wraps HWC `data`.
+    ///
+    /// # Panics
+    /// When `data` does not hold `height * width * channels` bytes (a caller bug).
+    #[must_use]
+    pub fn new(width: usize, height: usize, channels: usize, data: Vec<u8>) -> Self {
+        assert_eq!(data.len(), width * height * channels, "raster buffer size");
+        Self { width, height, channels, data }
+    }
+
+    /// Builds a raster from one CHW item of a dataset.
+    #[must_use]
+    pub fn from_chw(chw: &[u8], channels: usize, height: usize, width: usize) -> Self {
+        let plane = height * width;
+        let data = (0..plane).flat_map(|p| (0..channels).map(move |c| chw[c * plane + p])).collect();
+        Self::new(width, height, channels, data)
+    }
+
+    /// The pixels in CHW order (planar), as a dataset stores them.
+    #[must_use]
+    pub fn to_chw(&self) -> Vec<u8> {
+        if self.channels == 1 {
+            return self.data.clone();
+        }
+        let c = self.channels;
+        (0..c).flat_map(|ch| self.data.iter().skip(ch).step_by(c).copied()).collect()
+    }
+
+    /// The `width x height` window whose top-left corner is `(left, top)`; like
+    /// Pillow's `img.crop((left, top, left + width, top + height))` inside the image.
+    ///
+    /// # Panics
+    /// When the window leaves the image (callers check first).
+    #[must_use]
+    pub fn crop(&self, left: usize, top: usize, width: usize, height: usize) -> Self {
+        assert!(left + width <= self.width && top + height <= self.height, "crop window inside the image");
+        let row = self.width * self.channels;
+        let data = (top..top + height)
+            .flat_map(|y| {
+                let start = y * row + left * self.channels;
+                self.data[start..start + width * self.channels].iter().copied()
+            })
+            .collect();
+        Self::new(width, height, self.channels, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chw_round_trip() {
+        let r = Raster::new(2, 1, 3, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(r.to_chw(), vec![1, 4, 2, 5, 3, 6]);
+        assert_eq!(Raster::from_chw(&r.to_chw(), 3, 1, 2), r);
+    }
+
+    #[test]
+    fn crop_takes_the_window() {
+        let r = Raster::new(3, 3, 1, (0..9).collect());
+        assert_eq!(r.crop(1, 1, 2, 2).data, vec![4, 5, 7, 8]);
+    }
+}

@@ -1,0 +1,252 @@
+//! [`Dataset`]: opens a dataset folder, checks every shard's header against the
+//! manifest up front, and reads shards into plain NCHW buffers.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::tensor::{Metadata, SafeTensors, TensorInfo};
+
+use super::error::DataError;
+use super::manifest::{DType, Manifest};
+
+/// The `images` of a shard or dataset, contiguous NCHW.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Images {
+    /// Pixels 0..=255.
+    U8(Vec<u8>),
+    /// Floats (latents).
+    F32(Vec<f32>),
+}
+
+impl Images {
+    /// Elements held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Self::U8(v) => v.len(),
+            Self::F32(v) => v.len(),
+        }
+    }
+
+    /// Whether no element is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pixels, when the dtype is `u8`.
+    #[must_use]
+    pub fn as_u8(&self) -> Option<&[u8]> {
+        match self {
+            Self::U8(v) => Some(v),
+            Self::F32(_) => None,
+        }
+    }
+
+    /// The floats, when the dtype is `f32`.
+    #[must_use]
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            Self::F32(v) => Some(v),
+            Self::U8(_) => None,
+        }
+    }
+
+    fn extend(&mut self, other: Self) {
+        match (self, other) {
+            (Self::U8(a), Self::U8(b)) => a.extend(b),
+            (Self::F32(a), Self::F32(b)) => a.extend(b),
+            _ => unreachable!("shards of one dataset share its dtype (checked on open)"),
+        }
+    }
+}
+
+/// One shard's content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shard {
+    /// `[n, c, h, w]` items.
+    pub images: Images,
+    /// `[n]` labels, each indexing the manifest's classes.
+    pub labels: Vec<i64>,
+}
+
+/// An opened, validated dataset folder.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Dataset {
+    /// Opens `dir`, validating the manifest and every shard's header.
+    ///
+    /// # Errors
+    /// When the manifest or a shard is missing or disagrees with the manifest;
+    /// the message names the file.
+    pub fn open(dir: &Path) -> Result<Self, DataError> {
+        let manifest = Manifest::load(dir)?;
+        let dataset = Self { dir: dir.to_owned(), manifest };
+        for i in 0..dataset.manifest.shards.len() {
+            let (path, mmap) = dataset.map_shard(i)?;
+            let (_, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| DataError::invalid(&path, e.to_string()))?;
+            dataset.check_header(i, &meta).map_err(|message| DataError::invalid(&path, message))?;
+        }
+        Ok(dataset)
+    }
+
+    /// Whether `dir` holds a dataset manifest (to tell a dataset from a folder of images).
+    #[must_use]
+    pub fn is_dataset(dir: &Path) -> bool {
+        dir.join(super::manifest::MANIFEST_FILE).is_file()
+    }
+
+    /// The folder.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    #[must_use]
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Reads shard `i`.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds a label outside the classes.
+    pub fn read_shard(&self, i: usize) -> Result<Shard, DataError> {
+        let (path, mmap) = self.map_shard(i)?;
+        let tensors = SafeTensors::deserialize(&mmap).map_err(|e| DataError::invalid(&path, e.to_string()))?;
+        let get = |name: &str| tensors.tensor(name).map_err(|e| DataError::invalid(&path, e.to_string()));
+        let data = get("images")?.data();
+        let images = match self.manifest.dtype {
+            DType::U8 => Images::U8(data.to_vec()),
+            DType::F32 => Images::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        };
+        let labels: Vec<i64> = get("labels")?.data().chunks_exact(8).map(le_i64).collect();
+        let classes = self.manifest.classes.len();
+        if let Some(bad) = labels.iter().find(|&&l| usize::try_from(l).map_or(true, |l| l >= classes)) {
+            return Err(DataError::invalid(&path, format!("label {bad} outside the {classes} classes")));
+        }
+        Ok(Shard { images, labels })
+    }
+
+    /// Reads every shard into one buffer of `[count, c, h, w]` items and one of labels.
+    ///
+    /// # Errors
+    /// As [`read_shard`](Self::read_shard).
+    pub fn read_all(&self) -> Result<(Images, Vec<i64>), DataError> {
+        let n = self.manifest.count * self.manifest.item_len();
+        let mut images = match self.manifest.dtype {
+            DType::U8 => Images::U8(Vec::with_capacity(n)),
+            DType::F32 => Images::F32(Vec::with_capacity(n)),
+        };
+        let mut labels = Vec::with_capacity(self.manifest.count);
+        for i in 0..self.manifest.shards.len() {
+            let shard = self.read_shard(i)?;
+            images.extend(shard.images);
+            labels.extend(shard.labels);
+        }
+        Ok((images, labels))
+    }
+
+    fn map_shard(&self, i: usize) -> Result<(PathBuf, Mmap), DataError> {
+        let path = self.dir.join(&self.manifest.shards[i].file);
+        let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
+        // SAFETY: the store never rewrites a finished artifact in place; a
+        // concurrent truncation would at worst fault this read-only process.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(&path, e))?;
+        Ok((path, mmap))
+    }
+
+    fn check_header(&self, i: usize, meta: &Metadata) -> Result<(), String> {
+        let m = &self.manifest;
+        let n = m.shards[i].count;
+        check_tensor(meta.info("images"), "images", m.dtype.safetensors(), &[n, m.channels, m.height, m.width])?;
+        check_tensor(meta.info("labels"), "labels", safetensors::Dtype::I64, &[n])
+    }
+}
+
+fn check_tensor(info: Option<&TensorInfo>, name: &str, dtype: safetensors::Dtype, shape: &[usize]) -> Result<(), String> {
+    let info = info.ok_or_else(|| format!("no `{name}` tensor"))?;
+    if info.dtype != dtype || info.shape != shape {
+        let (got_t, got_s) = (info.dtype, &info.shape);
+        return Err(format!("`{name}` is {got_t:?} {got_s:?}, the manifest says {dtype:?} {shape:?}"));
+    }
+    Ok(())
+}
+
+fn le_i64(b: &[u8]) -> i64 {
+    i64::from_le_bytes(b.try_into().expect("chunks_exact(8) yields 8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::writer::DatasetWriter;
+
+    fn write(dir: &Path, n: u8, shard_items: usize) -> Manifest {
+        let classes = vec!["a".into(), "b".into()];
+        let mut w = DatasetWriter::create(dir, [1, 2, 3], DType::U8, classes).unwrap().with_shard_items(shard_items);
+        for i in 0..n {
+            w.push(&[i; 6], i64::from(i % 2)).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn writes_and_reads_back_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = write(dir.path(), 5, 2);
+        assert_eq!((m.count, m.shards.len()), (5, 3));
+        let ds = Dataset::open(dir.path()).unwrap();
+        let (images, labels) = ds.read_all().unwrap();
+        let expected: Vec<u8> = (0..5).flat_map(|i| [i; 6]).collect();
+        assert_eq!(images, Images::U8(expected));
+        assert_eq!(labels, vec![0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn f32_items_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = DatasetWriter::create(dir.path(), [4, 1, 1], DType::F32, vec!["x".into()]).unwrap();
+        w.push_f32(&[0.5, -1.0, 3.25, 1e-3], 0).unwrap();
+        w.finish().unwrap();
+        let (images, _) = Dataset::open(dir.path()).unwrap().read_all().unwrap();
+        assert_eq!(images.as_f32().unwrap(), &[0.5, -1.0, 3.25, 1e-3]);
+    }
+
+    #[test]
+    fn writer_refuses_wrong_length_and_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = DatasetWriter::create(dir.path(), [1, 2, 3], DType::U8, vec!["a".into()]).unwrap();
+        assert!(w.push(&[0; 5], 0).unwrap_err().to_string().contains("item of 5 bytes, expected 6"));
+        assert!(w.push(&[0; 6], 1).unwrap_err().to_string().contains("label 1 outside 0..1"));
+        assert!(w.push(&[0; 6], -1).is_err());
+    }
+
+    #[test]
+    fn shard_shape_mismatch_names_the_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 4, 2);
+        let text = std::fs::read_to_string(dir.path().join("manifest.json")).unwrap();
+        std::fs::write(dir.path().join("manifest.json"), text.replace("\"width\": 3", "\"width\": 2")).unwrap();
+        let err = Dataset::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("shard-00000.safetensors") && err.contains("[2, 1, 2, 2]"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_truncated_shard_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 4, 2);
+        std::fs::write(dir.path().join("shard-00001.safetensors"), b"junk").unwrap();
+        let err = Dataset::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("shard-00001.safetensors"), "{err}");
+        std::fs::remove_file(dir.path().join("shard-00001.safetensors")).unwrap();
+        let err = Dataset::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("shard-00001.safetensors"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Reading a tar stream entry by entry into a [`SafeTree`].
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use tar::EntryType;
+
+use super::{ArchiveError, SafeTree};
+use crate::stages::spec::Reporter;
+
+/// Extracts every entry of the tar stream `reader` (of `format`, named in
+/// errors). Device nodes and FIFOs are skipped (and logged); PAX and GNU
+/// long-name records are applied by the reader.
+///
+/// # Errors
+/// The first unsafe entry, a write failure, or a malformed stream.
+pub fn extract(
+    reader: impl Read,
+    format: &'static str,
+    tree: &mut SafeTree,
+    reporter: &dyn Reporter,
+) -> Result<(), ArchiveError> {
+    let corrupt = |e: std::io::Error| ArchiveError::Corrupt { format, message: e.to_string() };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let name = entry.path().map_err(corrupt)?.into_owned();
+        let kind = entry.header().entry_type();
+        match kind {
+            EntryType::Regular | EntryType::Continuous => {
+                let mode = entry.header().mode().ok();
+                tree.file(&name, &mut entry, mode)?;
+            }
+            EntryType::Directory => tree.dir(&name)?,
+            EntryType::Symlink => tree.symlink(&name, &link_target(&entry, &name, format)?)?,
+            EntryType::Link => tree.hardlink(&name, &link_target(&entry, &name, format)?)?,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
+            other => reporter.log(&format!("skipping tar entry `{}` of type {other:?}", name.display())),
+        }
+        if tree.files() % 256 == 0 {
+            reporter.progress(tree.files(), 0, "extracting");
+        }
+    }
+    Ok(())
+}
+
+/// The link target of a symlink or hard link entry.
+fn link_target<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    name: &std::path::Path,
+    format: &'static str,
+) -> Result<PathBuf, ArchiveError> {
+    let message = match entry.link_name() {
+        Ok(Some(target)) => return Ok(target.into_owned()),
+        Ok(None) => format!("link `{}` has no target", name.display()),
+        Err(e) => e.to_string(),
+    };
+    Err(ArchiveError::Corrupt { format, message })
+}
