@@ -152,7 +152,7 @@ impl<'a> Analyzer<'a> {
                 let file = self.sources.get(file).name.clone();
                 let msg = format!("`{name}` is not defined in this file");
                 let d = Diagnostic::new(self.sources, codes::UNDEFINED, msg, expr.span, "not in scope")
-                    .with_help(format!("`{name}` is declared in {file}; add `use \"{file}\"` to see it"));
+                    .with_help(format!("`{name}` is declared in {file}, which this file does not import"));
                 self.report(d, sc)
             }
             Lookup::Missing => self.undefined(name, expr.span, ty, sc),
@@ -208,7 +208,7 @@ impl<'a> Analyzer<'a> {
 
     fn undefined(&mut self, name: &str, span: Span, ty: &Type, sc: Scope) -> Option<Value> {
         if let Type::Family(f) = ty {
-            return self.unknown_variant(name, span, f, sc);
+            return self.unknown_variant(name, span, f, false, sc);
         }
         let mut names: Vec<&str> = Vec::new();
         if let Some((s, i)) = sc.sweep {
@@ -226,15 +226,19 @@ impl<'a> Analyzer<'a> {
         self.report(d, sc)
     }
 
-    fn unknown_variant(&mut self, name: &str, span: Span, family: &str, sc: Scope) -> Option<Value> {
+    /// A name (`braces`: a constructor `name { .. }`) that `family` does not have.
+    fn unknown_variant(&mut self, name: &str, span: Span, family: &str, braces: bool, sc: Scope) -> Option<Value> {
         let variants: Vec<&str> = self.stdlib.family(family).map_or(Vec::new(), |f| f.variants.iter().map(|v| v.name.as_str()).collect());
-        let (code, msg) = if self.stdlib.families_with(name).next().is_some() || self.world.stages.contains_key(name) {
-            (codes::UNKNOWN_VARIANT, format!("`{name}` is not a `{family}`"))
-        } else {
-            (codes::UNKNOWN_VARIANT, format!("unknown `{family}` variant `{name}`"))
+        let elsewhere = self.stdlib.families_with(name).next().is_some() || self.world.stages.contains_key(name);
+        let (code, msg) = match (elsewhere, braces) {
+            (true, _) => (codes::TYPE_MISMATCH, format!("`{name}` is not a `{family}`")),
+            (false, true) => (codes::UNKNOWN_CONSTRUCTOR, format!("unknown `{family}` constructor `{name}`")),
+            (false, false) => (codes::UNKNOWN_VARIANT, format!("unknown `{family}` variant `{name}`")),
         };
         let mut d = Diagnostic::new(self.sources, code, msg, span, format!("expected a `{family}`"));
-        if let Some(help) = suggest::help(name, &format!("the `{family}` variants are"), &variants) {
+        if self.stdlib.kind(name).is_some() {
+            d = d.with_help(format!("`{name}` is a stage kind: declare `stage x = {name} {{ ... }}` and refer to it as `x`"));
+        } else if let Some(help) = suggest::help(name, &format!("the `{family}` variants are"), &variants) {
             d = d.with_help(help);
         }
         self.report(d, sc)
@@ -305,7 +309,8 @@ impl<'a> Analyzer<'a> {
     fn ctor(&mut self, name: &Ident, body: &Body, family: &str, sc: Scope) -> Option<Value> {
         let stdlib = self.stdlib;
         let Some(variant) = stdlib.family(family).and_then(|f| f.variant(&name.name)) else {
-            return self.unknown_variant(&name.name, name.span, family, sc);
+            let braces = body.span != name.span;
+            return self.unknown_variant(&name.name, name.span, family, braces, sc);
         };
         let owner = format!("`{}` (type `{family}`)", name.name);
         let args = self.args(&variant.params, body, sc, &owner, name.span)?;
@@ -408,7 +413,7 @@ impl<'a> Analyzer<'a> {
             | (Shape::List, Type::List(_)) => true,
             (Shape::Str, Type::Artifact(a)) => a == FILES,
             (Shape::Ctor(n) | Shape::Name(n), Type::Family(_)) => self.variant_of(ty, n),
-            (Shape::Stage(_, out), Type::Artifact(a)) => out.as_ref() == Some(a),
+            (Shape::Stage(_, out), Type::Artifact(a)) => out.as_ref().is_none_or(|o| o == a),
             _ => false,
         }
     }

@@ -8,7 +8,7 @@ pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
         .filter(|(d, c)| *d <= limit && *d < c.chars().count())
-        .min_by_key(|(d, _)| *d)
+        .min_by(|(d1, c1), (d2, c2)| d1.cmp(d2).then(strsim::jaro_winkler(name, c2).total_cmp(&strsim::jaro_winkler(name, c1))))
         .map(|(_, c)| c)
 }
 

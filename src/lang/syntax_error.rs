@@ -14,14 +14,21 @@ pub fn convert(sources: &Sources, id: SourceId, text: &str, error: &Error<Rule>)
         InputLocation::Pos(p) | InputLocation::Span((p, _)) => p.min(text.len()),
     };
     let found = found(text, at);
-    let end = (at + found.len().max(1)).min(text.len()).max(at);
-    let span = Span { source: id, start: at, end };
     let expected = match &error.variant {
         ErrorVariant::ParsingError { positives, .. } => expected(positives),
         ErrorVariant::CustomError { message } => message.clone(),
     };
-    let shown = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
-    let d = Diagnostic::new(sources, codes::SYNTAX, format!("expected {expected}, found {shown}"), span, format!("expected {expected}"));
+    let (shown, span, label) = if found.is_empty() {
+        // At the end of the input: point at the last token, the input stops after it.
+        let last = text.trim_end().char_indices().last().map_or(0, |(i, _)| i);
+        let end = (last + 1).min(text.len());
+        ("end of file".to_string(), Span { source: id, start: last, end }, format!("expected {expected} after this"))
+    } else {
+        let shown = if found == LINE_BREAK { "a line break".to_string() } else { format!("`{found}`") };
+        let end = (at + found.len()).min(text.len());
+        (shown, Span { source: id, start: at, end }, format!("expected {expected}"))
+    };
+    let d = Diagnostic::new(sources, codes::SYNTAX, format!("expected {expected}, found {shown}"), span, label);
     match found.as_str() {
         "use" | "param" | "stage" | "sweep" | "in" | "type" | "kind" | "true" | "false" | "none" => {
             d.with_help(format!("`{found}` is a reserved word; choose another name"))
@@ -30,14 +37,18 @@ pub fn convert(sources: &Sources, id: SourceId, text: &str, error: &Error<Rule>)
     }
 }
 
+/// What [`found`] calls a line break.
+const LINE_BREAK: &str = "line break";
+
 /// The token at `at`: a word, a number, or one character; empty at the end.
 fn found(text: &str, at: usize) -> String {
     let rest = &text[at..];
     let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
-    if word.is_empty() {
-        rest.chars().next().map(String::from).filter(|c| c != "\n").unwrap_or_else(|| if rest.is_empty() { String::new() } else { "line break".into() })
-    } else {
-        word
+    match rest.chars().next() {
+        _ if !word.is_empty() => word,
+        None => String::new(),
+        Some('\n' | '\r') => LINE_BREAK.into(),
+        Some(c) => c.to_string(),
     }
 }
 
