@@ -1,13 +1,64 @@
 //! The language front end: source files and spans, the pest grammar and
 //! parser, the AST, the analyzer that checks a pipeline against the stdlib
 //! declarations, and diagnostics rendered against whole named files.
+//!
+//! The passes, each collecting all of its errors before stopping:
+//! 1. [`loader`]: read the main file and its `use`s, parse each ([`parser`]);
+//! 2. [`overrides`]: parse the `--set` values;
+//! 3. [`analyzer`]: declarations, overrides, [`sweep`] expansion, and each
+//!    stage's fields checked and resolved ([`eval`]) into a [`Pipeline`].
 
+pub mod analyzer;
+pub mod ast;
+pub mod codes;
+pub mod comments;
 pub mod diagnostic;
+pub mod eval;
+pub mod format;
+pub mod literal;
+pub mod loader;
+pub mod overrides;
+pub mod parser;
 pub mod pipeline;
 pub mod source;
+pub mod stdlib;
+pub mod suggest;
+pub mod sweep;
+pub mod syntax_error;
+pub mod types;
 pub mod value;
+pub mod world;
+
+use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use format::format;
 pub use pipeline::{Pipeline, Stage};
 pub use source::{SourceId, Sources, Span};
+pub use stdlib::{stdlib, Stdlib};
+pub use types::Type;
 pub use value::Value;
+
+/// Loads, checks and resolves the pipeline in `path`, with `--set name=value` overrides.
+///
+/// # Errors
+/// Every error of the first pass that failed (syntax and imports, then analysis).
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Pipeline, Diagnostics> {
+    finish(loader::load_file(path), overrides)
+}
+
+/// [`load`] for a pipeline given as text, named `name`; imports resolve
+/// against the working directory.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_str(name: &str, text: &str, overrides: &[(String, String)]) -> Result<Pipeline, Diagnostics> {
+    finish(loader::load_text(name, text), overrides)
+}
+
+/// Parses the overrides and analyzes the loaded files.
+fn finish(loaded: Result<loader::Loaded, Diagnostics>, overrides: &[(String, String)]) -> Result<Pipeline, Diagnostics> {
+    let mut loaded = loaded?;
+    let parsed = overrides::parse(&mut loaded.sources, overrides).map_err(Diagnostics)?;
+    analyzer::analyze(&loaded, &parsed, stdlib())
+}

@@ -1,0 +1,121 @@
+//! Sweep expansion: each `sweep a in [..], b in [..]` becomes one instance
+//! per combination of values (the first variable varies slowest), named by
+//! appending the compactly rendered bindings: `model[a=5,b=min_snr{gamma=5}]`.
+
+use super::analyzer::Analyzer;
+use super::ast::{Expr, ExprKind};
+use super::codes;
+use super::diagnostic::Diagnostic;
+use super::source::SourceId;
+use super::world::{Binding, Instance};
+
+/// How many params a sweep domain may go through before it must be a list.
+const MAX_HOPS: usize = 16;
+
+/// Expands every sweep of the analyzer's world into its instances.
+pub fn expand<'a>(a: &mut Analyzer<'a>) {
+    for s in 0..a.world.sweeps.len() {
+        let decl = a.world.sweeps[s].decl;
+        let mut domains = Vec::new();
+        for (k, var) in decl.vars.iter().enumerate() {
+            if let Some(prev) = decl.vars[..k].iter().find(|v| v.name.name == var.name.name) {
+                a.duplicate("sweep variable", &var.name, prev.name.span);
+            } else if let Some(values) = domain(a, &var.domain, decl.span.source, &var.name.name) {
+                domains.push((var.name.name.clone(), values));
+            }
+        }
+        if domains.len() == decl.vars.len() {
+            let instances = combinations(&domains);
+            if check_unique(a, s, &instances) {
+                a.world.sweeps[s].instances = instances;
+            }
+        }
+    }
+}
+
+/// The values of one variable: a list literal, or a param holding one.
+fn domain<'a>(a: &mut Analyzer<'a>, expr: &'a Expr, file: SourceId, var: &str) -> Option<Vec<&'a Expr>> {
+    let mut current = expr;
+    for _ in 0..MAX_HOPS {
+        match &current.kind {
+            ExprKind::List(items) if items.is_empty() => {
+                let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, format!("sweep variable `{var}` has no values"), current.span, "empty list")
+                    .with_help("a sweep needs at least one value per variable");
+                a.push(d);
+                return None;
+            }
+            ExprKind::List(items) => return Some(items.iter().collect()),
+            ExprKind::Ident(n) => match a.world.params.get(n) {
+                Some(p) if a.world.sees(file, p.decl.span.source) => current = p.value,
+                _ => break,
+            },
+            _ => break,
+        }
+    }
+    let msg = format!("sweep variable `{var}` must range over a list");
+    let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, expr.span, "not a list").with_help("write `name in [a, b, c]` or name a param holding a list");
+    a.push(d);
+    None
+}
+
+/// The cartesian product of the domains, first variable outermost.
+fn combinations<'a>(domains: &[(String, Vec<&'a Expr>)]) -> Vec<Instance<'a>> {
+    let mut combos: Vec<Vec<Binding<'a>>> = vec![Vec::new()];
+    for (name, values) in domains {
+        combos = combos
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |e| {
+                    let mut next: Vec<Binding<'a>> = prefix.iter().map(|b| Binding { name: b.name.clone(), expr: b.expr }).collect();
+                    next.push(Binding { name: name.clone(), expr: e });
+                    next
+                })
+            })
+            .collect();
+    }
+    combos
+        .into_iter()
+        .map(|bindings| {
+            let parts: Vec<String> = bindings.iter().map(|b| format!("{}={}", b.name, render(b.expr))).collect();
+            Instance { suffix: format!("[{}]", parts.join(",")), bindings }
+        })
+        .collect()
+}
+
+/// Two values that render alike would give two instances one name.
+fn check_unique(a: &mut Analyzer<'_>, s: usize, instances: &[Instance<'_>]) -> bool {
+    for (i, inst) in instances.iter().enumerate() {
+        if instances[..i].iter().any(|o| o.suffix == inst.suffix) {
+            let decl = a.world.sweeps[s].decl;
+            let msg = format!("sweep instances repeat: two combinations are both named `{}`", inst.suffix);
+            let span = inst.bindings.last().map_or(decl.span, |b| b.expr.span);
+            let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, span, "repeated value").with_help("remove the repeated value");
+            a.push(d);
+            return false;
+        }
+    }
+    true
+}
+
+/// An expression as instance names show it: no spaces, ints in full,
+/// constructor fields in written order (`min_snr{gamma=5}`).
+#[must_use]
+pub fn render(expr: &Expr) -> String {
+    match &expr.kind {
+        ExprKind::Int(i) => i.to_string(),
+        ExprKind::Float(f) => format!("{f:?}"),
+        ExprKind::Str(s) => format!("{s:?}"),
+        ExprKind::Bool(b) => b.to_string(),
+        ExprKind::None => "none".into(),
+        ExprKind::Ident(n) => n.clone(),
+        ExprKind::List(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(",")),
+        ExprKind::Ctor(n, body) => {
+            let fields: Vec<String> = body.fields.iter().map(|f| format!("{}={}", f.name.name, render(&f.value))).collect();
+            format!("{}{{{}}}", n.name, fields.join(","))
+        }
+        ExprKind::Instance(n, bindings) => {
+            let parts: Vec<String> = bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e))).collect();
+            format!("{}[{}]", n.name, parts.join(","))
+        }
+    }
+}
