@@ -1,4 +1,4 @@
-//! AdamW (Loshchilov & Hutter 2019) over the flat parameter buffer, step for step the
+//! `AdamW` (Loshchilov & Hutter 2019) over the flat parameter buffer, step for step the
 //! arithmetic of `torch.optim.AdamW` (its single-tensor path, `_single_tensor_adam` with
 //! decoupled weight decay): `p *= 1 - lr * wd`; `m = lerp(m, g, 1 - b1)`;
 //! `v = b2 * v + (1 - b2) * g^2`; `p -= lr / (1 - b1^k) * m / (sqrt(v) / sqrt(1 - b2^k) + eps)`.
@@ -13,7 +13,7 @@ use tch::Tensor;
 
 use super::flat::{read_state, step_tensor, step_value, write_state, FlatError, FlatParams};
 
-/// AdamW hyperparameters; `Default` is PyTorch's (`lr = 1e-3`, betas `(0.9, 0.999)`,
+/// `AdamW` hyperparameters; `Default` is `PyTorch`'s (`lr = 1e-3`, betas `(0.9, 0.999)`,
 /// `eps = 1e-8`, `weight_decay = 1e-2`) without warmup.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWConfig {
@@ -35,7 +35,7 @@ impl Default for AdamWConfig {
     }
 }
 
-/// AdamW state over one [`FlatParams`]: flat first and second moments and the step count.
+/// `AdamW` state over one [`FlatParams`]: flat first and second moments and the step count.
 #[derive(Debug)]
 pub struct AdamW {
     config: AdamWConfig,
@@ -65,6 +65,7 @@ impl AdamW {
 
     /// The learning rate of step `k` (1-based) after warmup: `lr * min(1, k / warmup)`.
     #[must_use]
+    #[allow(clippy::cast_precision_loss)] // step counts stay far below 2^52
     pub fn lr_at(&self, k: u64) -> f64 {
         match self.config.warmup {
             0 => self.config.lr,
@@ -81,6 +82,7 @@ impl AdamW {
     }
 
     /// One update with an explicit learning rate (for schedules beyond warmup).
+    #[allow(clippy::cast_precision_loss)] // step counts stay far below 2^52
     pub fn step_with_lr(&mut self, params: &FlatParams, lr: f64) {
         self.step += 1;
         let AdamWConfig { betas: (beta1, beta2), eps, weight_decay, .. } = self.config;
@@ -101,7 +103,6 @@ impl AdamW {
     }
 
     /// The first and second moment buffers (flat, laid out like the parameters).
-    #[must_use]
     pub fn moments(&self) -> (&Tensor, &Tensor) {
         (&self.exp_avg, &self.exp_avg_sq)
     }
@@ -128,8 +129,7 @@ impl AdamW {
     pub fn load(&mut self, path: &Path) -> Result<(), FlatError> {
         let n = i64::try_from(self.exp_avg.numel()).ok();
         let wanted = [("adamw.exp_avg", n), ("adamw.exp_avg_sq", n), ("adamw.step", Some(1))];
-        let [m, v, step]: [Tensor; 3] =
-            read_state(path, &wanted, self.exp_avg.device())?.try_into().expect("read_state returns one per name");
+        let [m, v, step] = read_state(path, wanted, self.exp_avg.device())?;
         tch::no_grad(|| {
             self.exp_avg.copy_(&m);
             self.exp_avg_sq.copy_(&v);
@@ -140,6 +140,7 @@ impl AdamW {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use tch::nn::VarStore;
     use tch::{Device, Kind};

@@ -1,19 +1,21 @@
-//! Integration tests: diffusion numerics against PyTorch references.
+//! Integration tests: diffusion numerics against `PyTorch` references.
 //!
 //! Fixtures: tests/fixtures/diffusion/, made by `make_fixtures.py` there (its docstring has the
 //! command). Tolerances: `f64` tables (schedules, factors) agree to 1e-12 relative, a few ulps
 //! (the same float64 formulas, evaluated in the same order); `f32` tensor results (losses,
-//! AdamW, EMA) agree with PyTorch's `f32` to 1e-6 relative (the same kernels up to summation
+//! `AdamW`, EMA) agree with `PyTorch`'s `f32` to 1e-6 relative (the same kernels up to summation
 //! order and a flat instead of per-tensor gradient norm), and `f32` losses agree with the
 //! `f64` reference to 1e-5 relative (`f32` rounding of data, tables and sums).
+
+#![allow(clippy::float_cmp)] // exact values are the point where asserted with ==
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use msnr::diffusion::ema::Ema;
 use msnr::diffusion::flat::FlatParams;
 use msnr::diffusion::loss::loss;
 use msnr::diffusion::optimizer::{AdamW, AdamWConfig};
-use msnr::diffusion::ema::Ema;
 use msnr::diffusion::schedule::Schedule;
 use msnr::diffusion::target::{q_sample, Target, TARGETS};
 use msnr::diffusion::weighting::{FactorTable, Weighting};
