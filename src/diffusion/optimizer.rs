@@ -5,7 +5,9 @@
 //! With a linear learning-rate warmup: `lr_k = lr * min(1, k / warmup)` at step `k = 1, 2, ...`
 //! (`LambdaLR(lambda s: min(1, (s + 1) / warmup))`), so the first step already moves.
 //!
-//! The whole update is ten kernels over the flat buffers whatever the number of tensors.
+//! The whole update is ten kernels over the flat buffers whatever the number of tensors, into
+//! preallocated scratch buffers. `addcmul`/`addcdiv` with a `value` are not bound by tch, so
+//! `value * t1` is formed first, which rounds exactly as ATen's `value * t1 * t2` on CPU.
 
 use std::path::Path;
 
@@ -35,20 +37,24 @@ impl Default for AdamWConfig {
     }
 }
 
-/// `AdamW` state over one [`FlatParams`]: flat first and second moments and the step count.
+/// `AdamW` state over one [`FlatParams`]: flat first and second moments and the step count,
+/// plus two scratch buffers so a step allocates nothing.
 #[derive(Debug)]
 pub struct AdamW {
     config: AdamWConfig,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     step: u64,
+    scratch: Tensor,
+    denom: Tensor,
 }
 
 impl AdamW {
     /// Fresh state (zero moments, step 0) shaped like `params`.
     #[must_use]
     pub fn new(params: &FlatParams, config: AdamWConfig) -> Self {
-        Self { config, exp_avg: params.data().zeros_like(), exp_avg_sq: params.data().zeros_like(), step: 0 }
+        let zeros = || params.data().zeros_like();
+        Self { config, exp_avg: zeros(), exp_avg_sq: zeros(), step: 0, scratch: zeros(), denom: zeros() }
     }
 
     /// The hyperparameters.
@@ -94,11 +100,11 @@ impl AdamW {
             let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
             let _ = self.exp_avg.lerp_(g, 1.0 - beta1);
             let _ = self.exp_avg_sq.g_mul_scalar_(beta2);
-            let _ = self.exp_avg_sq.addcmul_(&(g * (1.0 - beta2)), g);
-            let mut denom = self.exp_avg_sq.sqrt();
-            let _ = denom.g_div_scalar_(bias_correction2_sqrt);
-            let _ = denom.g_add_scalar_(eps);
-            let _ = p.addcdiv_(&(&self.exp_avg * -step_size), &denom);
+            let _ = self.exp_avg_sq.addcmul_(&g.mul_scalar_out(&self.scratch, 1.0 - beta2), g);
+            let _ = self.exp_avg_sq.sqrt_out(&self.denom);
+            let _ = self.denom.g_div_scalar_(bias_correction2_sqrt);
+            let _ = self.denom.g_add_scalar_(eps);
+            let _ = p.addcdiv_(&self.exp_avg.mul_scalar_out(&self.scratch, -step_size), &self.denom);
         });
     }
 
