@@ -7,7 +7,7 @@
 //!
 //! The whole update is ten kernels over the flat buffers whatever the number of tensors, into
 //! preallocated scratch buffers. `addcmul`/`addcdiv` with a `value` are not bound by tch, so
-//! `value * t1` is formed first, which rounds exactly as ATen's `value * t1 * t2` on CPU.
+//! `value * t1` is formed first, which rounds exactly as `ATen`'s `value * t1 * t2` on CPU.
 
 use std::path::Path;
 

@@ -203,7 +203,7 @@ fn backward_with(vs: &VarStore, fx: &HashMap<String, Tensor>, key: &str) {
     Tensor::stack(&terms, 0).sum(Kind::Float).backward();
 }
 
-/// Runs the fixture's AdamW case `prefix` on `device`, comparing to 1e-6 relative (`tol`).
+/// Runs the fixture's `AdamW` case `prefix` on `device`, to relative tolerance `tol`.
 fn run_adamw(prefix: &str, config: AdamWConfig, max_norm: Option<f64>, device: Device, tol: f64) {
     let fx = load("adamw.safetensors");
     let vs = store(&fx, prefix, device);
