@@ -78,7 +78,7 @@ impl ViT {
     }
 
     /// Denoises `x` `[batch, in_channels, size, size]` at integer timesteps `t` `[batch]`
-    /// (in `0..steps`) for labels `y` `[batch]` (in `0..=num_classes`, `num_classes` being
+    /// (in `0..steps`; a float `t` is truncated, so samplers round first) for labels `y` `[batch]` (in `0..=num_classes`, `num_classes` being
     /// the null label; `None` means the null label). An unconditional ViT ignores `y`.
     /// Returns `[batch, out_channels, size, size]`.
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
