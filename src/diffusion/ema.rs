@@ -31,6 +31,7 @@ impl Ema {
 
     /// The decay used at update `k` (1-based).
     #[must_use]
+    #[allow(clippy::cast_precision_loss)] // step counts stay far below 2^52
     pub fn decay_at(&self, k: u64) -> f64 {
         if !self.warmup {
             return self.decay;
@@ -60,7 +61,6 @@ impl Ema {
     }
 
     /// The averaged parameters, flat (see [`FlatParams::named_views`] to name them).
-    #[must_use]
     pub fn shadow(&self) -> &Tensor {
         &self.shadow
     }
@@ -84,9 +84,7 @@ impl Ema {
     /// When the file cannot be read, lacks a tensor, or was saved for another parameter count.
     pub fn load(&mut self, path: &Path) -> Result<(), FlatError> {
         let n = i64::try_from(self.shadow.numel()).ok();
-        let [shadow, step]: [Tensor; 2] = read_state(path, &[("ema.shadow", n), ("ema.step", Some(1))], self.shadow.device())?
-            .try_into()
-            .expect("read_state returns one per name");
+        let [shadow, step] = read_state(path, [("ema.shadow", n), ("ema.step", Some(1))], self.shadow.device())?;
         tch::no_grad(|| self.shadow.copy_(&shadow));
         self.step = step_value(&step);
         Ok(())
@@ -94,6 +92,7 @@ impl Ema {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use tch::nn::VarStore;
     use tch::Device;
@@ -154,6 +153,10 @@ mod tests {
         let mut back = Ema::new(&flat, 0.9, false);
         back.load(&path).unwrap();
         assert_eq!((back.step_count(), back.shadow().double_value(&[0])), (1, 2.0));
-        assert!(back.load(&dir.path().join("missing.safetensors")).unwrap_err().to_string().contains("missing.safetensors"));
+        assert!(back
+            .load(&dir.path().join("missing.safetensors"))
+            .unwrap_err()
+            .to_string()
+            .contains("missing.safetensors"));
     }
 }

@@ -1,7 +1,7 @@
 //! Trainable parameters and their gradients as views into two flat buffers, so the optimizer,
 //! gradient clipping and EMA each run as a handful of large kernels instead of a loop over
 //! tensors (tch's `nn::AdamW` loops; see the shared GPU notes). The same idea as apex's
-//! flattened parameters and PyTorch's `fused`/`foreach` optimizers.
+//! flattened parameters and `PyTorch`'s `fused`/`foreach` optimizers.
 //!
 //! Each variable of the `VarStore` is re-pointed (`set_data`, Python's `p.data = view`) at its
 //! slice of `data`. Gradients: autograd allocates a variable's first gradient itself; the first
@@ -99,7 +99,14 @@ impl FlatParams {
         let (kind, device) = (first_var.kind(), first_var.device());
         if let Some((name, var)) = named.iter().find(|(_, v)| v.kind() != kind || v.device() != device) {
             let (name, first) = (name.clone(), first.clone());
-            return Err(FlatError::Mixed { name, kind: var.kind(), device: var.device(), first, first_kind: kind, first_device: device });
+            return Err(FlatError::Mixed {
+                name,
+                kind: var.kind(),
+                device: var.device(),
+                first,
+                first_kind: kind,
+                first_device: device,
+            });
         }
         let mut offset = 0;
         let slots: Vec<Slot> = named
@@ -156,10 +163,9 @@ impl FlatParams {
 
     /// Scales gradients so their total 2-norm is at most `max_norm`, as
     /// `torch.nn.utils.clip_grad_norm_`: `coef = min(max_norm / (norm + 1e-6), 1)`, applied
-    /// always (multiplying by 1 when below), without a host sync; `max_norm / x` as PyTorch's
+    /// always (multiplying by 1 when below), without a host sync; `max_norm / x` as `PyTorch`'s
     /// `__rtruediv__` evaluates it, `reciprocal(x) * max_norm`. Returns the norm before
     /// clipping as a 0-d tensor. Call after [`Self::attach_grads`].
-    #[must_use]
     pub fn clip_grad_norm(&self, max_norm: f64) -> Tensor {
         tch::no_grad(|| {
             let total = self.grad.norm();
@@ -170,13 +176,11 @@ impl FlatParams {
     }
 
     /// The flat parameter buffer (writes through to the model's variables).
-    #[must_use]
     pub fn data(&self) -> &Tensor {
         &self.data
     }
 
     /// The flat gradient buffer.
-    #[must_use]
     pub fn grad(&self) -> &Tensor {
         &self.grad
     }
@@ -209,18 +213,19 @@ pub(crate) fn write_state(path: &Path, tensors: &[(&str, Tensor)]) -> Result<(),
     Tensor::write_safetensors(&cpu, path).map_err(|source| FlatError::Io { path: path.display().to_string(), source })
 }
 
-/// Reads the tensors `names` from a safetensors file, each checked to hold `numel` elements
-/// (`None`: any size), moved to `device`.
+/// Reads the tensors named in `wanted` from a safetensors file, each checked to hold `numel`
+/// elements (`None`: any size), moved to `device`.
 ///
 /// # Errors
 /// [`FlatError::Io`] or [`FlatError::BadState`] naming the file and the tensor.
-pub(crate) fn read_state(
+pub(crate) fn read_state<const N: usize>(
     path: &Path,
-    wanted: &[(&str, Option<i64>)],
+    wanted: [(&str, Option<i64>); N],
     device: Device,
-) -> Result<Vec<Tensor>, FlatError> {
+) -> Result<[Tensor; N], FlatError> {
     let display = path.display().to_string();
-    let mut tensors = Tensor::read_safetensors(path).map_err(|source| FlatError::Io { path: display.clone(), source })?;
+    let mut tensors =
+        Tensor::read_safetensors(path).map_err(|source| FlatError::Io { path: display.clone(), source })?;
     let bad = |message: String| FlatError::BadState { path: display.clone(), message };
     wanted
         .iter()
@@ -233,7 +238,9 @@ pub(crate) fn read_state(
                 _ => Ok(tensor.to_device(device)),
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?
+        .try_into()
+        .map_err(|_| bad("tensor count differs from the request".into()))
 }
 
 /// A step counter as a 1-element `Int64` tensor, for state files.
@@ -259,6 +266,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // exact values are the point
     fn variables_become_views_of_the_flat_buffer() {
         let (vs, lin) = model();
         let before = Vec::<f32>::try_from(lin.ws.flatten(0, -1)).unwrap();

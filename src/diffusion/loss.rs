@@ -66,6 +66,7 @@ fn check_shapes(pred: &Tensor, target: &Tensor, t: &Tensor) -> Result<(), LossEr
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use tch::Device;
 

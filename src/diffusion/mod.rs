@@ -1,5 +1,5 @@
 //! Diffusion numerics and models on libtorch: schedules, targets, weightings,
-//! the loss, timestep sampling, the flat-buffer optimizer and EMA, the ViT and the UNet.
+//! the loss, timestep sampling, the flat-buffer optimizer and EMA, the `ViT` and the `UNet`.
 
 pub mod ema;
 pub mod flat;

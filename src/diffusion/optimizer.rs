@@ -1,11 +1,13 @@
-//! AdamW (Loshchilov & Hutter 2019) over the flat parameter buffer, step for step the
+//! `AdamW` (Loshchilov & Hutter 2019) over the flat parameter buffer, step for step the
 //! arithmetic of `torch.optim.AdamW` (its single-tensor path, `_single_tensor_adam` with
 //! decoupled weight decay): `p *= 1 - lr * wd`; `m = lerp(m, g, 1 - b1)`;
 //! `v = b2 * v + (1 - b2) * g^2`; `p -= lr / (1 - b1^k) * m / (sqrt(v) / sqrt(1 - b2^k) + eps)`.
 //! With a linear learning-rate warmup: `lr_k = lr * min(1, k / warmup)` at step `k = 1, 2, ...`
 //! (`LambdaLR(lambda s: min(1, (s + 1) / warmup))`), so the first step already moves.
 //!
-//! The whole update is ten kernels over the flat buffers whatever the number of tensors.
+//! The whole update is ten kernels over the flat buffers whatever the number of tensors, into
+//! preallocated scratch buffers. `addcmul`/`addcdiv` with a `value` are not bound by tch, so
+//! `value * t1` is formed first, which rounds exactly as `ATen`'s `value * t1 * t2` on CPU.
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use tch::Tensor;
 
 use super::flat::{read_state, step_tensor, step_value, write_state, FlatError, FlatParams};
 
-/// AdamW hyperparameters; `Default` is PyTorch's (`lr = 1e-3`, betas `(0.9, 0.999)`,
+/// `AdamW` hyperparameters; `Default` is `PyTorch`'s (`lr = 1e-3`, betas `(0.9, 0.999)`,
 /// `eps = 1e-8`, `weight_decay = 1e-2`) without warmup.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWConfig {
@@ -35,20 +37,24 @@ impl Default for AdamWConfig {
     }
 }
 
-/// AdamW state over one [`FlatParams`]: flat first and second moments and the step count.
+/// `AdamW` state over one [`FlatParams`]: flat first and second moments and the step count,
+/// plus two scratch buffers so a step allocates nothing.
 #[derive(Debug)]
 pub struct AdamW {
     config: AdamWConfig,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     step: u64,
+    scratch: Tensor,
+    denom: Tensor,
 }
 
 impl AdamW {
     /// Fresh state (zero moments, step 0) shaped like `params`.
     #[must_use]
     pub fn new(params: &FlatParams, config: AdamWConfig) -> Self {
-        Self { config, exp_avg: params.data().zeros_like(), exp_avg_sq: params.data().zeros_like(), step: 0 }
+        let zeros = || params.data().zeros_like();
+        Self { config, exp_avg: zeros(), exp_avg_sq: zeros(), step: 0, scratch: zeros(), denom: zeros() }
     }
 
     /// The hyperparameters.
@@ -65,6 +71,7 @@ impl AdamW {
 
     /// The learning rate of step `k` (1-based) after warmup: `lr * min(1, k / warmup)`.
     #[must_use]
+    #[allow(clippy::cast_precision_loss)] // step counts stay far below 2^52
     pub fn lr_at(&self, k: u64) -> f64 {
         match self.config.warmup {
             0 => self.config.lr,
@@ -81,6 +88,7 @@ impl AdamW {
     }
 
     /// One update with an explicit learning rate (for schedules beyond warmup).
+    #[allow(clippy::cast_precision_loss)] // step counts stay far below 2^52
     pub fn step_with_lr(&mut self, params: &FlatParams, lr: f64) {
         self.step += 1;
         let AdamWConfig { betas: (beta1, beta2), eps, weight_decay, .. } = self.config;
@@ -92,16 +100,15 @@ impl AdamW {
             let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
             let _ = self.exp_avg.lerp_(g, 1.0 - beta1);
             let _ = self.exp_avg_sq.g_mul_scalar_(beta2);
-            let _ = self.exp_avg_sq.addcmul_(&(g * (1.0 - beta2)), g);
-            let mut denom = self.exp_avg_sq.sqrt();
-            let _ = denom.g_div_scalar_(bias_correction2_sqrt);
-            let _ = denom.g_add_scalar_(eps);
-            let _ = p.addcdiv_(&(&self.exp_avg * -step_size), &denom);
+            let _ = self.exp_avg_sq.addcmul_(&g.mul_scalar_out(&self.scratch, 1.0 - beta2), g);
+            let _ = self.exp_avg_sq.sqrt_out(&self.denom);
+            let _ = self.denom.g_div_scalar_(bias_correction2_sqrt);
+            let _ = self.denom.g_add_scalar_(eps);
+            let _ = p.addcdiv_(&self.exp_avg.mul_scalar_out(&self.scratch, -step_size), &self.denom);
         });
     }
 
     /// The first and second moment buffers (flat, laid out like the parameters).
-    #[must_use]
     pub fn moments(&self) -> (&Tensor, &Tensor) {
         (&self.exp_avg, &self.exp_avg_sq)
     }
@@ -128,8 +135,7 @@ impl AdamW {
     pub fn load(&mut self, path: &Path) -> Result<(), FlatError> {
         let n = i64::try_from(self.exp_avg.numel()).ok();
         let wanted = [("adamw.exp_avg", n), ("adamw.exp_avg_sq", n), ("adamw.step", Some(1))];
-        let [m, v, step]: [Tensor; 3] =
-            read_state(path, &wanted, self.exp_avg.device())?.try_into().expect("read_state returns one per name");
+        let [m, v, step] = read_state(path, wanted, self.exp_avg.device())?;
         tch::no_grad(|| {
             self.exp_avg.copy_(&m);
             self.exp_avg_sq.copy_(&v);
@@ -140,6 +146,7 @@ impl AdamW {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use tch::nn::VarStore;
     use tch::{Device, Kind};

@@ -58,7 +58,7 @@ impl Schedule {
     /// # Errors
     /// When `steps` is 0, or `T` is so small that a beta exceeds 1 (`T < 50`).
     pub fn linear(steps: usize) -> Result<Self, ScheduleError> {
-        let scale = 1000.0 / steps as f64;
+        let scale = 1000.0 / real(steps);
         Self::from_betas(linspace(scale * 0.0001, scale * 0.02, steps))
     }
 
@@ -70,9 +70,9 @@ impl Schedule {
     /// When `steps` is 0.
     pub fn cosine(steps: usize) -> Result<Self, ScheduleError> {
         let abar = |t: f64| ((t + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * PI / 2.0).cos().powi(2);
-        let n = steps as f64;
+        let n = real(steps);
         let betas =
-            (0..steps).map(|i| (1.0 - abar((i + 1) as f64 / n) / abar(i as f64 / n)).min(COSINE_MAX_BETA)).collect();
+            (0..steps).map(|i| (1.0 - abar(real(i + 1) / n) / abar(real(i) / n)).min(COSINE_MAX_BETA)).collect();
         Self::from_betas(betas)
     }
 
@@ -112,7 +112,7 @@ impl Schedule {
     /// When `alpha` is constant over the schedule (nothing to rescale).
     pub fn rescale_zero_terminal_snr(&self) -> Result<Self, ScheduleError> {
         let (first, last) = (self.alpha[0], self.alpha[self.alpha.len() - 1]);
-        if first == last {
+        if first - last == 0.0 {
             return Err(ScheduleError::DegenerateRescale);
         }
         let abar: Vec<f64> = self.alpha.iter().map(|a| ((a - last) * (first / (first - last))).powi(2)).collect();
@@ -160,7 +160,11 @@ impl Schedule {
     /// training step gathers from them without a host-to-device copy.
     #[must_use]
     pub fn to_device(&self, device: Device) -> ScheduleTensors {
-        ScheduleTensors { alpha: table(&self.alpha, device), sigma: table(&self.sigma, device), snr: table(&self.snr, device) }
+        ScheduleTensors {
+            alpha: table(&self.alpha, device),
+            sigma: table(&self.sigma, device),
+            snr: table(&self.snr, device),
+        }
     }
 }
 
@@ -174,19 +178,16 @@ pub struct ScheduleTensors {
 
 impl ScheduleTensors {
     /// `alpha` at timesteps `t` (an `Int64` tensor on the same device), shape of `t`.
-    #[must_use]
     pub fn alpha_at(&self, t: &Tensor) -> Tensor {
         gather(&self.alpha, t)
     }
 
     /// `sigma` at timesteps `t`, shape of `t`.
-    #[must_use]
     pub fn sigma_at(&self, t: &Tensor) -> Tensor {
         gather(&self.sigma, t)
     }
 
     /// `SNR` at timesteps `t`, shape of `t`.
-    #[must_use]
     pub fn snr_at(&self, t: &Tensor) -> Tensor {
         gather(&self.snr, t)
     }
@@ -202,19 +203,26 @@ pub(crate) fn gather(table: &Tensor, t: &Tensor) -> Tensor {
     table.take(t)
 }
 
+/// A step count or index as `f64` (exact: counts stay far below 2^52).
+#[allow(clippy::cast_precision_loss)]
+fn real(n: usize) -> f64 {
+    n as f64
+}
+
 /// `np.linspace(start, stop, n)` bit for bit: `start + i * step` with the last value set to
 /// `stop` exactly (numpy `function_base.linspace`).
 fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
     if n == 1 {
         return vec![start];
     }
-    let step = (stop - start) / (n - 1) as f64;
-    let mut values: Vec<f64> = (0..n).map(|i| i as f64 * step + start).collect();
+    let delta = (stop - start) / real(n - 1);
+    let mut values: Vec<f64> = (0..n).map(|i| real(i) * delta + start).collect();
     values[n - 1] = stop;
     values
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, clippy::cast_possible_truncation)] // exact values are the point
 mod tests {
     use super::*;
 
@@ -241,10 +249,7 @@ mod tests {
     #[test]
     fn from_betas_rejects_bad_tables() {
         assert_eq!(Schedule::from_betas(vec![]), Err(ScheduleError::NoSteps));
-        assert_eq!(
-            Schedule::from_betas(vec![0.1, 0.0]),
-            Err(ScheduleError::BetaOutOfRange { index: 1, value: 0.0 })
-        );
+        assert_eq!(Schedule::from_betas(vec![0.1, 0.0]), Err(ScheduleError::BetaOutOfRange { index: 1, value: 0.0 }));
         assert!(matches!(Schedule::from_betas(vec![f64::NAN]), Err(ScheduleError::BetaOutOfRange { index: 0, .. })));
         assert_eq!(Schedule::from_betas(vec![1e-20, 0.5]), Err(ScheduleError::InfiniteSnr { index: 0 }));
         assert!(Schedule::linear(10).is_err(), "scale 100 pushes beta past 1");

@@ -36,21 +36,19 @@ impl Target {
     }
 
     /// The regression target for clean data `x0`, noise `eps` and timesteps `t`.
-    #[must_use]
     pub fn target(self, schedule: &ScheduleTensors, x0: &Tensor, eps: &Tensor, t: &Tensor) -> Tensor {
         match self {
             Self::Eps => eps.shallow_clone(),
             Self::X0 => x0.shallow_clone(),
-            Self::V => coef(schedule.alpha_at(t), eps) * eps - coef(schedule.sigma_at(t), x0) * x0,
+            Self::V => coef(&schedule.alpha_at(t), eps) * eps - coef(&schedule.sigma_at(t), x0) * x0,
         }
     }
 
     /// The `x0` implied by a prediction `pred` at `x_t`:
     /// eps: `(x_t - sigma * eps) / alpha`; v: `alpha * x_t - sigma * v` (as `alpha^2 + sigma^2 = 1`).
     /// An eps prediction at a zero-SNR timestep (`alpha = 0`) gives non-finite values.
-    #[must_use]
     pub fn to_x0(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor {
-        let (alpha, sigma) = (coef(schedule.alpha_at(t), x_t), coef(schedule.sigma_at(t), x_t));
+        let (alpha, sigma) = (coef(&schedule.alpha_at(t), x_t), coef(&schedule.sigma_at(t), x_t));
         match self {
             Self::Eps => (x_t - sigma * pred) / alpha,
             Self::X0 => pred.shallow_clone(),
@@ -60,9 +58,8 @@ impl Target {
 
     /// The `eps` implied by a prediction `pred` at `x_t`:
     /// x0: `(x_t - alpha * x0) / sigma`; v: `sigma * x_t + alpha * v`.
-    #[must_use]
     pub fn to_eps(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor {
-        let (alpha, sigma) = (coef(schedule.alpha_at(t), x_t), coef(schedule.sigma_at(t), x_t));
+        let (alpha, sigma) = (coef(&schedule.alpha_at(t), x_t), coef(&schedule.sigma_at(t), x_t));
         match self {
             Self::Eps => pred.shallow_clone(),
             Self::X0 => (x_t - alpha * pred) / sigma,
@@ -72,14 +69,13 @@ impl Target {
 }
 
 /// The forward process `x_t = alpha_t * x0 + sigma_t * eps` (guided-diffusion `q_sample`).
-#[must_use]
 pub fn q_sample(schedule: &ScheduleTensors, x0: &Tensor, eps: &Tensor, t: &Tensor) -> Tensor {
-    coef(schedule.alpha_at(t), x0) * x0 + coef(schedule.sigma_at(t), eps) * eps
+    coef(&schedule.alpha_at(t), x0) * x0 + coef(&schedule.sigma_at(t), eps) * eps
 }
 
 /// A per-sample coefficient of shape `[B]` reshaped to `[B, 1, ..., 1]` to broadcast against
 /// `like`, in `like`'s dtype.
-fn coef(values: Tensor, like: &Tensor) -> Tensor {
+fn coef(values: &Tensor, like: &Tensor) -> Tensor {
     let mut shape = vec![1i64; like.dim()];
     shape[0] = -1;
     values.reshape(shape.as_slice()).to_kind(like.kind())
@@ -146,6 +142,9 @@ mod tests {
     fn parses_target_names() {
         assert_eq!("v".parse::<Target>(), Ok(Target::V));
         assert_eq!("x0".parse::<Target>().unwrap().to_string(), "x0");
-        assert_eq!("noise".parse::<Target>().unwrap_err().to_string(), "unknown diffusion target `noise` (expected one of: eps, x0, v)");
+        assert_eq!(
+            "noise".parse::<Target>().unwrap_err().to_string(),
+            "unknown diffusion target `noise` (expected one of: eps, x0, v)"
+        );
     }
 }

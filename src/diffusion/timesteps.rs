@@ -2,13 +2,13 @@
 //! `UniformSampler`), from a seeded generator of our own so that a run draws the same
 //! timesteps on CPU and CUDA and resumes exactly from a checkpointed state (one `u64`).
 //!
-//! Generator: SplitMix64 (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number
+//! Generator: `SplitMix64` (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number
 //! generators"); range reduction: Lemire 2019, "Fast random integer generation in an
 //! interval" (multiply-shift with rejection, unbiased).
 
 use tch::{Device, Kind, Tensor};
 
-/// The SplitMix64 increment (the golden-ratio constant).
+/// The `SplitMix64` increment (the golden-ratio constant).
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// A seeded sampler of uniform timesteps in `0 .. steps`.
@@ -44,7 +44,6 @@ impl TimestepSampler {
 
     /// `n` timesteps as an `Int64` tensor of shape `[n]` on `device`. On CUDA the host buffer
     /// is pinned and copied without blocking the host.
-    #[must_use]
     pub fn sample(&mut self, n: usize, device: Device) -> Tensor {
         let values: Vec<i64> = (0..n).map(|_| self.next_timestep()).collect();
         let host = Tensor::from_slice(&values);
@@ -55,6 +54,7 @@ impl TimestepSampler {
     }
 
     /// One timestep, unbiased (Lemire's rejection on the 128-bit product).
+    #[allow(clippy::cast_possible_truncation)] // the low 64 bits of the product are wanted
     fn next_timestep(&mut self) -> i64 {
         let threshold = self.steps.wrapping_neg() % self.steps;
         loop {
@@ -65,7 +65,7 @@ impl TimestepSampler {
         }
     }
 
-    /// SplitMix64's next output.
+    /// `SplitMix64`'s next output.
     fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);
         let mut z = self.state;

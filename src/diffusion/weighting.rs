@@ -12,7 +12,7 @@
 //! | `InvSnr` | `1 / SNR` | `inv_snr` (x0: `1 / snr`) |
 //! | `MinSnr(g)` | `min(SNR, g)` | `min_snr_k` (x0, eps), `vmin_snr_k` (v) |
 //! | `MaxSnr(g)` | `max(SNR, g)`; `MaxSnr(1)` is truncated SNR | `max_snr_k`, `trunc_snr` |
-//! | `SoftMinSnr(g)` | `SNR * g / (SNR + g)` (HDiT, Crowson et al. 2024) | - |
+//! | `SoftMinSnr(g)` | `SNR * g / (SNR + g)` (`HDiT`, Crowson et al. 2024) | - |
 //!
 //! Sources: github.com/TiankaiHang/Min-SNR-Diffusion-Training,
 //! `guided_diffusion/gaussian_diffusion.py` `training_losses` (the `mse_loss_weight_type`
@@ -44,7 +44,7 @@ pub enum Weighting {
     MinSnr(f64),
     /// `w_x0 = max(SNR, gamma)`: truncated SNR for gamma = 1 (Salimans & Ho 2022).
     MaxSnr(f64),
-    /// `w_x0 = SNR * gamma / (SNR + gamma)`: soft Min-SNR (HDiT, Crowson et al. 2024).
+    /// `w_x0 = SNR * gamma / (SNR + gamma)`: soft Min-SNR (`HDiT`, Crowson et al. 2024).
     SoftMinSnr(f64),
 }
 
@@ -155,13 +155,13 @@ impl FactorTable {
     }
 
     /// The factors as a 1-D `f32` tensor on `device`, for [`super::loss::loss`].
-    #[must_use]
     pub fn to_device(&self, device: Device) -> Tensor {
         table(&self.values, device)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use super::*;
     use crate::diffusion::target::TARGETS;

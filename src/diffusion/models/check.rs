@@ -7,6 +7,9 @@ use crate::lang::value::Value;
 /// Checks that `net` (a `vit { .. }` or `unet { .. }` value) can be built for square
 /// images of side `image_size` with `channels` channels. On failure returns the
 /// parameter path (`net.patch`, `net.mults`, ...) and a message saying what to change.
+///
+/// # Errors
+/// The first rule `net` breaks, as (parameter path, message).
 pub fn check_net(net: &Value, image_size: u32, channels: u32) -> Result<(), (String, String)> {
     // The class count and T do not constrain the architecture; any valid values do.
     let ctx = NetContext { image_size: image_size.into(), channels: channels.into(), num_classes: 0, steps: 1000 };

@@ -49,6 +49,9 @@ impl Denoiser for UNet {
 }
 
 /// Validates `spec` and builds its network under `vs`, initialized as its reference.
+///
+/// # Errors
+/// [`ModelError::Invalid`] naming the parameter when the network cannot be built.
 pub fn build<'a>(vs: impl Borrow<nn::Path<'a>>, spec: &NetSpec) -> Result<Box<dyn Denoiser>, ModelError> {
     spec.validate()?;
     Ok(match spec {
@@ -67,12 +70,12 @@ mod tests {
     #[test]
     fn builds_either_network() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let vit = build(&(vs.root() / "a"), &NetSpec::ViT(ViTConfig::tiny())).unwrap();
+        let vit = build(vs.root() / "a", &NetSpec::ViT(ViTConfig::tiny())).unwrap();
         let x = Tensor::randn([2, 4, 8, 8], (Kind::Float, Device::Cpu));
         let t = Tensor::from_slice(&[1i64, 2]);
         assert_eq!(vit.forward_t(&x, &t, None, true).size(), [2, 4, 8, 8]);
         assert_eq!(vit.null_label(), Some(10));
-        let unet = build(&(vs.root() / "b"), &NetSpec::UNet(UNetConfig { num_classes: 0, ..UNetConfig::tiny() })).unwrap();
+        let unet = build(vs.root() / "b", &NetSpec::UNet(UNetConfig { num_classes: 0, ..UNetConfig::tiny() })).unwrap();
         assert_eq!(unet.null_label(), None);
     }
 
@@ -80,7 +83,7 @@ mod tests {
     fn rejects_an_invalid_spec_before_building() {
         let vs = nn::VarStore::new(Device::Cpu);
         let spec = NetSpec::ViT(ViTConfig { patch: 3, ..ViTConfig::tiny() });
-        assert_eq!(build(&vs.root(), &spec).unwrap_err().into_param().0, "net.patch");
+        assert_eq!(build(vs.root(), &spec).unwrap_err().into_param().0, "net.patch");
         assert!(vs.variables().is_empty());
     }
 }

@@ -7,8 +7,8 @@ use tch::{Kind, Tensor};
 
 use super::unet::config::GROUPS;
 
-/// PyTorch's `reset_parameters` for Linear and ConvNd: `kaiming_uniform_(a=sqrt(5))`
-/// on the weight and U(-b, b) on the bias, both with b = 1/sqrt(fan_in).
+/// PyTorch's `reset_parameters` for `Linear` and `ConvNd`: `kaiming_uniform_(a=sqrt(5))`
+/// on the weight and U(-b, b) on the bias, both with `b = 1/sqrt(fan_in)`.
 #[allow(clippy::cast_precision_loss)]
 pub(crate) fn torch_default(fan_in: i64) -> Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
@@ -74,7 +74,7 @@ mod tests {
         assert!(bound <= 0.25 && bound > 0.2, "{bound}");
         assert!(l.bs.unwrap().abs().max().double_value(&[]) > 0.0);
         let c = conv3x3(&vs.root().sub("c"), 4, 8, 1, Some(ZERO));
-        assert_eq!(c.ws.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(c.ws, c.ws.zeros_like());
         assert_eq!(c.forward(&Tensor::ones([1, 4, 5, 5], (Kind::Float, Device::Cpu))).size(), [1, 8, 5, 5]);
     }
 

@@ -1,7 +1,7 @@
 //! Denoiser networks, structured like their reference implementations so their
 //! checkpoints load by name:
-//! - [`vit`]: the seed paper's ViT (Min-SNR-Diffusion-Training `vision_transformer.py`);
-//! - [`unet`]: the ADM UNet (guided-diffusion `unet.py`);
+//! - [`vit`]: the seed paper's ViT (Min-SNR-Diffusion-Training, `vision_transformer.py`);
+//! - [`unet`]: the ADM UNet (guided-diffusion, `unet.py`);
 //! - [`denoiser`]: the [`Denoiser`] trait the stages use and [`build`];
 //! - [`spec`] and [`check`]: from the language's `net` value to a validated
 //!   configuration, without libtorch (the front end's `msnr check` uses them);

@@ -19,7 +19,7 @@ pub(crate) fn positive(param: &str, value: i64) -> Result<(), ModelError> {
 
 /// The divisors of `n`, ascending (for "use one of" hints).
 pub(crate) fn divisors(n: i64) -> Vec<i64> {
-    let small: Vec<i64> = (1..).take_while(|d| d * d <= n).filter(|d| n % d == 0).collect();
+    let small: Vec<i64> = (1..=n).take_while(|d| d * d <= n).filter(|d| n % d == 0).collect();
     let large = small.iter().rev().map(|d| n / d).filter(|q| q * q != n);
     small.iter().copied().chain(large).collect()
 }

@@ -34,16 +34,24 @@ impl NetSpec {
     /// `vit { depth = 12, width = 768, heads = 12, patch = 2 }` and `unet { channels = 128,
     /// mults = [1, 2, 2, 2], res_blocks = 2, attention = [16], heads = 4, dropout = 0.0,
     /// scale_shift = true }`. Does not validate: see [`NetSpec::validate`].
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] for an unknown network or an argument of the wrong type.
     pub fn from_value(net: &Value, ctx: &NetContext) -> Result<Self, ModelError> {
         match net {
             Value::Ctor { name, args } if name == "vit" => vit(&Args::new("net", args), ctx).map(Self::ViT),
             Value::Ctor { name, args } if name == "unet" => unet(&Args::new("net", args), ctx).map(Self::UNet),
-            Value::Ctor { name, .. } => Err(ModelError::invalid("net", format!("unknown network `{name}`; use vit or unet"))),
+            Value::Ctor { name, .. } => {
+                Err(ModelError::invalid("net", format!("unknown network `{name}`; use vit or unet")))
+            }
             other => Err(ModelError::invalid("net", format!("expected vit {{ .. }} or unet {{ .. }}, found {other}"))),
         }
     }
 
     /// Checks that the network can be built for its data.
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] naming the first parameter that rules the network out.
     pub fn validate(&self) -> Result<(), ModelError> {
         match self {
             Self::ViT(cfg) => cfg.validate(),
@@ -118,11 +126,19 @@ mod tests {
     fn unet_takes_its_arguments() {
         let net = ctor(
             "unet",
-            &[("channels", Value::Int(64)), ("mults", ints(&[1, 2, 2])), ("attention", ints(&[7])), ("scale_shift", Value::Bool(false))],
+            &[
+                ("channels", Value::Int(64)),
+                ("mults", ints(&[1, 2, 2])),
+                ("attention", ints(&[7])),
+                ("scale_shift", Value::Bool(false)),
+            ],
         );
         let spec = NetSpec::from_value(&net, &MNIST).unwrap();
         let NetSpec::UNet(cfg) = &spec else { panic!("not a unet") };
-        assert_eq!((cfg.model_channels, cfg.channel_mult.clone(), cfg.use_scale_shift_norm), (64, vec![1, 2, 2], false));
+        assert_eq!(
+            (cfg.model_channels, cfg.channel_mult.clone(), cfg.use_scale_shift_norm),
+            (64, vec![1, 2, 2], false)
+        );
         spec.validate().unwrap();
     }
 

@@ -1,5 +1,5 @@
 //! The seed paper's denoising ViT (Hang et al. 2023; Min-SNR-Diffusion-Training,
-//! guided_diffusion/vision_transformer.py `VisionTransformer`): a plain pre-LN ViT.
+//! `guided_diffusion/vision_transformer.py` `VisionTransformer`): a plain pre-LN ViT.
 //! The timestep and the class enter as two learned in-context tokens before the patch
 //! tokens, positions are learned and absolute, and a linear head per patch token is
 //! unpatchified into the image. Parameter names are the seed's, so its checkpoints
@@ -37,7 +37,7 @@ pub struct ViT {
     class_embedding: Option<nn::Embedding>,
     /// `blocks.{i}`.
     blocks: Vec<Block>,
-    /// `linear_projection`: width -> patch * patch * out_channels per token.
+    /// `linear_projection`: `width` to `patch * patch * out_channels` per token.
     linear_projection: nn::Linear,
 }
 
@@ -52,7 +52,13 @@ impl ViT {
         let head_cfg = nn::LinearConfig { ws_init: normal(0.02 * 0.001), bs_init: Some(Init::Const(0.0)), bias: true };
         let out = cfg.patch * cfg.patch * cfg.out_channels;
         Self {
-            patch_embed: layers::conv2d(&(vs / "patch_embed" / "proj"), cfg.in_channels, cfg.width, cfg.patch, cfg.patch),
+            patch_embed: layers::conv2d(
+                &(vs / "patch_embed" / "proj"),
+                cfg.in_channels,
+                cfg.width,
+                cfg.patch,
+                cfg.patch,
+            ),
             pos_embed: vs.var("pos_embed", &[1, tokens, cfg.width], normal(0.02)),
             time_embedding: nn::embedding(vs / "time_embedding", cfg.steps, cfg.width, embed),
             class_embedding: (cfg.num_classes > 0)
@@ -72,7 +78,7 @@ impl ViT {
     }
 
     /// Denoises `x` `[batch, in_channels, size, size]` at integer timesteps `t` `[batch]`
-    /// (in `0..steps`) for labels `y` `[batch]` (in `0..=num_classes`, `num_classes` being
+    /// (in `0..steps`; a float `t` is truncated, so samplers round first) for labels `y` `[batch]` (in `0..=num_classes`, `num_classes` being
     /// the null label; `None` means the null label). An unconditional ViT ignores `y`.
     /// Returns `[batch, out_channels, size, size]`.
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
@@ -84,7 +90,8 @@ impl ViT {
         tokens.push(patches);
         let h = Tensor::cat(&tokens, 1) + &self.pos_embed;
         let h = self.blocks.iter().fold(h, |h, block| block.forward(&h));
-        let h = self.linear_projection.forward(&h.narrow(1, self.cfg.extra_tokens(), self.cfg.grid() * self.cfg.grid()));
+        let h =
+            self.linear_projection.forward(&h.narrow(1, self.cfg.extra_tokens(), self.cfg.grid() * self.cfg.grid()));
         self.unpatchify(&h)
     }
 
@@ -97,10 +104,10 @@ impl ViT {
     }
 
     /// `[b, g*g, p*p*c]` to `[b, c, g*p, g*p]`: the seed's `einsum('nhwpqc->nchpwq')`.
-    fn unpatchify(&self, h: &Tensor) -> Tensor {
-        let (b, _, _) = dims3(h);
+    fn unpatchify(&self, tokens: &Tensor) -> Tensor {
+        let (batch, _, _) = dims3(tokens);
         let (g, p, c) = (self.cfg.grid(), self.cfg.patch, self.cfg.out_channels);
-        h.reshape([b, g, g, p, p, c]).permute([0, 5, 1, 3, 2, 4]).reshape([b, c, g * p, g * p])
+        tokens.reshape([batch, g, g, p, p, c]).permute([0, 5, 1, 3, 2, 4]).reshape([batch, c, g * p, g * p])
     }
 }
 
@@ -113,7 +120,7 @@ mod tests {
     fn tiny(num_classes: i64) -> (nn::VarStore, ViT) {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let vit = ViT::new(&vs.root(), ViTConfig { num_classes, ..ViTConfig::tiny() });
+        let vit = ViT::new(vs.root(), ViTConfig { num_classes, ..ViTConfig::tiny() });
         (vs, vit)
     }
 

@@ -12,6 +12,10 @@ use tch::Tensor;
 use super::error::ModelError;
 
 /// Loads `path` (safetensors) into `vs`, keeping each variable's kind and device.
+///
+/// # Errors
+/// [`ModelError::Read`] when the file cannot be read, [`ModelError::Weights`] listing every
+/// missing, unexpected or misshapen tensor (then nothing is loaded).
 pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), ModelError> {
     let read = |e: tch::TchError| ModelError::Read { path: path.to_path_buf(), message: e.to_string() };
     let file: HashMap<String, Tensor> = Tensor::read_safetensors(path).map_err(read)?.into_iter().collect();
@@ -32,8 +36,7 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), ModelError> {
     if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
         return Err(ModelError::Weights { path: path.to_path_buf(), missing, unexpected, mismatched });
     }
-    tch::no_grad(|| vars.iter().try_for_each(|(name, var)| var.shallow_clone().f_copy_(&file[name])))
-        .map_err(read)
+    tch::no_grad(|| vars.iter().try_for_each(|(name, var)| var.shallow_clone().f_copy_(&file[name]))).map_err(read)
 }
 
 #[cfg(test)]
@@ -61,7 +64,9 @@ mod tests {
 
         let ok = store(&[("a", &[2]), ("b", &[2, 2])]);
         let err = load_weights(&ok, &path).unwrap_err();
-        assert!(matches!(&err, ModelError::Weights { unexpected, missing, .. } if unexpected == &["extra"] && missing.is_empty()));
+        assert!(
+            matches!(&err, ModelError::Weights { unexpected, missing, .. } if unexpected == &["extra"] && missing.is_empty())
+        );
 
         let bad = store(&[("a", &[1]), ("c", &[2])]);
         let ModelError::Weights { missing, mismatched, .. } = load_weights(&bad, &path).unwrap_err() else { panic!() };

@@ -1,6 +1,6 @@
 //! Spatial self-attention of the ADM UNet (guided-diffusion `AttentionBlock` with
 //! `QKVAttentionLegacy`, the order of the released checkpoints): GroupNorm, a 1x1
-//! conv to q, k, v with the heads split before q, k, v, softmax(q k^T / sqrt(d)) v,
+//! conv to q, k, v with the heads split before q, k, v, `softmax(q k^T / sqrt(d)) v`,
 //! and a zero-initialized 1x1 output conv added to the input.
 
 use tch::nn::{self, Module};
@@ -23,6 +23,7 @@ pub struct AttentionBlock {
 
 impl AttentionBlock {
     /// Builds it under `vs` (e.g. `middle_block.1`).
+    #[must_use]
     pub fn new(vs: &nn::Path, channels: i64, heads: i64) -> Self {
         Self {
             norm: GroupNorm32::new(&(vs / "norm"), channels),
@@ -35,15 +36,16 @@ impl AttentionBlock {
     /// `x` `[b, c, h, w]` to the same shape.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let shape = x.size();
-        let (b, c) = (shape[0], shape[1]);
-        let flat = x.reshape([b, c, -1]);
+        let (batch, channels) = (shape[0], shape[1]);
+        let flat = x.reshape([batch, channels, -1]);
         let qkv = self.qkv.forward(&self.norm.forward(&flat));
-        // Legacy order: [b, heads * 3 * d, t] -> per head [q; k; v], each [b, heads, d, t].
-        let parts = qkv.reshape([b, self.heads, 3 * (c / self.heads), -1]).chunk(3, 2);
-        let [q, k, v] = [0, 1, 2].map(|i| parts[i].transpose(-1, -2));
-        let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<&Tensor>, 0.0, false, None, false);
-        let h = self.proj_out.forward(&a.transpose(-1, -2).reshape([b, c, -1]));
-        (flat + h).reshape(shape)
+        // Legacy order: [batch, heads * 3 * d, pixels] -> per head [q; k; v], each [batch, heads, d, pixels].
+        let parts = qkv.reshape([batch, self.heads, 3 * (channels / self.heads), -1]).chunk(3, 2);
+        let [query, key, value] = [0, 1, 2].map(|i| parts[i].transpose(-1, -2));
+        let attended =
+            Tensor::scaled_dot_product_attention(&query, &key, &value, None::<&Tensor>, 0.0, false, None, false);
+        let out = self.proj_out.forward(&attended.transpose(-1, -2).reshape([batch, channels, -1]));
+        (flat + out).reshape(shape)
     }
 }
 

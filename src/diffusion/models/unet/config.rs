@@ -77,7 +77,8 @@ impl UNetConfig {
     /// A tiny UNet for tests: 16x16x3, 32 channels, mults 1,2, attention at 8, 2 heads, 10 classes.
     #[must_use]
     pub fn tiny() -> Self {
-        let base = Self { image_size: 16, model_channels: 32, channel_mult: vec![1, 2], num_res_blocks: 1, ..Self::default() };
+        let base =
+            Self { image_size: 16, model_channels: 32, channel_mult: vec![1, 2], num_res_blocks: 1, ..Self::default() };
         Self { attention_resolutions: vec![8], num_heads: 2, num_classes: 10, ..base }
     }
 
@@ -105,7 +106,10 @@ impl UNetConfig {
         self.num_head_channels.map_or(self.num_heads, |hc| channels / hc)
     }
 
-    /// Checks that the network can be built; errors name the `net.*` or `data.*` parameter.
+    /// Checks that the network can be built.
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] naming the `net.*` or `data.*` parameter at fault.
     pub fn validate(&self) -> Result<(), ModelError> {
         check_data(self.image_size, self.in_channels)?;
         positive("net.channels", self.model_channels)?;

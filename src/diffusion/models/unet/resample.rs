@@ -27,6 +27,7 @@ pub struct Upsample {
 
 impl Upsample {
     /// Builds it under `vs` (`output_blocks.{i}.{j}`).
+    #[must_use]
     pub fn new(vs: &nn::Path, channels: i64, use_conv: bool) -> Self {
         Self { conv: use_conv.then(|| layers::conv3x3(&(vs / "conv"), channels, channels, 1, None)) }
     }
@@ -50,6 +51,7 @@ pub struct Downsample {
 
 impl Downsample {
     /// Builds it under `vs` (`input_blocks.{i}.0`).
+    #[must_use]
     pub fn new(vs: &nn::Path, channels: i64, use_conv: bool) -> Self {
         Self { op: use_conv.then(|| layers::conv3x3(&(vs / "op"), channels, channels, 2, None)) }
     }

@@ -58,6 +58,7 @@ pub struct ResBlock {
 
 impl ResBlock {
     /// Builds a block from `cin` to `cout` channels under `vs` (e.g. `input_blocks.1.0`).
+    #[must_use]
     pub fn new(vs: &nn::Path, cfg: &UNetConfig, (cin, cout): (i64, i64), resample: Resample) -> Self {
         let emb_out = if cfg.use_scale_shift_norm { 2 * cout } else { cout };
         Self {

@@ -13,10 +13,10 @@ use super::resblock::ResBlock;
 pub enum Layer {
     /// The input 3x3 conv (`input_blocks.0.0`).
     Conv(nn::Conv2D),
-    /// A residual block.
-    Res(ResBlock),
-    /// Self-attention.
-    Attn(AttentionBlock),
+    /// A residual block (boxed: it is much larger than the other layers).
+    Res(Box<ResBlock>),
+    /// Self-attention (boxed, as the residual block).
+    Attn(Box<AttentionBlock>),
     /// 2x downsampling.
     Down(Downsample),
     /// 2x upsampling.

@@ -1,6 +1,6 @@
-//! Multi-head self-attention of the seed ViT (vision_transformer.py `Attention`,
+//! Multi-head self-attention of the seed ViT (`vision_transformer.py` `Attention`,
 //! `qkv_bias=True`): one bias-free qkv projection plus separate q and v biases
-//! (BEiT's layout; k has no bias), softmax(q k^T / sqrt(d_head)) v, output projection.
+//! (BEiT's layout; k has no bias), `softmax(q k^T / sqrt(d_head)) v`, output projection.
 
 use tch::nn::{self, Init, Module};
 use tch::Tensor;
@@ -23,6 +23,7 @@ pub struct Attention {
 impl Attention {
     /// Builds the layer under `vs` (`blocks.{i}.attn`); `proj_std` is the seed's
     /// `0.02 / sqrt(2 * layer_id)` (`fix_init_weight`).
+    #[must_use]
     pub fn new(vs: &nn::Path, width: i64, heads: i64, proj_std: f64) -> Self {
         let normal = |stdev| Init::Randn { mean: 0.0, stdev };
         let proj_cfg = nn::LinearConfig { ws_init: normal(proj_std), bs_init: Some(Init::Const(0.0)), bias: true };
@@ -37,13 +38,14 @@ impl Attention {
 
     /// Attends over `x`: `[batch, tokens, width]` to the same shape.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = dims3(x);
+        let (batch, tokens, width) = dims3(x);
         let bias = Tensor::cat(&[&self.q_bias, &self.v_bias.zeros_like(), &self.v_bias], 0);
-        // [b, n, 3, heads, d] -> [3, b, heads, n, d]
-        let qkv = x.linear(&self.qkv, Some(&bias)).reshape([b, n, 3, self.heads, -1]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<&Tensor>, 0.0, false, None, false);
-        self.proj.forward(&a.transpose(1, 2).reshape([b, n, c]))
+        // [batch, tokens, 3, heads, d] -> [3, batch, heads, tokens, d]
+        let qkv = x.linear(&self.qkv, Some(&bias)).reshape([batch, tokens, 3, self.heads, -1]).permute([2, 0, 3, 1, 4]);
+        let (query, key, value) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let attended =
+            Tensor::scaled_dot_product_attention(&query, &key, &value, None::<&Tensor>, 0.0, false, None, false);
+        self.proj.forward(&attended.transpose(1, 2).reshape([batch, tokens, width]))
     }
 }
 
@@ -68,15 +70,15 @@ mod tests {
             attn.q_bias.copy_(&Tensor::randn([16], (Kind::Float, Device::Cpu)));
             attn.v_bias.copy_(&Tensor::randn([16], (Kind::Float, Device::Cpu)));
         });
-        let x = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu));
+        let input = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu));
         let (w, zero) = (attn.qkv.chunk(3, 0), attn.q_bias.zeros_like());
         let split = |h: Tensor| h.reshape([2, 5, 2, 8]).transpose(1, 2);
-        let q = split(x.linear(&w[0], Some(&attn.q_bias)));
-        let k = split(x.linear(&w[1], Some(&zero)));
-        let v = split(x.linear(&w[2], Some(&attn.v_bias)));
-        let weights = (q.matmul(&k.transpose(-2, -1)) / 8f64.sqrt()).softmax(-1, Kind::Float);
-        let expected = attn.proj.forward(&weights.matmul(&v).transpose(1, 2).reshape([2, 5, 16]));
-        let diff = (attn.forward(&x) - expected).abs().max().double_value(&[]);
+        let query = split(input.linear(&w[0], Some(&attn.q_bias)));
+        let key = split(input.linear(&w[1], Some(&zero)));
+        let value = split(input.linear(&w[2], Some(&attn.v_bias)));
+        let weights = (query.matmul(&key.transpose(-2, -1)) / 8f64.sqrt()).softmax(-1, Kind::Float);
+        let expected = attn.proj.forward(&weights.matmul(&value).transpose(1, 2).reshape([2, 5, 16]));
+        let diff = (attn.forward(&input) - expected).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{diff}");
     }
 

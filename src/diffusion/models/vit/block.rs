@@ -1,5 +1,5 @@
-//! One pre-LN transformer block of the seed ViT (vision_transformer.py `Block` with
-//! `Mlp`): x + attn(norm1(x)), then x + fc2(gelu(fc1(norm2(x)))); LayerNorm eps 1e-6.
+//! One pre-LN transformer block of the seed ViT (`vision_transformer.py` `Block` with
+//! `Mlp`): `x + attn(norm1(x))`, then `x + fc2(gelu(fc1(norm2(x))))`; LayerNorm eps 1e-6.
 
 use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
@@ -14,7 +14,11 @@ fn layer_norm(vs: nn::Path, width: i64) -> nn::LayerNorm {
 /// `nn.Linear` initialized as the seed's `_init_weights`: N(0, std) weights, zero bias
 /// (timm's `trunc_normal_` cuts at +-2 absolute, 100 std at std 0.02: a plain normal).
 fn linear(vs: nn::Path, fan_in: i64, out: i64, std: f64) -> nn::Linear {
-    let cfg = nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev: std }, bs_init: Some(Init::Const(0.0)), bias: true };
+    let cfg = nn::LinearConfig {
+        ws_init: Init::Randn { mean: 0.0, stdev: std },
+        bs_init: Some(Init::Const(0.0)),
+        bias: true,
+    };
     nn::linear(vs, fan_in, out, cfg)
 }
 
@@ -35,7 +39,8 @@ pub struct Block {
 
 impl Block {
     /// Builds block `layer_id` (1-based; the seed divides the init of `attn.proj` and
-    /// `mlp.fc2` by sqrt(2 * layer_id)).
+    /// `mlp.fc2` by `sqrt(2 * layer_id)`).
+    #[must_use]
     #[allow(clippy::cast_precision_loss)]
     pub fn new(vs: &nn::Path, width: i64, heads: i64, hidden: i64, layer_id: i64) -> Self {
         let residual_std = 0.02 / (2.0 * layer_id as f64).sqrt();

@@ -102,7 +102,10 @@ impl ViTConfig {
         (self.width as f64 * self.mlp_ratio) as i64
     }
 
-    /// Checks that the network can be built; errors name the `net.*` or `data.*` parameter.
+    /// Checks that the network can be built.
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] naming the `net.*` or `data.*` parameter at fault.
     pub fn validate(&self) -> Result<(), ModelError> {
         check_data(self.image_size, self.in_channels)?;
         positive("net.depth", self.depth)?;
