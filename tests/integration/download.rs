@@ -445,6 +445,38 @@ fn extract_false_keeps_the_archive_as_a_file() {
     assert_eq!(fs::read(case.out("faces.zip")).unwrap(), archive);
 }
 
+/// A plain tar of `entries` (regular files only).
+fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn an_archive_of_per_class_tars_becomes_class_folders() {
+    // The layout of ILSVRC2012_img_train.tar: one tar of JPEGs per class.
+    let class_a = tar(&[("n01440764_10026.JPEG", b"fish"), ("n01440764_10027.JPEG", b"fish2")]);
+    let class_b = tar(&[("n01443537_1.JPEG", b"shark")]);
+    let outer = tar(&[("n01440764.tar", &class_a), ("n01443537.tar", &class_b)]);
+    let server = Server::start(outer, None, vec![Reply::FULL]);
+    let case = Case::new(&server.url("ILSVRC2012_img_train.tar"));
+    let result = case.run().unwrap();
+    let expected = [
+        "n01440764/",
+        "n01440764/n01440764_10026.JPEG",
+        "n01440764/n01440764_10027.JPEG",
+        "n01443537/",
+        "n01443537/n01443537_1.JPEG",
+    ];
+    assert_eq!(listing(&case.spec.out_dir), expected);
+    assert_eq!(metric(&result, "files"), 3);
+}
+
 /// Serves `archive` as `name`, runs the stage, and returns its error; checks
 /// that nothing appeared next to the output folder.
 fn refused(archive: Vec<u8>, name: &str) -> String {
