@@ -191,37 +191,29 @@ pub fn extract_inner(dir: &Path, reporter: &dyn Reporter) -> Result<Option<Extra
 /// nothing when any entry is not an archive file or two would share a folder.
 fn inner_archives(dir: &Path) -> Vec<(PathBuf, Format, PathBuf)> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
-    let mut found = Vec::new();
-    for entry in entries {
-        let Ok(entry) = entry else { return Vec::new() };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let Some((format, stem)) = Format::from_extension(&name).filter(|_| is_file).map(|f| (f, f.stem(&name))) else {
-            return Vec::new();
-        };
-        if stem.is_empty() {
-            return Vec::new();
-        }
-        found.push((entry.path(), format, dir.join(stem)));
-    }
-    let mut folders: Vec<_> = found.iter().map(|(_, _, folder)| folder).collect();
-    folders.sort();
-    let before = folders.len();
-    folders.dedup();
-    if folders.len() == before {
+    let found: Option<Vec<_>> = entries.map(|entry| inner_archive(dir, &entry.ok()?)).collect();
+    let found = found.unwrap_or_default();
+    let folders: std::collections::BTreeSet<_> = found.iter().map(|(_, _, folder)| folder).collect();
+    if folders.len() == found.len() {
         found
     } else {
         Vec::new()
     }
 }
 
-impl Format {
-    /// `name` without this format's extension (`n01440764.tar` -> `n01440764`).
-    fn stem(self, name: &str) -> &str {
-        let lower = name.to_ascii_lowercase();
-        let suffix = [".tar.gz", ".tgz", ".tar", ".zip"].into_iter().find(|s| lower.ends_with(s)).unwrap_or("");
-        &name[..name.len() - suffix.len()]
-    }
+/// The format and target folder of `entry` if it is an archive file.
+fn inner_archive(dir: &Path, entry: &fs::DirEntry) -> Option<(PathBuf, Format, PathBuf)> {
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let format = Format::from_extension(&name).filter(|_| entry.file_type().is_ok_and(|t| t.is_file()))?;
+    let stem = archive_stem(&name);
+    (!stem.is_empty()).then(|| (entry.path(), format, dir.join(stem)))
+}
+
+/// `name` without its archive extension (`n01440764.tar` -> `n01440764`).
+fn archive_stem(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    let suffix = [".tar.gz", ".tgz", ".tar", ".zip"].into_iter().find(|s| lower.ends_with(s)).unwrap_or("");
+    &name[..name.len() - suffix.len()]
 }
 
 impl ArchiveError {
