@@ -31,6 +31,7 @@ struct Params {
 }
 
 impl Params {
+    /// Reads and checks the parameters of `spec`.
     fn read(spec: &StageSpec) -> Result<Self, StageError> {
         let url = spec.str("url")?.trim().to_owned();
         let source = Source::parse(&url).map_err(|m| StageError::param("url", m))?;

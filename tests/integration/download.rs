@@ -194,6 +194,19 @@ fn connection_failures_are_retried_then_reported() {
 }
 
 #[test]
+fn a_silent_server_times_out_and_is_retried() {
+    let body = noise(SIZE);
+    let server = Server::start(body.clone(), None, vec![Reply::Silence(1500), Reply::FULL]);
+    let case = Case::new(&server.url("data.bin"));
+    let policy = RetryPolicy { io_timeout: Duration::from_millis(300), ..FAST };
+    fs::create_dir_all(&case.spec.out_dir).unwrap();
+    download::run_with(&case.spec, &case.reporter, &policy).unwrap();
+    assert_eq!(fs::read(case.out("data.bin")).unwrap(), body);
+    let logs = case.reporter.logs.lock().unwrap();
+    assert!(logs.iter().any(|l| l.contains("timeout") && l.contains("retrying")), "{logs:?}");
+}
+
+#[test]
 fn a_truncated_body_is_an_error_naming_expected_and_received_sizes() {
     // The server closes the connection after 1000 bytes every time and ignores
     // ranges, so no attempt gets further than the first.

@@ -15,6 +15,8 @@ pub enum Reply {
     Body { ranges: bool, cut: Option<usize> },
     /// This status with a short text body.
     Status(u16),
+    /// No answer: the connection stays silent for this many milliseconds, then closes.
+    Silence(u64),
 }
 
 impl Reply {
@@ -115,6 +117,10 @@ fn read_request(stream: &TcpStream) -> Request {
 fn answer(mut stream: TcpStream, request: &Request, resource: &Resource, reply: Reply) -> std::io::Result<()> {
     let (ranges, cut) = match reply {
         Reply::Status(code) => return write_status(&mut stream, code, ""),
+        Reply::Silence(ms) => {
+            thread::sleep(std::time::Duration::from_millis(ms));
+            return stream.shutdown(Shutdown::Both);
+        }
         Reply::Body { ranges, cut } => (ranges, cut),
     };
     let len = resource.body.len();
