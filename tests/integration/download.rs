@@ -259,6 +259,19 @@ fn a_server_that_ignores_ranges_restarts_from_zero() {
 }
 
 #[test]
+fn a_resume_answered_with_the_wrong_range_restarts_from_zero() {
+    let body = noise(SIZE);
+    let server = Server::start(body.clone(), None, vec![Reply::WrongRange, Reply::FULL]);
+    let case = Case::new(&server.url("data.bin"));
+    fs::create_dir_all(&case.spec.work_dir).unwrap();
+    fs::write(case.partial(), vec![0xAA; 5000]).unwrap();
+    case.run().unwrap();
+    assert_eq!(fs::read(case.out("data.bin")).unwrap(), body);
+    let ranges: Vec<_> = server.requests().iter().map(|r| r.header("Range").map(str::to_owned)).collect();
+    assert_eq!(ranges, [Some("bytes=5000-".into()), None]);
+}
+
+#[test]
 fn a_changed_resource_restarts_instead_of_resuming() {
     let body = noise(SIZE);
     let server = Server::start(body.clone(), Some("\"v2\""), vec![Reply::FULL]);
