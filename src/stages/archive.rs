@@ -6,13 +6,15 @@ mod safe_tree;
 mod tar_entries;
 mod zip_entries;
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::GzDecoder;
+use rayon::prelude::*;
 
-use super::spec::Reporter;
+use super::spec::{Reporter, Silent};
 use safe_tree::SafeTree;
 
 /// An archive format.
@@ -157,6 +159,74 @@ pub fn extract(
     tree.finish()
 }
 
+/// Unpacks an archive of archives one level further: when every entry of
+/// `dir` is a regular file named `.zip`, `.tar`, `.tar.gz` or `.tgz` (as in
+/// `ILSVRC2012_img_train.tar`, one tar per class), each is extracted into a
+/// folder named after it without the extension, then removed. Returns what the
+/// inner archives held, or `None` when `dir` is not such an archive.
+///
+/// # Errors
+/// As [`extract`], the entry named with its inner archive.
+pub fn extract_inner(dir: &Path, reporter: &dyn Reporter) -> Result<Option<Extracted>, ArchiveError> {
+    let inner = inner_archives(dir);
+    if inner.is_empty() {
+        return Ok(None);
+    }
+    let (done, total) = (AtomicU64::new(0), inner.len() as u64);
+    let parts: Vec<Extracted> = inner
+        .par_iter()
+        .map(|(path, format, folder)| {
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            let extracted = extract(path, *format, folder, &Silent).map_err(|e| e.inside(&file))?;
+            fs::remove_file(path).map_err(|e| ArchiveError::Entry { entry: file.to_string(), source: e })?;
+            reporter.progress(done.fetch_add(1, Ordering::Relaxed) + 1, total, "extracting inner archives");
+            Ok(extracted)
+        })
+        .collect::<Result<_, ArchiveError>>()?;
+    let sum = |f: fn(&Extracted) -> u64| parts.iter().map(f).sum();
+    Ok(Some(Extracted { files: sum(|e| e.files), bytes: sum(|e| e.bytes) }))
+}
+
+/// The inner archives of `dir` with their formats and target folders, or
+/// nothing when any entry is not an archive file or two would share a folder.
+fn inner_archives(dir: &Path) -> Vec<(PathBuf, Format, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let found: Option<Vec<_>> = entries.map(|entry| inner_archive(dir, &entry.ok()?)).collect();
+    let found = found.unwrap_or_default();
+    let folders: std::collections::BTreeSet<_> = found.iter().map(|(_, _, folder)| folder).collect();
+    if folders.len() == found.len() {
+        found
+    } else {
+        Vec::new()
+    }
+}
+
+/// The format and target folder of `entry` if it is an archive file.
+fn inner_archive(dir: &Path, entry: &fs::DirEntry) -> Option<(PathBuf, Format, PathBuf)> {
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let format = Format::from_extension(&name).filter(|_| entry.file_type().is_ok_and(|t| t.is_file()))?;
+    let stem = archive_stem(&name);
+    (!stem.is_empty()).then(|| (entry.path(), format, dir.join(stem)))
+}
+
+/// `name` without its archive extension (`n01440764.tar` -> `n01440764`).
+fn archive_stem(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    let suffix = [".tar.gz", ".tgz", ".tar", ".zip"].into_iter().find(|s| lower.ends_with(s)).unwrap_or("");
+    &name[..name.len() - suffix.len()]
+}
+
+impl ArchiveError {
+    /// The same error, its entry named inside the archive file `outer`.
+    fn inside(self, outer: &str) -> Self {
+        match self {
+            Self::Unsafe { entry, reason } => Self::Unsafe { entry: format!("{outer}: {entry}"), reason },
+            Self::Entry { entry, source } => Self::Entry { entry: format!("{outer}: {entry}"), source },
+            Self::Corrupt { format, message } => Self::Corrupt { format, message: format!("{outer}: {message}") },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +278,29 @@ mod tests {
         std::fs::write(&path, b"<html>not found</html>").unwrap();
         let err = extract(&path, Format::TarGz, &dir.path().join("out"), &crate::stages::spec::Silent).unwrap_err();
         assert!(err.to_string().starts_with("not a readable tar.gz archive"), "{err}");
+    }
+
+    #[test]
+    fn unpacks_an_archive_of_archives_into_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n01440764.tar"), tar_bytes()).unwrap();
+        std::fs::write(dir.path().join("n01443537.TGZ"), gzip(&tar_bytes())).unwrap();
+        let extracted = extract_inner(dir.path(), &crate::stages::spec::Silent).unwrap();
+        assert_eq!(extracted, Some(Extracted { files: 2, bytes: 2 }));
+        assert_eq!(std::fs::read(dir.path().join("n01440764/a.txt")).unwrap(), b"a");
+        assert!(dir.path().join("n01443537/a.txt").is_file());
+        assert!(!dir.path().join("n01440764.tar").exists());
+    }
+
+    #[test]
+    fn leaves_mixed_folders_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inner.tar"), tar_bytes()).unwrap();
+        std::fs::write(dir.path().join("README"), b"keep me packed").unwrap();
+        assert_eq!(extract_inner(dir.path(), &crate::stages::spec::Silent).unwrap(), None);
+        std::fs::remove_file(dir.path().join("README")).unwrap();
+        std::fs::write(dir.path().join("inner.zip"), b"PK").unwrap();
+        assert_eq!(extract_inner(dir.path(), &crate::stages::spec::Silent).unwrap(), None, "two archives, one folder");
+        assert!(dir.path().join("inner.tar").is_file());
     }
 }

@@ -31,6 +31,7 @@ struct Params {
 }
 
 impl Params {
+    /// Reads and checks the parameters of `spec`.
     fn read(spec: &StageSpec) -> Result<Self, StageError> {
         let url = spec.str("url")?.trim().to_owned();
         let source = Source::parse(&url).map_err(|m| StageError::param("url", m))?;
@@ -115,8 +116,9 @@ fn verify(
     Ok(actual.sha256)
 }
 
-/// Fills `out_dir`: the archive's entries when extracting one, otherwise the
-/// file itself under `name`. Returns the number of files written.
+/// Fills `out_dir`: the archive's entries when extracting one (an archive of
+/// archives unpacked one level further), otherwise the file itself under
+/// `name`. Returns the number of files written.
 fn place(
     params: &Params,
     local: &Path,
@@ -127,9 +129,11 @@ fn place(
     fs::create_dir_all(out_dir).map_err(|e| StageError::io(out_dir, e))?;
     let format = if params.extract { Format::detect(local, name).map_err(|e| StageError::io(local, e))? } else { None };
     if let Some(format) = format {
-        let extracted = archive::extract(local, format, out_dir, reporter)
-            .map_err(|e| StageError::Failed(format!("extracting {name} from {}: {e}", params.url)))?;
-        return Ok(extracted.files);
+        let failed =
+            |e: archive::ArchiveError| StageError::Failed(format!("extracting {name} from {}: {e}", params.url));
+        let outer = archive::extract(local, format, out_dir, reporter).map_err(failed)?;
+        let inner = archive::extract_inner(out_dir, reporter).map_err(failed)?;
+        return Ok(inner.unwrap_or(outer).files);
     }
     let dest = out_dir.join(name);
     let moved = matches!(params.source, Source::Http(_)) && fs::rename(local, &dest).is_ok();

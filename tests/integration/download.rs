@@ -194,6 +194,19 @@ fn connection_failures_are_retried_then_reported() {
 }
 
 #[test]
+fn a_silent_server_times_out_and_is_retried() {
+    let body = noise(SIZE);
+    let server = Server::start(body.clone(), None, vec![Reply::Silence(1500), Reply::FULL]);
+    let case = Case::new(&server.url("data.bin"));
+    let policy = RetryPolicy { io_timeout: Duration::from_millis(300), ..FAST };
+    fs::create_dir_all(&case.spec.out_dir).unwrap();
+    download::run_with(&case.spec, &case.reporter, &policy).unwrap();
+    assert_eq!(fs::read(case.out("data.bin")).unwrap(), body);
+    let logs = case.reporter.logs.lock().unwrap();
+    assert!(logs.iter().any(|l| l.contains("timeout") && l.contains("retrying")), "{logs:?}");
+}
+
+#[test]
 fn a_truncated_body_is_an_error_naming_expected_and_received_sizes() {
     // The server closes the connection after 1000 bytes every time and ignores
     // ranges, so no attempt gets further than the first.
@@ -243,6 +256,19 @@ fn a_server_that_ignores_ranges_restarts_from_zero() {
     case.run().unwrap();
     assert_eq!(fs::read(case.out("data.bin")).unwrap(), body, "no stale prefix");
     assert_eq!(server.requests()[0].header("Range"), Some("bytes=5000-"));
+}
+
+#[test]
+fn a_resume_answered_with_the_wrong_range_restarts_from_zero() {
+    let body = noise(SIZE);
+    let server = Server::start(body.clone(), None, vec![Reply::WrongRange, Reply::FULL]);
+    let case = Case::new(&server.url("data.bin"));
+    fs::create_dir_all(&case.spec.work_dir).unwrap();
+    fs::write(case.partial(), vec![0xAA; 5000]).unwrap();
+    case.run().unwrap();
+    assert_eq!(fs::read(case.out("data.bin")).unwrap(), body);
+    let ranges: Vec<_> = server.requests().iter().map(|r| r.header("Range").map(str::to_owned)).collect();
+    assert_eq!(ranges, [Some("bytes=5000-".into()), None]);
 }
 
 #[test]
@@ -443,6 +469,38 @@ fn extract_false_keeps_the_archive_as_a_file() {
     case.run().unwrap();
     assert_eq!(listing(&case.spec.out_dir), ["faces.zip"]);
     assert_eq!(fs::read(case.out("faces.zip")).unwrap(), archive);
+}
+
+/// A plain tar of `entries` (regular files only).
+fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn an_archive_of_per_class_tars_becomes_class_folders() {
+    // The layout of ILSVRC2012_img_train.tar: one tar of JPEGs per class.
+    let class_a = tar(&[("n01440764_10026.JPEG", b"fish"), ("n01440764_10027.JPEG", b"fish2")]);
+    let class_b = tar(&[("n01443537_1.JPEG", b"shark")]);
+    let outer = tar(&[("n01440764.tar", &class_a), ("n01443537.tar", &class_b)]);
+    let server = Server::start(outer, None, vec![Reply::FULL]);
+    let case = Case::new(&server.url("ILSVRC2012_img_train.tar"));
+    let result = case.run().unwrap();
+    let expected = [
+        "n01440764/",
+        "n01440764/n01440764_10026.JPEG",
+        "n01440764/n01440764_10027.JPEG",
+        "n01443537/",
+        "n01443537/n01443537_1.JPEG",
+    ];
+    assert_eq!(listing(&case.spec.out_dir), expected);
+    assert_eq!(metric(&result, "files"), 3);
 }
 
 /// Serves `archive` as `name`, runs the stage, and returns its error; checks

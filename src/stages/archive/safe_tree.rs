@@ -3,6 +3,7 @@
 //! passes through a link that leaves the folder, and every link must resolve
 //! inside it once extraction ends (the "zip slip" family of attacks).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +16,9 @@ pub struct SafeTree {
     root: PathBuf,
     /// Symlinks created so far (entry name, path), checked by [`SafeTree::finish`].
     links: Vec<(String, PathBuf)>,
+    /// Folders known to be real folders reached without passing a symlink; no
+    /// entry can turn them into links, so they need no second look.
+    real_dirs: HashSet<PathBuf>,
     stats: Extracted,
 }
 
@@ -25,7 +29,8 @@ impl SafeTree {
     /// When `dest` cannot be created or resolved.
     pub fn new(dest: &Path) -> io::Result<Self> {
         fs::create_dir_all(dest)?;
-        Ok(Self { root: fs::canonicalize(dest)?, links: Vec::new(), stats: Extracted::default() })
+        let root = fs::canonicalize(dest)?;
+        Ok(Self { real_dirs: HashSet::from([root.clone()]), root, links: Vec::new(), stats: Extracted::default() })
     }
 
     /// Files written so far.
@@ -108,7 +113,7 @@ impl SafeTree {
     /// The path where entry `name` goes: its folders created safely, and any
     /// earlier non-folder entry of the same name removed (so a write never
     /// follows an old link).
-    fn place(&self, name: &Path) -> Result<PathBuf, ArchiveError> {
+    fn place(&mut self, name: &Path) -> Result<PathBuf, ArchiveError> {
         let rel = relative(name)?;
         let Some(file_name) = rel.file_name() else {
             return Err(unsafe_entry(name, "has an empty path".to_owned()));
@@ -123,15 +128,25 @@ impl SafeTree {
 
     /// Creates the folders of `rel` one by one under the root, refusing to pass
     /// through a symlink that resolves outside it or to something not a folder.
-    fn ensure_dir(&self, name: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
+    fn ensure_dir(&mut self, name: &Path, rel: &Path) -> Result<PathBuf, ArchiveError> {
         let mut path = self.root.clone();
+        let mut through_link = false;
         for part in rel.components() {
             path.push(part);
+            if !through_link && self.real_dirs.contains(&path) {
+                continue;
+            }
             match fs::symlink_metadata(&path) {
                 Ok(meta) if meta.is_dir() => {}
-                Ok(meta) if meta.file_type().is_symlink() => self.check_link_dir(name, &path)?,
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    self.check_link_dir(name, &path)?;
+                    through_link = true;
+                }
                 Ok(_) => return Err(entry_error(name, io::Error::other(format!("`{}` is a file", rel.display())))),
                 Err(_) => fs::create_dir(&path).map_err(|e| entry_error(name, e))?,
+            }
+            if !through_link {
+                self.real_dirs.insert(path.clone());
             }
         }
         Ok(path)
@@ -298,6 +313,19 @@ mod tests {
         let write = tree.file(Path::new("esc/pwned"), &mut &b"x"[..], None);
         assert!(refusal(write).contains("passes through the symlink `esc`"));
         assert!(matches!(tree.finish(), Err(ArchiveError::Unsafe { entry, .. }) if entry == "esc"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn rechecks_folders_reached_through_a_replaced_link() {
+        let (_dir, mut tree) = tree();
+        tree.dir(Path::new("a")).unwrap();
+        tree.symlink(Path::new("link"), Path::new("a")).unwrap();
+        tree.file(Path::new("link/sub/x"), &mut &b"x"[..], None).unwrap();
+        tree.symlink(Path::new("sub/up"), Path::new("..")).unwrap();
+        tree.symlink(Path::new("link"), Path::new("sub/up/..")).unwrap();
+        let write = tree.file(Path::new("link/sub/evil"), &mut &b"x"[..], None);
+        assert!(refusal(write).contains("passes through the symlink `link`"));
     }
 
     #[cfg(unix)]

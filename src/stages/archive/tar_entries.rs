@@ -27,7 +27,7 @@ pub fn extract(
         let name = entry.path().map_err(corrupt)?.into_owned();
         let kind = entry.header().entry_type();
         match kind {
-            EntryType::Regular | EntryType::Continuous => {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let mode = entry.header().mode().ok();
                 tree.file(&name, &mut entry, mode)?;
             }

@@ -78,8 +78,9 @@ impl Partial {
 /// no progress.
 pub fn fetch(url: &str, partial: &Partial, policy: &RetryPolicy, reporter: &dyn Reporter) -> Result<u64, String> {
     let agent = agent(policy);
-    let (mut best, mut stalled) = (partial.len(), 0u32);
-    for attempt in 1..=MAX_ATTEMPTS {
+    let (mut best, mut stalled, mut attempt) = (partial.len(), 0u32, 0u32);
+    loop {
+        attempt += 1;
         let (message, retry_after) = match try_once(&agent, url, partial, reporter) {
             Ok(size) => return Ok(size),
             Err(Failure::Permanent(message)) => return Err(message),
@@ -95,7 +96,6 @@ pub fn fetch(url: &str, partial: &Partial, policy: &RetryPolicy, reporter: &dyn 
         reporter.log(&format!("GET {url}: {message}; retrying in {:.1} s", wait.as_secs_f64()));
         thread::sleep(wait);
     }
-    unreachable!("the loop returns on its last attempt")
 }
 
 /// The HTTP client: statuses come back as responses, bodies are not re-encoded.
@@ -116,7 +116,7 @@ fn try_once(agent: &Agent, url: &str, partial: &Partial, reporter: &dyn Reporter
     let response = request(agent, url, partial, have).call().map_err(|e| classify(url, &e))?;
     let status = response.status();
     let (start, total) = match status {
-        StatusCode::PARTIAL_CONTENT => resumed_range(&response, have)?,
+        StatusCode::PARTIAL_CONTENT => resumed_range(&response, partial, have)?,
         StatusCode::OK => (0, response.body().content_length()),
         StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => return already_complete(&response, partial, have),
         _ => return Err(status_failure(url, &response)),
@@ -169,15 +169,18 @@ fn on_hub(url: &str) -> bool {
 }
 
 /// Where a 206 response starts and the resource's total size, from its
-/// `Content-Range: bytes first-last/total`.
-fn resumed_range(response: &Response<Body>, have: u64) -> Result<(u64, Option<u64>), Failure> {
+/// `Content-Range: bytes first-last/total`; a range that does not continue the
+/// partial file discards it, so the next attempt starts over.
+fn resumed_range(response: &Response<Body>, partial: &Partial, have: u64) -> Result<(u64, Option<u64>), Failure> {
     let value = response.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let parsed = parse_content_range(value);
-    match parsed {
+    match parse_content_range(value) {
         Some((first, total)) if first == have => Ok((first, total)),
-        _ => Err(Failure::transient(format!(
-            "server answered a resume from byte {have} with Content-Range `{value}`; restarting"
-        ))),
+        _ => {
+            partial.discard().map_err(|e| Failure::Permanent(format!("{}: {e}", partial.path.display())))?;
+            Err(Failure::transient(format!(
+                "server answered a resume from byte {have} with Content-Range `{value}`; restarting"
+            )))
+        }
     }
 }
 

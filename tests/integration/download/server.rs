@@ -15,6 +15,10 @@ pub enum Reply {
     Body { ranges: bool, cut: Option<usize> },
     /// This status with a short text body.
     Status(u16),
+    /// No answer: the connection stays silent for this many milliseconds, then closes.
+    Silence(u64),
+    /// A broken server: 206 with the whole body labelled `bytes 0-...`, whatever was asked.
+    WrongRange,
 }
 
 impl Reply {
@@ -115,6 +119,17 @@ fn read_request(stream: &TcpStream) -> Request {
 fn answer(mut stream: TcpStream, request: &Request, resource: &Resource, reply: Reply) -> std::io::Result<()> {
     let (ranges, cut) = match reply {
         Reply::Status(code) => return write_status(&mut stream, code, ""),
+        Reply::WrongRange => {
+            let len = resource.body.len();
+            let head = format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-{}/{len}\r\n", len - 1);
+            write!(stream, "{head}Content-Length: {len}\r\nConnection: close\r\n\r\n")?;
+            stream.write_all(&resource.body)?;
+            return stream.shutdown(Shutdown::Both);
+        }
+        Reply::Silence(ms) => {
+            thread::sleep(std::time::Duration::from_millis(ms));
+            return stream.shutdown(Shutdown::Both);
+        }
         Reply::Body { ranges, cut } => (ranges, cut),
     };
     let len = resource.body.len();
