@@ -18,8 +18,10 @@ fn main() {
     println!("cargo:rustc-env=MSNR_LIBTORCH_LIB={}", lib.display());
     println!("cargo:rustc-env=MSNR_LIBTORCH_VERSION={}", torch_version(&lib));
     compile_autocast_shim(&lib);
+    // Every binary (the worker, tests, benches) finds libtorch without LD_LIBRARY_PATH;
+    // an rpath loads nothing by itself, so the front end still never loads libtorch.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     for bin in [WORKER] {
-        println!("cargo:rustc-link-arg-bin={bin}=-Wl,-rpath,{}", lib.display());
         if lib.join("libtorch_cuda.so").exists() {
             println!("cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed");
             println!("cargo:rustc-link-arg-bin={bin}=-ltorch_cuda");

@@ -13,7 +13,7 @@ pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keep = roots::live_keys(&root).map_err(Failure::Message)?;
-    let report = if dry_run { store.gc_preview(&keep) } else { store.gc(&keep) }.map_err(|e| Failure::Message(e.to_string()))?;
+    let report = if dry_run { gc_preview(&store, &keep)? } else { store.gc(&keep).map_err(|e| Failure::Message(e.to_string()))? };
     for (key, bytes) in &report.removed {
         println!("{} {key} ({})", if dry_run { "would remove" } else { "removed" }, human(*bytes));
     }
@@ -21,12 +21,38 @@ pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What `gc` would remove: every entry not in `keep`, with its size.
+fn gc_preview(store: &Store, keep: &std::collections::HashSet<String>) -> Result<crate::cache::GcReport, Failure> {
+    let mut report = crate::cache::GcReport::default();
+    for key in store.keys().map_err(|e| Failure::Message(e.to_string()))? {
+        if keep.contains(&key) {
+            continue;
+        }
+        let bytes = store.get(&key).and_then(|e| e.out_dir.parent().map(dir_size)).unwrap_or(0);
+        report.freed += bytes;
+        report.removed.push((key, bytes));
+    }
+    Ok(report)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_size(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
 /// `msnr fmt`: canonical formatting, in place or as a check.
 pub(super) fn fmt(files: &[PathBuf], check: bool) -> Result<(), Failure> {
     let mut unformatted = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| Failure::Message(format!("{}: {e}", file.display())))?;
-        let formatted = lang::format_named(&file.display().to_string(), &text)?;
+        let formatted = lang::format(&text)?;
         if formatted == text {
             continue;
         }
@@ -53,7 +79,7 @@ fn write_atomic(file: &Path, text: &str) -> Result<(), Failure> {
 
 /// `msnr doc`: the stdlib reference.
 pub(super) fn doc(name: Option<&str>) -> Result<(), Failure> {
-    let text = lang::stdlib().reference(name).map_err(Failure::Message)?;
+    let text = super::doc::reference(lang::stdlib(), name).map_err(Failure::Message)?;
     print!("{text}");
     Ok(())
 }

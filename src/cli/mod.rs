@@ -2,6 +2,7 @@
 //! turns every error into a message on stderr and an exit code; nothing here
 //! panics on user input.
 
+mod doc;
 mod inspect;
 mod maintain;
 mod run;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::Failure;
-use crate::cache::{LockEntry, LockVersions};
+use crate::cache::{LockEntry, Versions};
 use crate::run::executor::{Executor, Outcome};
 use crate::run::progress::Progress;
 use crate::run::project::Project;
@@ -79,7 +79,7 @@ fn record(project: &mut Project, outcomes: &BTreeMap<usize, Outcome>) {
             key_fields: done.key.clone(),
             output: done.entry.meta.output.clone(),
             seed: keys::seed(stage),
-            versions: LockVersions {
+            versions: Versions {
                 msnr: env!("CARGO_PKG_VERSION").to_string(),
                 kind: info.version,
                 libtorch: done.key.torch.as_ref().map(|t| t.libtorch.clone()),

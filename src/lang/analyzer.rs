@@ -246,7 +246,8 @@ impl<'a> Analyzer<'a> {
         let params = self.args(&kind.params, &decl.body, scope, &owner, decl.kind.span)?;
         let sweep = base.map(|base| SweepInstance { base, bindings: Vec::new() });
         let refs = std::mem::take(&mut self.refs);
-        Some(Stage { name, kind: kind.name.clone(), params, refs, span: decl.name.span, sweep })
+        let param_spans = decl.body.fields.iter().map(|f| (f.name.name.clone(), f.value.span)).collect();
+        Some(Stage { name, kind: kind.name.clone(), params, refs, span: decl.name.span, param_spans, sweep })
     }
 
     /// Each param's value: typed as its first use saw it, else as written.

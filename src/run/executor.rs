@@ -161,7 +161,7 @@ impl Executor<'_> {
         }
         let started = Instant::now();
         let reporter = progress.stage(&stage.name);
-        let result = self.run_stage(stage, info, &key, &digest, inputs, pins, &reporter);
+        let result = self.run_stage(stage, info, &key, inputs, pins, &reporter);
         reporter.finish();
         match result {
             Ok(done) => Outcome::Ran(done, started.elapsed()),
@@ -169,18 +169,16 @@ impl Executor<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_stage(
         &self,
         stage: &Stage,
         info: KindInfo,
         key: &CacheKey,
-        digest: &str,
         inputs: &BTreeMap<String, (InputKey, Entry)>,
         pins: BTreeMap<String, String>,
         reporter: &dyn Reporter,
     ) -> Result<Done, String> {
-        let staging = self.store.begin(digest).map_err(|e| e.to_string())?;
+        let staging = self.store.begin(key).map_err(|e| e.to_string())?;
         let spec = StageSpec {
             name: stage.name.clone(),
             kind: stage.kind.clone(),
@@ -195,8 +193,9 @@ impl Executor<'_> {
         let result: Result<StageResult, StageError> =
             if info.torch { worker::run(&spec, reporter) } else { stages::local::run(&spec, reporter) };
         let result = result.map_err(|e| e.to_string())?;
-        let entry = staging.commit(&stage.kind, &result.metrics).map_err(|e| e.to_string())?;
-        Ok(Done { key: key.clone(), entry, pins: result.pins })
+        let pins = result.pins.clone();
+        let entry = staging.commit(result.metrics, result.pins).map_err(|e| e.to_string())?;
+        Ok(Done { key: key.clone(), entry, pins })
     }
 }
 

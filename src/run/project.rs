@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::{HashMemo, Lockfile, Store};
+use crate::cache::{Lockfile, Store};
 use crate::graph::{shapes, Dag};
 use crate::lang::{self, Diagnostics, Pipeline};
 
@@ -64,7 +64,7 @@ impl Project {
     /// # Errors
     /// When the memo exists but cannot be read.
     pub fn keyer(&self, store: &Store) -> Result<Keyer, OpenError> {
-        HashMemo::load(&store.memo_path()).map(Keyer::new).map_err(|e| OpenError::Other(e.to_string()))
+        store.memo().map(Keyer::new).map_err(|e| OpenError::Other(e.to_string()))
     }
 }
 

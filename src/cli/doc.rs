@@ -1,0 +1,47 @@
+//! `msnr doc`: the reference of the built-in stage kinds and constructor types,
+//! rendered from the stdlib declarations (so it is always what the analyzer checks).
+
+use std::fmt::Write as _;
+
+use crate::lang::stdlib::{Param, Stdlib};
+
+/// The whole reference, or the entry of one kind or type.
+///
+/// # Errors
+/// When `name` is neither a stage kind nor a type, with the known names.
+pub(super) fn reference(lib: &Stdlib, name: Option<&str>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut found = false;
+    for kind in lib.kinds.iter().filter(|k| name.is_none_or(|n| n == k.name)) {
+        found = true;
+        let _ = writeln!(out, "stage kind `{}` -> {}\n{}", kind.name, kind.output, indent(&kind.doc, 2));
+        params(&mut out, &kind.params, 2);
+        out.push('\n');
+    }
+    for family in lib.types.iter().filter(|t| name.is_none_or(|n| n == t.name || t.variant(n).is_some())) {
+        found = true;
+        let _ = writeln!(out, "type `{}`\n{}", family.name, indent(&family.doc, 2));
+        for v in &family.variants {
+            let _ = writeln!(out, "  {} {{}}\n{}", v.name, indent(&v.doc, 4));
+            params(&mut out, &v.params, 4);
+        }
+        out.push('\n');
+    }
+    if found {
+        return Ok(out);
+    }
+    let mut names: Vec<&str> = lib.kinds.iter().map(|k| k.name.as_str()).chain(lib.types.iter().map(|t| t.name.as_str())).collect();
+    names.sort_unstable();
+    Err(format!("`{}` is neither a stage kind nor a type; known: {}", name.unwrap_or_default(), names.join(", ")))
+}
+
+fn params(out: &mut String, params: &[Param], at: usize) {
+    for p in params {
+        let default = p.default.as_ref().map_or_else(|| " (required)".to_string(), |d| format!(" = {d}"));
+        let _ = writeln!(out, "{:at$}  {}: {}{default}\n{}", "", p.name, p.ty, indent(&p.doc, at + 4));
+    }
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines().map(|l| format!("{:by$}{l}", "")).collect::<Vec<_>>().join("\n")
+}
