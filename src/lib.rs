@@ -8,16 +8,18 @@
 //! - [`run`]: the executor, progress reporting and the worker protocol;
 //! - [`stages`]: one module per stage kind;
 //! - [`data`]: the dataset artifact format;
-//! - [`diffusion`]: schedules, targets, weightings, models (libtorch).
+//! - [`nets`]: denoiser configurations and their validation (no libtorch).
 //!
-//! The `msnr` binary uses everything except the libtorch-backed modules, which
-//! only the `msnr-worker` binary calls, so the front end never loads libtorch.
+//! Nothing here links libtorch: the diffusion numerics, the networks and the
+//! torch stages live in the `msnr-torch` crate (`crates/torch`), whose
+//! `msnr-worker` binary the runner starts for them. Keeping them in another
+//! crate makes it impossible for the front end to load libtorch by accident.
 
 pub mod cache;
 pub mod cli;
 pub mod data;
-pub mod diffusion;
 pub mod graph;
 pub mod lang;
+pub mod nets;
 pub mod run;
 pub mod stages;

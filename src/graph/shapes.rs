@@ -2,7 +2,7 @@
 //! size), inferred from parameters before anything runs, so `msnr check`
 //! rejects a dataset that cannot fit its net and points at the parameter.
 
-use crate::diffusion::models::check::check_net;
+use crate::nets::check_net;
 use crate::lang::{Diagnostic, Diagnostics, Pipeline, Stage, Value};
 
 use super::Dag;

@@ -3,7 +3,5 @@
 mod cache;
 mod cli;
 mod data;
-mod diffusion;
 mod download;
 mod lang;
-mod models;

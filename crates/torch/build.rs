@@ -1,0 +1,61 @@
+//! Finds libtorch for the worker binary: sets an rpath to its `lib` folder so
+//! nothing needs `LD_LIBRARY_PATH`, and links `libtorch_cuda` past rustc's
+//! `--as-needed` (see shared GPU notes) so CUDA is used where present. The front
+//! end binary `msnr` gets none of this and never loads libtorch.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const WORKER: &str = "msnr-worker";
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=MSNR_PYTHON");
+    let Some(lib) = libtorch_lib_dir() else {
+        println!("cargo:warning=libtorch not found: run ./msnrw once to install it");
+        return;
+    };
+    println!("cargo:rustc-env=MSNR_LIBTORCH_LIB={}", lib.display());
+    compile_autocast_shim(&lib);
+    // Every binary (the worker, tests, benches) finds libtorch without LD_LIBRARY_PATH;
+    // an rpath loads nothing by itself, so the front end still never loads libtorch.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    for bin in [WORKER] {
+        if lib.join("libtorch_cuda.so").exists() {
+            println!("cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed");
+            println!("cargo:rustc-link-arg-bin={bin}=-ltorch_cuda");
+            println!("cargo:rustc-link-arg-bin={bin}=-Wl,--as-needed");
+        }
+    }
+}
+
+/// `$LIBTORCH/lib`, else the `lib` folder of the torch package that
+/// `$MSNR_PYTHON` (or `python3`) imports, as tch's `LIBTORCH_USE_PYTORCH` does.
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("LIBTORCH") {
+        return Some(PathBuf::from(dir).join("lib"));
+    }
+    let python = std::env::var("MSNR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Compiles `src/stages/train/autocast.cpp` (sets libtorch's CUDA autocast
+/// dtype, which tch does not bind) against the headers beside `lib`.
+fn compile_autocast_shim(lib: &std::path::Path) {
+    let src = "src/stages/train/autocast.cpp";
+    println!("cargo:rerun-if-changed={src}");
+    let include = lib.parent().unwrap_or(lib).join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file(src)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("msnr_autocast");
+}

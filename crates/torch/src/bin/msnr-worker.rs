@@ -1,0 +1,52 @@
+//! `msnr-worker SPEC.json`: runs one libtorch stage for the `msnr` front end
+//! and reports on stdout with the line protocol of [`msnr::run::protocol`].
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use msnr::run::protocol::{Event, PREFIX};
+use msnr::stages::{Reporter, StageSpec};
+
+/// Writes protocol events to stdout, one line each, flushed at once.
+struct StdoutReporter;
+
+impl StdoutReporter {
+    fn send(event: &Event) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{PREFIX}{}", event.to_line());
+        let _ = out.flush();
+    }
+}
+
+impl Reporter for StdoutReporter {
+    fn progress(&self, done: u64, total: u64, message: &str) {
+        Self::send(&Event::Progress { done, total, message: message.to_string() });
+    }
+    fn log(&self, line: &str) {
+        Self::send(&Event::Log(line.to_string()));
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(path) = std::env::args_os().nth(1) else {
+        eprintln!("usage: msnr-worker SPEC.json (started by `msnr run`)");
+        return ExitCode::from(2);
+    };
+    let spec: StageSpec = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        Ok(spec) => spec,
+        Err(e) => {
+            StdoutReporter::send(&Event::Error(format!("cannot read stage spec {}: {e}", path.to_string_lossy())));
+            return ExitCode::FAILURE;
+        }
+    };
+    match msnr_torch::stages::run(&spec, &StdoutReporter) {
+        Ok(result) => {
+            StdoutReporter::send(&Event::Result(result));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            StdoutReporter::send(&Event::Error(e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Denoiser networks, structured like their reference implementations so their
+//! checkpoints load by name:
+//! - [`vit`]: the seed paper's ViT (Min-SNR-Diffusion-Training, `vision_transformer.py`);
+//! - [`unet`]: the ADM UNet (guided-diffusion, `unet.py`);
+//! - [`denoiser`]: the [`Denoiser`] trait the stages use and [`build`];
+//! - [`weights`]: strict safetensors loading.
+//!
+//! Their configurations and validation live without libtorch in `msnr::nets`
+//! (re-exported here), so the front end's `msnr check` uses the same rules.
+
+pub mod denoiser;
+mod layers;
+pub mod unet;
+pub mod vit;
+pub mod weights;
+
+pub use self::denoiser::{build, Denoiser};
+pub use self::weights::load_weights;
+pub use msnr::nets::{check_net, ModelError, NetContext, NetSpec};
+pub use self::unet::{UNet, UNetConfig};
+pub use self::vit::{ViT, ViTConfig};

@@ -1,0 +1,10 @@
+//! msnr-torch: everything of msnr that runs on libtorch (tch), kept out of the
+//! front end crate so that `msnr` itself never loads libtorch.
+//!
+//! - [`diffusion`]: schedules, targets, weightings, the loss, timestep
+//!   sampling, the flat-buffer AdamW and EMA, and the denoiser networks;
+//! - [`stages`]: the torch stage kinds (`train`) and their dispatch, which
+//!   the `msnr-worker` binary calls with a spec from the runner.
+
+pub mod diffusion;
+pub mod stages;

@@ -1,0 +1,221 @@
+//! The `train` stage: diffusion training of a ViT or ADM UNet on a dataset
+//! artifact, with the Min-SNR-gamma weighting (Hang et al., ICCV 2023) and its
+//! peers as a parameter. Runs in the worker (libtorch).
+//!
+//! One step (guided-diffusion's `training_losses` with the seed repo's
+//! weighting): draw a batch (optional flip, label dropout), `t ~ U{0..T-1}`,
+//! `eps ~ N(0, I)`, `x_t = alpha_t x0 + sigma_t eps`; loss = batch mean of
+//! `factor(t) * mean((net(x_t, t, y) - target)^2)`; backward, clip, AdamW, EMA.
+//! Every random draw of step `k` comes from a generator seeded with (seed, k),
+//! so a run resumed from a checkpoint continues bit for bit on CPU.
+
+mod autocast;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod log;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use self::checkpoint::Parts;
+use self::config::TrainConfig;
+use self::data::TrainData;
+use self::log::Log;
+use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
+use crate::diffusion::ema::Ema;
+use crate::diffusion::flat::FlatParams;
+use crate::diffusion::loss::loss;
+use crate::diffusion::models::{self, Denoiser, NetContext, NetSpec};
+use crate::diffusion::optimizer::AdamW;
+use crate::diffusion::schedule::ScheduleTensors;
+use crate::diffusion::target::q_sample;
+use crate::diffusion::timesteps::TimestepSampler;
+use crate::diffusion::weighting::FactorTable;
+
+/// Runs the stage: trains, checkpointing into the work folder, and writes
+/// `model.safetensors`, `ema.safetensors`, `config.json` and `log.jsonl`.
+///
+/// # Errors
+/// A bad parameter, unreadable data, a net that cannot take the data, or a
+/// non-finite loss (naming the step and the last finite loss).
+pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let cfg = TrainConfig::from_spec(spec)?;
+    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    let data = TrainData::load(spec.input("data")?, device)?;
+    let mut vs = VarStore::new(device);
+    let net = build_net(&cfg, &data, &vs)?;
+    let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
+    let mut opt = AdamW::new(&params, cfg.adamw);
+    let mut ema = Ema::new(&params, cfg.ema, cfg.ema_warmup);
+    let start = checkpoint::load(&spec.work_dir, &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema })?.unwrap_or(0);
+    if start > 0 {
+        reporter.log(&format!("resuming from the checkpoint at step {start}"));
+    }
+    let mut trainer = Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, started: Instant::now() };
+    let mut log = Log::open(&spec.work_dir, start)?;
+    let last = trainer.train(start, &mut opt, &mut ema, &mut log, spec, &mut vs, reporter)?;
+    write_outputs(spec, &vs, &params, &ema, &data, &log)?;
+    let mut metrics = BTreeMap::new();
+    metrics.insert("loss".to_string(), last);
+    #[allow(clippy::cast_precision_loss)]
+    metrics.insert("parameters".to_string(), params.numel() as f64);
+    #[allow(clippy::cast_precision_loss)]
+    metrics.insert("steps".to_string(), cfg.steps as f64);
+    Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+/// Builds the net for the data's shape, seeded with the stage's seed.
+fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<dyn Denoiser>, StageError> {
+    let [channels, h, w] = data.shape;
+    if h != w {
+        return Err(StageError::param("data", format!("the nets take square images; the data is {h}x{w}")));
+    }
+    let steps = i64::try_from(cfg.schedule.steps()).expect("schedule length fits i64");
+    let ctx = NetContext { image_size: h, channels, num_classes: data.num_classes, steps };
+    let model_err = |e: models::ModelError| {
+        let (param, message) = e.into_param();
+        StageError::param(&param, message)
+    };
+    let spec = NetSpec::from_value(&cfg.net, &ctx).map_err(model_err)?;
+    tch::manual_seed(seed_i64(cfg.seed));
+    models::build(&vs.root(), &spec).map_err(model_err)
+}
+
+/// The training loop's fixed inputs.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    data: &'a TrainData,
+    net: &'a dyn Denoiser,
+    params: &'a FlatParams,
+    device: Device,
+    started: Instant,
+}
+
+/// One step's random draws.
+struct Batch {
+    x0: Tensor,
+    y: Option<Tensor>,
+    t: Tensor,
+    eps: Tensor,
+}
+
+impl Trainer<'_> {
+    /// Steps `start..steps`; returns the last logged loss.
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        &mut self,
+        start: u64,
+        opt: &mut AdamW,
+        ema: &mut Ema,
+        log: &mut Log,
+        spec: &StageSpec,
+        vs: &mut VarStore,
+        reporter: &dyn Reporter,
+    ) -> Result<f64, StageError> {
+        let schedule = self.cfg.schedule.to_device(self.device);
+        let factors = FactorTable::new(&self.cfg.schedule, self.cfg.target, self.cfg.weighting).to_device(self.device);
+        let (mut last_finite, mut last_logged) = (None, f64::NAN);
+        for step in start..self.cfg.steps {
+            let batch = self.draw(step);
+            let (value, t, mse) = self.step(&schedule, &factors, &batch)?;
+            if !value.is_finite() {
+                let last = last_finite.map_or_else(|| "none yet".to_string(), |v: f64| format!("{v:.6}"));
+                return Err(StageError::Failed(format!("the loss became {value} at step {}; last finite loss: {last}", step + 1)));
+            }
+            last_finite = Some(value);
+            let lr = opt.step(self.params);
+            ema.update(self.params);
+            log.add(value, &t, &mse, self.cfg.schedule.steps());
+            let done = step + 1;
+            if done % self.cfg.log_every == 0 || done == self.cfg.steps {
+                last_logged = log.flush(done, lr)?.loss;
+                self.report(done, start, last_logged, reporter);
+            }
+            if done % self.cfg.checkpoint_every == 0 && done < self.cfg.steps {
+                checkpoint::save(&spec.work_dir, done, &Parts { vs, opt, ema })?;
+            }
+        }
+        Ok(last_logged)
+    }
+
+    /// Forward, loss, backward, clipping; returns the loss and, per sample, t and the unweighted MSE.
+    fn step(&self, schedule: &ScheduleTensors, factors: &Tensor, b: &Batch) -> Result<(f64, Vec<i64>, Vec<f64>), StageError> {
+        let x_t = q_sample(schedule, &b.x0, &b.eps, &b.t);
+        let target = self.cfg.target.target(schedule, &b.x0, &b.eps, &b.t);
+        let pred = autocast::forward(self.cfg.precision, || self.net.forward_t(&x_t, &b.t, b.y.as_ref(), true));
+        let terms = loss(&pred, &target, &b.t, factors).map_err(|e| StageError::Failed(e.to_string()))?;
+        let value = terms.loss.double_value(&[]);
+        if value.is_finite() {
+            self.params.zero_grad();
+            terms.loss.backward();
+            self.params.attach_grads();
+            if self.cfg.grad_clip > 0.0 {
+                let _ = self.params.clip_grad_norm(self.cfg.grad_clip);
+            }
+        }
+        let t = Vec::<i64>::try_from(b.t.to_device(Device::Cpu)).unwrap_or_default();
+        let mse = Vec::<f64>::try_from(terms.mse.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
+        Ok((value, t, mse))
+    }
+
+    /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k).
+    fn draw(&self, step: u64) -> Batch {
+        let seed = mix(self.cfg.seed, step);
+        tch::manual_seed(seed_i64(seed));
+        let (n, b, dev) = (self.data.len(), self.cfg.batch, self.device);
+        let idx = Tensor::randint(n, [b], (Kind::Int64, dev));
+        let mut x0 = self.data.images.index_select(0, &idx);
+        if self.cfg.flip {
+            let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, dev)).lt(0.5);
+            x0 = x0.flip([3]).where_self(&flip, &x0);
+        }
+        let y = self.net.null_label().map(|null| {
+            let y = self.data.labels.index_select(0, &idx);
+            let drop = Tensor::rand([b], (Kind::Float, dev)).lt(self.cfg.label_dropout);
+            y.masked_fill(&drop, null)
+        });
+        let t = TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
+        let eps = x0.randn_like();
+        Batch { x0, y, t, eps }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn report(&self, done: u64, start: u64, loss: f64, reporter: &dyn Reporter) {
+        let rate = (done - start) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        reporter.progress(done, self.cfg.steps, &format!("loss {loss:.4}, {rate:.2} it/s"));
+    }
+}
+
+/// Writes the model artifact: raw and EMA weights (same names, so either loads
+/// into the net), the resolved configuration, and the training log.
+fn write_outputs(spec: &StageSpec, vs: &VarStore, params: &FlatParams, ema: &Ema, data: &TrainData, log: &Log) -> Result<(), StageError> {
+    let out = &spec.out_dir;
+    let failed = |what: &str, e: &dyn std::fmt::Display| StageError::Failed(format!("writing {what} in {}: {e}", out.display()));
+    vs.save(out.join("model.safetensors")).map_err(|e| failed("model.safetensors", &e))?;
+    let shadow = params.named_views(ema.shadow());
+    Tensor::write_safetensors(&shadow, out.join("ema.safetensors")).map_err(|e| failed("ema.safetensors", &e))?;
+    let config = serde_json::json!({
+        "params": spec.params,
+        "data": { "channels": data.shape[0], "height": data.shape[1], "width": data.shape[2], "num_classes": data.num_classes },
+    });
+    let text = serde_json::to_string_pretty(&config).expect("config serializes");
+    std::fs::write(out.join("config.json"), text).map_err(|e| StageError::io(out.join("config.json"), e))?;
+    std::fs::copy(log.path(), out.join("log.jsonl")).map_err(|e| StageError::io(log.path(), e))?;
+    Ok(())
+}
+
+/// SplitMix64's finalizer over `seed` and `k`: independent streams per step.
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn seed_i64(seed: u64) -> i64 {
+    i64::from_ne_bytes(seed.to_ne_bytes())
+}
