@@ -44,7 +44,10 @@ pub fn scan(root: &Path) -> Result<ImageFolder, DataError> {
         if files.is_empty() {
             return Err(no_images(root));
         }
-        return Ok(ImageFolder { classes: vec![SINGLE_CLASS.into()], files: files.into_iter().map(|f| (f, 0)).collect() });
+        return Ok(ImageFolder {
+            classes: vec![SINGLE_CLASS.into()],
+            files: files.into_iter().map(|f| (f, 0)).collect(),
+        });
     }
     let mut folder = ImageFolder { classes: Vec::new(), files: Vec::new() };
     for (label, dir) in (0_i64..).zip(&dirs) {

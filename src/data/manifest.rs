@@ -108,9 +108,10 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         let path = dir.join(MANIFEST_FILE);
         let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                DataError::invalid(&path, "not found: the folder is not a dataset (the output of images, mnist or crop)")
-            }
+            std::io::ErrorKind::NotFound => DataError::invalid(
+                &path,
+                "not found: the folder is not a dataset (the output of images, mnist or crop)",
+            ),
             _ => DataError::io(&path, e),
         })?;
         let manifest: Self = serde_json::from_str(&text).map_err(|e| DataError::invalid(&path, e.to_string()))?;

@@ -68,17 +68,44 @@ struct Tap {
 /// When a target side is zero (callers check).
 #[must_use]
 pub fn resize(image: &Raster, width: usize, height: usize, filter: Filter) -> Raster {
-    assert!(width > 0 && height > 0, "resize to an empty image");
-    let horizontal = (width != image.width).then(|| coefficients(image.width, width, filter));
-    let vertical = (height != image.height).then(|| coefficients(image.height, height, filter));
-    let mut out = match &horizontal {
-        Some(taps) => horizontal_pass(image, taps),
-        None => image.clone(),
+    resize_window(image, (width, height), filter, (0, 0, width, height))
+}
+
+/// The `(left, top, w, h)` window of `resize(image, full.0, full.1, filter)`,
+/// computing only the pixels inside it: each output pixel depends on its own
+/// taps alone, so the bytes equal those of the full resize then a crop.
+///
+/// # Panics
+/// When a side is zero or the window leaves the resized image (callers check).
+#[must_use]
+pub fn resize_window(
+    image: &Raster,
+    full: (usize, usize),
+    filter: Filter,
+    window: (usize, usize, usize, usize),
+) -> Raster {
+    let (left, top, w, h) = window;
+    assert!(w > 0 && h > 0 && left + w <= full.0 && top + h <= full.1, "resize window inside the output");
+    let columns = (full.0 != image.width).then(|| coefficients(image.width, full.0, filter)[left..left + w].to_vec());
+    let rows = (full.1 != image.height).then(|| coefficients(image.height, full.1, filter)[top..top + h].to_vec());
+    // Rows the vertical pass reads (all, or the window when there is none).
+    let (first, last) = match &rows {
+        Some(taps) => (taps[0].start, taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0)),
+        None => (top, top + h),
     };
-    if let Some(taps) = &vertical {
-        out = vertical_pass(&out, taps);
+    let band = match &columns {
+        Some(taps) => horizontal_pass(image, first..last, taps),
+        None => image.crop(left, first, w, last - first),
+    };
+    match rows {
+        Some(mut taps) => {
+            for tap in &mut taps {
+                tap.start -= first;
+            }
+            vertical_pass(&band, &taps)
+        }
+        None => band,
     }
-    out
 }
 
 /// Pillow's `precompute_coeffs(in_size, 0, in_size, out_size)` followed by
@@ -91,11 +118,11 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<Tap> {
     (0..out_size)
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
-            // C's `(int)` truncation toward zero, then the clamps.
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let raw: Vec<f64> =
-                (xmin..xmax).map(|x| filter.weight((x as f64 - center + 0.5) / filter_scale)).collect();
+            // C's `(int)` truncation toward zero and the clamp at 0 (a float to
+            // `usize` cast saturates below at 0), then the clamp at `in_size`.
+            let xmin = (center - support + 0.5) as usize;
+            let xmax = ((center + support + 0.5) as usize).min(in_size);
+            let raw: Vec<f64> = (xmin..xmax).map(|x| filter.weight((x as f64 - center + 0.5) / filter_scale)).collect();
             let total: f64 = raw.iter().sum();
             let norm = |w: f64| if total == 0.0 { w } else { w / total };
             let fixed = |w: f64| {
@@ -116,35 +143,75 @@ fn clip8(sum: i32) -> u8 {
 /// The rounding offset every sum starts from (`1 << (PRECISION_BITS - 1)`).
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-fn horizontal_pass(image: &Raster, taps: &[Tap]) -> Raster {
-    let c = image.channels;
-    let mut out = Vec::with_capacity(taps.len() * image.height * c);
-    for row in image.data.chunks_exact(image.width * c) {
-        for tap in taps {
-            let window = &row[tap.start * c..(tap.start + tap.weights.len()) * c];
-            for ch in 0..c {
-                let pixels = window.iter().skip(ch).step_by(c);
-                let sum = pixels.zip(&tap.weights).fold(HALF, |s, (&p, &w)| s + i32::from(p) * w);
-                out.push(clip8(sum));
+/// Pillow's `ImagingResampleHorizontal_8bpc` over the rows `rows` of `image`,
+/// computed as the vertical pass of the transposed band (the same sums, but
+/// over whole rows, which vectorise), then transposed back.
+fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -> Raster {
+    let stride = image.width * image.channels;
+    let band = &image.data[rows.start * stride..rows.end * stride];
+    let columns = Raster::new(rows.len(), image.width, image.channels, transpose(band, image.width, image.channels));
+    let out = vertical_pass(&columns, taps);
+    Raster::new(taps.len(), rows.len(), image.channels, transpose(&out.data, out.width, out.channels))
+}
+
+/// Swaps the rows and columns of `width`-pixel rows of `c`-byte pixels.
+fn transpose(data: &[u8], width: usize, c: usize) -> Vec<u8> {
+    match c {
+        1 => transpose_n::<1>(data, width),
+        3 => transpose_n::<3>(data, width),
+        c => unreachable!("rasters have 1 or 3 channels, not {c}"),
+    }
+}
+
+/// Blocked over `TILE` source rows, so both sides stream through the cache.
+fn transpose_n<const C: usize>(data: &[u8], width: usize) -> Vec<u8> {
+    const TILE: usize = 16;
+    let height = data.len() / (width * C);
+    let mut out = vec![0; data.len()];
+    for y0 in (0..height).step_by(TILE) {
+        let rows = y0..(y0 + TILE).min(height);
+        for x in 0..width {
+            let column = &mut out[(x * height + rows.start) * C..(x * height + rows.end) * C];
+            for (y, dst) in rows.clone().zip(column.chunks_exact_mut(C)) {
+                dst.copy_from_slice(&data[(y * width + x) * C..][..C]);
             }
         }
     }
-    Raster::new(taps.len(), image.height, c, out)
+    out
 }
 
+/// Pillow's `ImagingResampleVertical_8bpc`, a whole output row at a time.
 fn vertical_pass(image: &Raster, taps: &[Tap]) -> Raster {
-    let row = image.width * image.channels;
-    let mut out = Vec::with_capacity(taps.len() * row);
-    let mut sums = vec![0_i32; row];
-    for tap in taps {
+    let stride = image.width * image.channels;
+    let mut out = vec![0; taps.len() * stride];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { vertical_avx2(&image.data, stride, taps, &mut out) };
+        return Raster::new(image.width, taps.len(), image.channels, out);
+    }
+    vertical(&image.data, stride, taps, &mut out);
+    Raster::new(image.width, taps.len(), image.channels, out)
+}
+
+/// [`vertical`] compiled for AVX2 (8 lanes of `i32` multiply-add).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn vertical_avx2(data: &[u8], stride: usize, taps: &[Tap], out: &mut [u8]) {
+    vertical(data, stride, taps, out);
+}
+
+#[inline(always)] // so that `vertical_avx2` compiles it with AVX2
+#[allow(clippy::inline_always)]
+fn vertical(data: &[u8], stride: usize, taps: &[Tap], out: &mut [u8]) {
+    let mut sums = vec![0_i32; stride];
+    for (tap, out_row) in taps.iter().zip(out.chunks_exact_mut(stride)) {
         sums.fill(HALF);
-        for (y, &w) in (tap.start..).zip(&tap.weights) {
-            let src = &image.data[y * row..(y + 1) * row];
+        for (src, &w) in data[tap.start * stride..].chunks_exact(stride).zip(&tap.weights) {
             sums.iter_mut().zip(src).for_each(|(s, &p)| *s += i32::from(p) * w);
         }
-        out.extend(sums.iter().map(|&s| clip8(s)));
+        out_row.iter_mut().zip(&sums).for_each(|(o, &s)| *o = clip8(s));
     }
-    Raster::new(image.width, taps.len(), image.channels, out)
 }
 
 #[cfg(test)]
@@ -166,6 +233,17 @@ mod tests {
         assert_eq!(resize(&r, 3, 1, Filter::Bicubic).data, vec![9, 171, 51]);
         let up = vec![0, 0, 0, 7, 209, 255, 208, 6, 17, 59, 82];
         assert_eq!(resize(&r, 11, 1, Filter::Bicubic).data, up);
+    }
+
+    #[test]
+    fn window_equals_full_resize_then_crop() {
+        let data: Vec<u8> = (0..23 * 17 * 3).map(|i| u8::try_from((i * 37) % 251).unwrap()).collect();
+        let r = Raster::new(23, 17, 3, data);
+        for (filter, (fw, fh)) in [(Filter::Bicubic, (9, 11)), (Filter::Box, (11, 8)), (Filter::Bicubic, (23, 6))] {
+            let full = resize(&r, fw, fh, filter);
+            let window = resize_window(&r, (fw, fh), filter, (2, 1, fw - 4, fh - 3));
+            assert_eq!(window, full.crop(2, 1, fw - 4, fh - 3));
+        }
     }
 
     #[test]

@@ -32,7 +32,10 @@ pub fn run_mnist(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResul
     let count = spec.int("count")?;
     let range = 1..=mnist::COUNT;
     let count = usize::try_from(count).ok().filter(|c| range.contains(c)).ok_or_else(|| {
-        StageError::param("count", format!("must be in 1..={} (MNIST-5k holds that many digits), got {count}", mnist::COUNT))
+        StageError::param(
+            "count",
+            format!("must be in 1..={} (MNIST-5k holds that many digits), got {count}", mnist::COUNT),
+        )
     })?;
     let (pixels, labels) = mnist::load(count)?;
     let classes = mnist::CLASSES.map(String::from).to_vec();
@@ -115,6 +118,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // integer-valued metrics
     fn imports_classes_in_sorted_order_as_chw() {
         let dir = tempfile::tempdir().unwrap();
         let (root, out) = (dir.path().join("in"), dir.path().join("out"));
@@ -178,6 +182,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // integer-valued metrics
     fn mnist_writes_a_digit_dataset() {
         let dir = tempfile::tempdir().unwrap();
         let result = run_mnist(&spec("mnist", dir.path(), &[("count", Value::Int(30))]), &Silent).unwrap();
