@@ -65,13 +65,11 @@ impl Raster {
     #[must_use]
     pub fn crop(&self, left: usize, top: usize, width: usize, height: usize) -> Self {
         assert!(left + width <= self.width && top + height <= self.height, "crop window inside the image");
-        let row = self.width * self.channels;
-        let data = (top..top + height)
-            .flat_map(|y| {
-                let start = y * row + left * self.channels;
-                self.data[start..start + width * self.channels].iter().copied()
-            })
-            .collect();
+        let (row, c) = (self.width * self.channels, self.channels);
+        let mut data = Vec::with_capacity(width * height * c);
+        for y in top..top + height {
+            data.extend_from_slice(&self.data[y * row + left * c..][..width * c]);
+        }
         Self::new(width, height, self.channels, data)
     }
 }
