@@ -166,6 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_an_upstream_stage_output_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (raw, out) = (dir.path().join("raw"), dir.path().join("out"));
+        save_rgb(&raw.join("faces/1.png"), 3, 2, [5, 6, 7]);
+        let mut spec = spec("images", &out, &[("path", Value::Stage("raw".into())), ("channels", Value::Int(3))]);
+        spec.inputs.insert("raw".into(), raw);
+        run(&spec, &Silent).unwrap();
+        let ds = Dataset::open(&out).unwrap();
+        assert_eq!(
+            (ds.manifest().classes.clone(), ds.manifest().width, ds.manifest().height),
+            (vec!["faces".into()], 3, 2)
+        );
+        spec.inputs.clear();
+        let err = run(&spec, &Silent).unwrap_err().to_string();
+        assert_eq!(err, "parameter `path`: input stage `raw` was not provided");
+    }
+
+    #[test]
     fn bad_channels_name_the_parameter() {
         let dir = tempfile::tempdir().unwrap();
         let err = run(&images_spec(dir.path(), dir.path(), 2), &Silent).unwrap_err().to_string();
