@@ -12,7 +12,7 @@ mod data_support;
 
 use std::collections::BTreeMap;
 
-use data_support::{best_of, python_seconds, report, spec, write_photos};
+use data_support::{best_of, python_timing, report, spec, write_photos};
 use msnr::lang::Value;
 use msnr::stages::spec::Silent;
 
@@ -37,7 +37,7 @@ fn main() {
             let params = [("images", Value::Path(dir.clone())), ("recipe", recipe.clone()), ("size", Value::Int(64))];
             msnr::stages::crop::run(&spec("crop", &out, &params), &Silent).unwrap();
         });
-        let theirs = python_seconds("pillow_crop.py", &[dir.to_str().unwrap(), name, "64"]);
+        let theirs = python_timing("pillow_crop.py", &[dir.to_str().unwrap(), name, "64"]);
         report(&format!("{name}: {count} JPEGs -> 64x64"), count, ours, theirs);
     }
 }

@@ -8,7 +8,7 @@
 #[path = "data_support/mod.rs"]
 mod data_support;
 
-use data_support::{best_of, python_seconds, report, spec, write_photos};
+use data_support::{best_of, python_timing, report, spec, write_photos};
 use msnr::lang::Value;
 use msnr::stages::spec::Silent;
 
@@ -25,7 +25,7 @@ fn main() {
             let params = [("path", Value::Path(dir.clone())), ("channels", Value::Int(3))];
             msnr::stages::images::run(&spec("images", &out, &params), &Silent).unwrap();
         });
-        let theirs = python_seconds("pillow_images.py", &[dir.to_str().unwrap()]);
+        let theirs = python_timing("pillow_images.py", &[dir.to_str().unwrap()]);
         report(&format!("{count} x {side}x{side} {ext}"), count, ours, theirs);
     }
 }

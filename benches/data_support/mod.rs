@@ -51,15 +51,37 @@ pub fn spec(kind: &str, out: &Path, params: &[(&str, Value)]) -> StageSpec {
     }
 }
 
-/// Best wall time in seconds of `runs` calls of `f`.
-pub fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+/// Wall and CPU seconds (all threads) of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Elapsed seconds.
+    pub wall: f64,
+    /// User + system CPU seconds, summed over threads.
+    pub cpu: f64,
+}
+
+/// This process's CPU seconds so far (`getrusage(RUSAGE_SELF)`: every thread, user + system).
+fn cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` only writes the struct it is handed.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The run with the least wall time of `runs` calls of `f`.
+pub fn best_of(runs: usize, mut f: impl FnMut()) -> Timing {
     (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_seconds());
             f();
-            t.elapsed().as_secs_f64()
+            Timing { wall: t.elapsed().as_secs_f64(), cpu: cpu_seconds() - cpu }
         })
-        .fold(f64::INFINITY, f64::min)
+        .min_by(|a, b| a.wall.total_cmp(&b.wall))
+        .expect("at least one run")
 }
 
 /// `$MSNR_PYTHON`, else the project venv, else `python3`.
@@ -75,27 +97,36 @@ pub fn python() -> PathBuf {
     }
 }
 
-/// Runs `benches/<script>` with `args`; it prints its best time in seconds on the last line.
-pub fn python_seconds(script: &str, args: &[&str]) -> Option<f64> {
+/// Runs `benches/<script>` with `args`; its last line is the wall and CPU seconds of its best run.
+pub fn python_timing(script: &str, args: &[&str]) -> Option<Timing> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join(script);
     let out = Command::new(python()).arg(&path).args(args).output().ok()?;
     if !out.status.success() {
         eprintln!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.lines().last()?.split_whitespace().map(str::parse::<f64>);
+    Some(Timing { wall: fields.next()?.ok()?, cpu: fields.next()?.ok()? })
 }
 
-/// Prints one comparison line.
-pub fn report(label: &str, count: usize, ours: f64, theirs: Option<f64>) {
-    let rate = |s: f64| count as f64 / s;
-    match theirs {
-        Some(t) => println!(
-            "{label:<34} msnr {:>8.0} img/s   Pillow {:>8.0} img/s   ratio {:>5.2}x",
-            rate(ours),
-            rate(t),
-            t / ours
-        ),
-        None => println!("{label:<34} msnr {:>8.0} img/s   Pillow (not run)", rate(ours)),
-    }
+/// Prints one comparison line: throughput and wall-time ratio, then CPU time
+/// per image and its ratio (the per-core efficiency, which a loaded machine
+/// distorts less than the wall time).
+pub fn report(label: &str, count: usize, ours: Timing, theirs: Option<Timing>) {
+    let n = count as f64;
+    let per_image = |t: Timing| t.cpu / n * 1e3;
+    let Some(theirs) = theirs else {
+        println!("{label:<30} msnr {:>7.0} img/s, {:.3} cpu-ms/img; Pillow not run", n / ours.wall, per_image(ours));
+        return;
+    };
+    println!(
+        "{label:<30} msnr {:>7.0} img/s  Pillow {:>7.0} img/s  wall ratio {:>5.2}x | cpu-ms/img {:.3} vs {:.3} ({:.2}x)",
+        n / ours.wall,
+        n / theirs.wall,
+        theirs.wall / ours.wall,
+        per_image(ours),
+        per_image(theirs),
+        theirs.cpu / ours.cpu,
+    );
 }
