@@ -1,5 +1,14 @@
 //! `manifest.json`: what a dataset folder holds (count, shape, dtype, classes,
 //! shards), and the checks that make a broken one fail with a clear message.
+//!
+//! ```json
+//! {
+//!   "format": "msnr-dataset", "version": 1,
+//!   "count": 5000, "channels": 1, "height": 28, "width": 28, "dtype": "u8",
+//!   "classes": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+//!   "shards": [{ "file": "shard-00000.safetensors", "count": 5000 }]
+//! }
+//! ```
 
 use std::fs;
 use std::path::Path;
