@@ -1,3 +1,31 @@
-//! Benchmark: images.
+//! Benchmark: the `images` stage importing JPEG and PNG folders, against its
+//! Python twin `benches/pillow_images.py` (Pillow decode + `np.stack`, one
+//! process, as a user would write it), on the same files.
+//!
+//! `cargo bench --bench images` (count per folder: `MSNR_BENCH_N`, default 2000;
+//! Python: `$MSNR_PYTHON`, else `/work/main/.venv/bin/python`, else `python3`).
 
-fn main() {}
+#[path = "data_support/mod.rs"]
+mod data_support;
+
+use data_support::{best_of, python_timing, report, spec, write_photos};
+use msnr::lang::Value;
+use msnr::stages::spec::Silent;
+
+fn main() {
+    let n: usize = std::env::var("MSNR_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let tmp = tempfile::tempdir().unwrap();
+    println!("images stage vs Pillow, {} rayon threads", rayon::current_num_threads());
+    for (side, ext, count) in [(64, "png", n), (64, "jpg", n), (256, "png", n / 4), (256, "jpg", n / 4)] {
+        let dir = tmp.path().join(format!("{side}-{ext}"));
+        write_photos(&dir, count, |_| (side, side), ext);
+        let out = tmp.path().join("out");
+        let ours = best_of(2, || {
+            let _ = std::fs::remove_dir_all(&out);
+            let params = [("path", Value::Path(dir.clone())), ("channels", Value::Int(3))];
+            msnr::stages::images::run(&spec("images", &out, &params), &Silent).unwrap();
+        });
+        let theirs = python_timing("pillow_images.py", &[dir.to_str().unwrap()]);
+        report(&format!("{count} x {side}x{side} {ext}"), count, ours, theirs);
+    }
+}

@@ -13,9 +13,9 @@ use super::raster::Raster;
 /// 16-bit fixed point and rounds (`L24` in Pillow's `libImaging/Convert.c`:
 /// `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`).
 #[must_use]
+#[allow(clippy::cast_possible_truncation)] // the weights sum to 65536, so L <= 255
 pub fn luma(r: u8, g: u8, b: u8) -> u8 {
-    let l = (u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16;
-    u8::try_from(l).expect("the weights sum to 65536, so L <= 255")
+    ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
 }
 
 /// Decodes `path` (PNG or JPEG, told by content, else by extension) into `channels` (1 or 3) channels.
@@ -26,7 +26,7 @@ pub fn decode(path: &Path, channels: usize) -> Result<Raster, DataError> {
     let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
     let reader = reader.with_guessed_format().map_err(|e| DataError::io(path, e))?;
     let image = reader.decode().map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
-    Ok(convert(&image, channels))
+    Ok(convert(image, channels))
 }
 
 /// Converts a decoded image to L (`channels == 1`) or RGB (otherwise) as
@@ -34,15 +34,9 @@ pub fn decode(path: &Path, channels: usize) -> Result<Raster, DataError> {
 /// becomes L by [`luma`], and 16-bit samples keep their high byte (Pillow's
 /// PNG raw mode `RGB;16B`).
 #[must_use]
-pub fn convert(image: &DynamicImage, channels: usize) -> Raster {
+pub fn convert(image: DynamicImage, channels: usize) -> Raster {
     let (w, h) = (image.width() as usize, image.height() as usize);
-    let gray = match image {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLumaA8(_) => Some(image.to_luma8().into_raw()),
-        DynamicImage::ImageLuma16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
-        DynamicImage::ImageLumaA16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
-        _ => None,
-    };
-    match (gray, channels) {
+    match (gray(&image), channels) {
         (Some(l), 1) => Raster::new(w, h, 1, l),
         (Some(l), _) => Raster::new(w, h, 3, l.iter().flat_map(|&v| [v, v, v]).collect()),
         (None, 1) => Raster::new(w, h, 1, rgb(image).chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect()),
@@ -50,11 +44,23 @@ pub fn convert(image: &DynamicImage, channels: usize) -> Raster {
     }
 }
 
-fn rgb(image: &DynamicImage) -> Vec<u8> {
+/// The gray samples of a gray image (alpha dropped), `None` for a color one.
+fn gray(image: &DynamicImage) -> Option<Vec<u8>> {
+    match image {
+        DynamicImage::ImageLuma8(g) => Some(g.as_raw().clone()),
+        DynamicImage::ImageLumaA8(g) => Some(g.pixels().map(|p| p.0[0]).collect()),
+        DynamicImage::ImageLuma16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
+        DynamicImage::ImageLumaA16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
+        _ => None,
+    }
+}
+
+/// The RGB samples of a color image (alpha dropped).
+fn rgb(image: DynamicImage) -> Vec<u8> {
     match image {
         DynamicImage::ImageRgb16(im) => im.as_raw().iter().map(|&v| high_byte(v)).collect(),
         DynamicImage::ImageRgba16(im) => im.pixels().flat_map(|p| [0, 1, 2].map(|c| high_byte(p.0[c]))).collect(),
-        other => other.to_rgb8().into_raw(),
+        other => other.into_rgb8().into_raw(),
     }
 }
 
@@ -80,11 +86,11 @@ mod tests {
     #[test]
     fn rgba_drops_alpha_and_gray_replicates() {
         let rgba = DynamicImage::ImageRgba8(RgbaImage::from_raw(1, 1, vec![10, 200, 30, 7]).unwrap());
-        assert_eq!(convert(&rgba, 3).data, vec![10, 200, 30]);
-        assert_eq!(convert(&rgba, 1).data, vec![124]);
+        assert_eq!(convert(rgba.clone(), 3).data, vec![10, 200, 30]);
+        assert_eq!(convert(rgba.clone(), 1).data, vec![124]);
         let la = DynamicImage::ImageLumaA8(GrayAlphaImage::from_raw(1, 1, vec![42, 0]).unwrap());
-        assert_eq!(convert(&la, 3).data, vec![42, 42, 42]);
-        assert_eq!(convert(&la, 1).data, vec![42]);
+        assert_eq!(convert(la.clone(), 3).data, vec![42, 42, 42]);
+        assert_eq!(convert(la.clone(), 1).data, vec![42]);
     }
 
     #[test]

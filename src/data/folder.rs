@@ -44,7 +44,10 @@ pub fn scan(root: &Path) -> Result<ImageFolder, DataError> {
         if files.is_empty() {
             return Err(no_images(root));
         }
-        return Ok(ImageFolder { classes: vec![SINGLE_CLASS.into()], files: files.into_iter().map(|f| (f, 0)).collect() });
+        return Ok(ImageFolder {
+            classes: vec![SINGLE_CLASS.into()],
+            files: files.into_iter().map(|f| (f, 0)).collect(),
+        });
     }
     let mut folder = ImageFolder { classes: Vec::new(), files: Vec::new() };
     for (label, dir) in (0_i64..).zip(&dirs) {
@@ -66,19 +69,17 @@ fn no_images(dir: &Path) -> DataError {
 /// folders in sorted path order, files sorted within each.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut seen = HashSet::new();
-    let mut folders = vec![dir.to_owned()];
+    let mut folders = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(d) = pending.pop() {
         let canonical = fs::canonicalize(&d).map_err(|e| DataError::io(&d, e))?;
         if !seen.insert(canonical) {
-            continue; // a symlink loop
+            continue; // reached again through a symlink: walk it once
         }
-        let (subdirs, _) = entries(&d)?;
-        folders.extend(subdirs.iter().cloned());
-        pending.extend(subdirs);
+        pending.extend(entries(&d)?.0);
+        folders.push(d);
     }
     folders.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
-    folders.dedup();
     let mut files = Vec::new();
     for folder in &folders {
         files.extend(images_in(folder)?);
@@ -155,6 +156,16 @@ mod tests {
         assert_eq!(folder.classes, vec!["Cat", "cat", "dog"]);
         let expected = [("Cat/z.jpeg", 0), ("cat/w.png", 1), ("cat/x/y.png", 1), ("dog/a.JPG", 2), ("dog/b.png", 2)];
         assert_eq!(names(&folder, root), expected.map(|(p, l)| (p.to_owned(), l)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loop_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "a/x.png");
+        std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("a/again")).unwrap();
+        let folder = scan(dir.path()).unwrap();
+        assert_eq!(names(&folder, dir.path()), vec![("a/x.png".to_owned(), 0)]);
     }
 
     #[test]

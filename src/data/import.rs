@@ -63,7 +63,7 @@ pub fn import_files(
             })
             .collect();
         for ((path, label), item) in chunk.iter().zip(items) {
-            sink.push(path, item?, *label)?;
+            sink.push(path, &item?, *label)?;
         }
         done += chunk.len() as u64;
         reporter.progress(done, total, "images");
@@ -89,13 +89,14 @@ impl UniformSink {
     ///
     /// # Errors
     /// When its size differs from the first item's, or the write fails.
-    pub fn push(&mut self, source: &Path, item: Item, label: i64) -> Result<(), DataError> {
-        if self.first.is_none() {
+    pub fn push(&mut self, source: &Path, item: &Item, label: i64) -> Result<(), DataError> {
+        let (first, writer) = if let Some(slot) = &mut self.first {
+            slot
+        } else {
             let shape = [item.channels, item.height, item.width];
             let writer = DatasetWriter::create(&self.out_dir, shape, DType::U8, self.classes.clone())?;
-            self.first = Some((source.to_owned(), writer));
-        }
-        let (first, writer) = self.first.as_mut().expect("set above");
+            self.first.insert((source.to_owned(), writer))
+        };
         let m = writer.manifest();
         if (item.width, item.height) != (m.width, m.height) {
             let (w, h, ew, eh, f) = (item.width, item.height, m.width, m.height, first.display());

@@ -1,5 +1,14 @@
 //! `manifest.json`: what a dataset folder holds (count, shape, dtype, classes,
 //! shards), and the checks that make a broken one fail with a clear message.
+//!
+//! ```json
+//! {
+//!   "format": "msnr-dataset", "version": 1,
+//!   "count": 5000, "channels": 1, "height": 28, "width": 28, "dtype": "u8",
+//!   "classes": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+//!   "shards": [{ "file": "shard-00000.safetensors", "count": 5000 }]
+//! }
+//! ```
 
 use std::fs;
 use std::path::Path;
@@ -108,9 +117,10 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         let path = dir.join(MANIFEST_FILE);
         let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                DataError::invalid(&path, "not found: the folder is not a dataset (the output of images, mnist or crop)")
-            }
+            std::io::ErrorKind::NotFound => DataError::invalid(
+                &path,
+                "not found: the folder is not a dataset (the output of images, mnist or crop)",
+            ),
             _ => DataError::io(&path, e),
         })?;
         let manifest: Self = serde_json::from_str(&text).map_err(|e| DataError::invalid(&path, e.to_string()))?;

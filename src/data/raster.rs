@@ -36,11 +36,25 @@ impl Raster {
     /// The pixels in CHW order (planar), as a dataset stores them.
     #[must_use]
     pub fn to_chw(&self) -> Vec<u8> {
-        if self.channels == 1 {
+        let c = self.channels;
+        if c == 1 {
             return self.data.clone();
         }
-        let c = self.channels;
-        (0..c).flat_map(|ch| self.data.iter().skip(ch).step_by(c).copied()).collect()
+        let plane = self.width * self.height;
+        let mut out = vec![0; self.data.len()];
+        if c == 3 {
+            let (r, rest) = out.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+            for (((r, g), b), px) in planes.zip(self.data.chunks_exact(3)) {
+                (*r, *g, *b) = (px[0], px[1], px[2]);
+            }
+        } else {
+            for (i, v) in self.data.iter().enumerate() {
+                out[(i % c) * plane + i / c] = *v;
+            }
+        }
+        out
     }
 
     /// The `width x height` window whose top-left corner is `(left, top)`; like
@@ -51,13 +65,11 @@ impl Raster {
     #[must_use]
     pub fn crop(&self, left: usize, top: usize, width: usize, height: usize) -> Self {
         assert!(left + width <= self.width && top + height <= self.height, "crop window inside the image");
-        let row = self.width * self.channels;
-        let data = (top..top + height)
-            .flat_map(|y| {
-                let start = y * row + left * self.channels;
-                self.data[start..start + width * self.channels].iter().copied()
-            })
-            .collect();
+        let (row, c) = (self.width * self.channels, self.channels);
+        let mut data = Vec::with_capacity(width * height * c);
+        for y in top..top + height {
+            data.extend_from_slice(&self.data[y * row + left * c..][..width * c]);
+        }
         Self::new(width, height, self.channels, data)
     }
 }

@@ -124,7 +124,9 @@ impl Dataset {
         let data = get("images")?.data();
         let images = match self.manifest.dtype {
             DType::U8 => Images::U8(data.to_vec()),
-            DType::F32 => Images::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+            DType::F32 => {
+                Images::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            }
         };
         let labels: Vec<i64> = get("labels")?.data().chunks_exact(8).map(le_i64).collect();
         let classes = self.manifest.classes.len();
@@ -170,7 +172,12 @@ impl Dataset {
     }
 }
 
-fn check_tensor(info: Option<&TensorInfo>, name: &str, dtype: safetensors::Dtype, shape: &[usize]) -> Result<(), String> {
+fn check_tensor(
+    info: Option<&TensorInfo>,
+    name: &str,
+    dtype: safetensors::Dtype,
+    shape: &[usize],
+) -> Result<(), String> {
     let info = info.ok_or_else(|| format!("no `{name}` tensor"))?;
     if info.dtype != dtype || info.shape != shape {
         let (got_t, got_s) = (info.dtype, &info.shape);

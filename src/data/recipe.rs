@@ -4,15 +4,15 @@
 use crate::lang::Value;
 
 use super::raster::Raster;
-use super::resample::{resize, Filter};
+use super::resample::{resize, resize_window, Filter};
 
 /// How a photo becomes a `size x size` training image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CropRecipe {
-    /// ScoreSDE's CelebA recipe: central `center x center` crop, then an
+    /// `ScoreSDE`'s `CelebA` recipe: central `center x center` crop, then an
     /// antialiased bicubic resize.
     ScoreSde {
-        /// Side of the central crop (140 for CelebA).
+        /// Side of the central crop (140 for `CelebA`).
         center: usize,
     },
     /// ADM's `center_crop_arr` (guided-diffusion `image_datasets.py`): box-halve
@@ -42,7 +42,7 @@ impl CropRecipe {
     /// Applies the recipe to `image`, giving a `size x size` raster.
     ///
     /// # Errors
-    /// When the image is smaller than the ScoreSDE center crop.
+    /// When the image is smaller than the `ScoreSDE` center crop.
     pub fn apply(self, image: &Raster, size: usize) -> Result<Raster, String> {
         match self {
             Self::ScoreSde { center } => score_sde(image, center, size),
@@ -51,7 +51,7 @@ impl CropRecipe {
     }
 }
 
-/// ScoreSDE (Song et al. 2021) CelebA preprocessing, in Pillow:
+/// `ScoreSDE` (Song et al. 2021) `CelebA` preprocessing, in Pillow:
 /// `img.crop(((w - c) // 2, (h - c) // 2, (w - c) // 2 + c, (h - c) // 2 + c)).resize((size, size), Image.BICUBIC)`.
 fn score_sde(image: &Raster, center: usize, size: usize) -> Result<Raster, String> {
     let (w, h) = (image.width, image.height);
@@ -79,9 +79,8 @@ fn adm(image: &Raster, size: usize) -> Raster {
         img = resize(&img, img.width / 2, img.height / 2, Filter::Box);
     }
     let (w, h) = (img.width, img.height);
-    let side = |x: usize| scaled_side(x, size, w.min(h));
-    let img = resize(&img, side(w), side(h), Filter::Bicubic);
-    img.crop((img.width - size) / 2, (img.height - size) / 2, size, size)
+    let (rw, rh) = (scaled_side(w, size, w.min(h)), scaled_side(h, size, w.min(h)));
+    resize_window(&img, (rw, rh), Filter::Bicubic, ((rw - size) / 2, (rh - size) / 2, size, size))
 }
 
 /// Python's `round(x * (size / short))`: float math, ties to even.

@@ -53,13 +53,15 @@ impl DatasetWriter {
     /// # Errors
     /// When the length or label is wrong, or a full shard cannot be written.
     pub fn push(&mut self, image: &[u8], label: i64) -> Result<(), DataError> {
-        let m = &self.manifest;
-        if image.len() != m.item_bytes() {
-            let (c, h, w, n) = (m.channels, m.height, m.width, m.item_bytes());
-            return Err(DataError::Usage(format!("item of {} bytes, expected {n} ([{c}, {h}, {w}])", image.len())));
+        let manifest = &self.manifest;
+        if image.len() != manifest.item_bytes() {
+            let (len, expected) = (image.len(), manifest.item_bytes());
+            let shape = [manifest.channels, manifest.height, manifest.width];
+            return Err(DataError::Usage(format!("item of {len} bytes, expected {expected} ({shape:?})")));
         }
-        if usize::try_from(label).map_or(true, |l| l >= m.classes.len()) {
-            return Err(DataError::Usage(format!("label {label} outside 0..{}", m.classes.len())));
+        let classes = manifest.classes.len();
+        if usize::try_from(label).map_or(true, |l| l >= classes) {
+            return Err(DataError::Usage(format!("label {label} outside 0..{classes}")));
         }
         self.images.extend_from_slice(image);
         self.labels.push(label);

@@ -1,5 +1,5 @@
 //! The `crop` stage: image files or an image dataset become a `size x size`
-//! dataset by a crop recipe (ScoreSDE's CelebA crop or ADM's `center_crop_arr`),
+//! dataset by a crop recipe (`ScoreSDE`'s `CelebA` crop or ADM's `center_crop_arr`),
 //! in parallel, matching the reference Pillow code.
 
 use std::path::Path;
@@ -49,7 +49,10 @@ fn crop_dataset(
     let m = dataset.manifest();
     if m.dtype != DType::U8 || !matches!(m.channels, 1 | 3) {
         let what = format!("{:?} with {} channels", m.dtype, m.channels);
-        return Err(DataError::invalid(dataset.dir(), format!("crop needs an 8-bit L or RGB image dataset, not {what}")));
+        return Err(DataError::invalid(
+            dataset.dir(),
+            format!("crop needs an 8-bit L or RGB image dataset, not {what}"),
+        ));
     }
     let mut sink = UniformSink::new(out_dir, m.classes.clone());
     let mut done = 0;
@@ -62,11 +65,13 @@ fn crop_dataset(
             .map(|(j, chw)| {
                 let raster = Raster::from_chw(chw, m.channels, m.height, m.width);
                 let item = done + j;
-                transform(raster).map(Item::from).map_err(|e| DataError::invalid(dataset.dir(), format!("item {item}: {e}")))
+                transform(raster)
+                    .map(Item::from)
+                    .map_err(|e| DataError::invalid(dataset.dir(), format!("item {item}: {e}")))
             })
             .collect();
         for (item, label) in items.into_iter().zip(shard.labels) {
-            sink.push(dataset.dir(), item?, label)?;
+            sink.push(dataset.dir(), &item?, label)?;
         }
         done += m.shards[i].count;
         reporter.progress(done as u64, m.count as u64, "images");
@@ -83,7 +88,8 @@ mod tests {
     use crate::stages::spec::Silent;
 
     fn spec(images: Value, out: &Path, recipe: Value, size: i64) -> StageSpec {
-        let params = BTreeMap::from([("images".into(), images), ("recipe".into(), recipe), ("size".into(), Value::Int(size))]);
+        let params =
+            BTreeMap::from([("images".into(), images), ("recipe".into(), recipe), ("size".into(), Value::Int(size))]);
         StageSpec {
             name: "faces".into(),
             kind: "crop".into(),
@@ -102,6 +108,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // integer-valued metrics
     fn crops_a_dataset_keeping_labels() {
         let dir = tempfile::tempdir().unwrap();
         let (src, out) = (dir.path().join("src"), dir.path().join("out"));

@@ -32,7 +32,10 @@ pub fn run_mnist(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResul
     let count = spec.int("count")?;
     let range = 1..=mnist::COUNT;
     let count = usize::try_from(count).ok().filter(|c| range.contains(c)).ok_or_else(|| {
-        StageError::param("count", format!("must be in 1..={} (MNIST-5k holds that many digits), got {count}", mnist::COUNT))
+        StageError::param(
+            "count",
+            format!("must be in 1..={} (MNIST-5k holds that many digits), got {count}", mnist::COUNT),
+        )
     })?;
     let (pixels, labels) = mnist::load(count)?;
     let classes = mnist::CLASSES.map(String::from).to_vec();
@@ -115,6 +118,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // integer-valued metrics
     fn imports_classes_in_sorted_order_as_chw() {
         let dir = tempfile::tempdir().unwrap();
         let (root, out) = (dir.path().join("in"), dir.path().join("out"));
@@ -162,6 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_an_upstream_stage_output_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (raw, out) = (dir.path().join("raw"), dir.path().join("out"));
+        save_rgb(&raw.join("faces/1.png"), 3, 2, [5, 6, 7]);
+        let mut spec = spec("images", &out, &[("path", Value::Stage("raw".into())), ("channels", Value::Int(3))]);
+        spec.inputs.insert("raw".into(), raw);
+        run(&spec, &Silent).unwrap();
+        let ds = Dataset::open(&out).unwrap();
+        assert_eq!(
+            (ds.manifest().classes.clone(), ds.manifest().width, ds.manifest().height),
+            (vec!["faces".into()], 3, 2)
+        );
+        spec.inputs.clear();
+        let err = run(&spec, &Silent).unwrap_err().to_string();
+        assert_eq!(err, "parameter `path`: input stage `raw` was not provided");
+    }
+
+    #[test]
     fn bad_channels_name_the_parameter() {
         let dir = tempfile::tempdir().unwrap();
         let err = run(&images_spec(dir.path(), dir.path(), 2), &Silent).unwrap_err().to_string();
@@ -178,6 +200,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::float_cmp)] // integer-valued metrics
     fn mnist_writes_a_digit_dataset() {
         let dir = tempfile::tempdir().unwrap();
         let result = run_mnist(&spec("mnist", dir.path(), &[("count", Value::Int(30))]), &Silent).unwrap();
