@@ -1,4 +1,4 @@
-//! Serde helpers that keep every `f64` exact in JSON. serde_json already
+//! Serde helpers that keep every `f64` exact in JSON. `serde_json` already
 //! writes finite floats in their shortest round-trip form, but turns NaN and
 //! the infinities into `null` (which then fails to read back, and would make
 //! NaN, +inf and -inf collide in a cache key). These helpers write the

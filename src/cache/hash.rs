@@ -101,22 +101,22 @@ pub fn hash_tree(root: &Path) -> Result<String, CacheError> {
     hash_tree_with(root, &mut |files| files.par_iter().map(|e| hash_file_sized(&e.path, e.meta.len())).collect())
 }
 
+/// Supplies the hashes of a tree's files: given every regular file, their hashes in the same order.
+pub type FileHasher<'a> = dyn FnMut(&[&TreeEntry]) -> Result<Vec<blake3::Hash>, CacheError> + 'a;
+
 /// The hex tree hash of `root`, with file hashes supplied by `hash_files`,
 /// which receives every regular file of the tree and returns their hashes in
 /// the same order (the memo serves known files from there).
 ///
 /// # Errors
 /// When the tree cannot be listed, or `hash_files` fails.
-pub fn hash_tree_with(
-    root: &Path,
-    hash_files: &mut dyn FnMut(&[&TreeEntry]) -> Result<Vec<blake3::Hash>, CacheError>,
-) -> Result<String, CacheError> {
+pub fn hash_tree_with(root: &Path, hash_files: &mut FileHasher) -> Result<String, CacheError> {
     let entries = list_tree(root)?;
     let files: Vec<&TreeEntry> = entries.iter().filter(|e| matches!(e.kind, EntryKind::File { .. })).collect();
-    let mut hashes = hash_files(&files)?.into_iter();
+    let mut file_hashes = hash_files(&files)?.into_iter();
     let mut hasher = blake3::Hasher::new_derive_key(TREE_CONTEXT);
     for entry in &entries {
-        let file_hash = matches!(entry.kind, EntryKind::File { .. }).then(|| hashes.next()).flatten();
+        let file_hash = matches!(entry.kind, EntryKind::File { .. }).then(|| file_hashes.next()).flatten();
         write_entry(&mut hasher, entry, file_hash.as_ref());
     }
     Ok(hasher.finalize().to_hex().to_string())
@@ -164,7 +164,7 @@ fn walk(dir: &Path, rel: &[u8], out: &mut Vec<TreeEntry>) -> Result<(), CacheErr
         .map_err(|e| CacheError::read(dir, e))?
         .map(|e| e.map(|e| e.file_name()).map_err(|e| CacheError::read(dir, e)))
         .collect::<Result<_, _>>()?;
-    names.sort_by(|a, b| name_bytes(a).cmp(&name_bytes(b)));
+    names.sort_by_cached_key(|n| name_bytes(n));
     for name in names {
         let path = dir.join(&name);
         let mut child_rel = rel.to_vec();

@@ -354,9 +354,8 @@ fn canonical(param: &str, v: &Value, resolve: &mut Resolver) -> Result<KeyValue,
                 .map(|(k, v)| Ok((k.clone(), canonical(&format!("{param}.{k}"), v, resolve)?)))
                 .collect::<Result<_, CacheError>>()?,
         },
-        Value::None => KeyValue::None,
-        // Resolved above; a resolver that declines them keeps the key path-free anyway.
-        Value::Path(_) | Value::Stage(_) => KeyValue::None,
+        // Paths and stages are resolved above; one a resolver declines is left out of the key.
+        Value::None | Value::Path(_) | Value::Stage(_) => KeyValue::None,
     })
 }
 

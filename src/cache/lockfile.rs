@@ -118,7 +118,7 @@ impl Lockfile {
     }
 }
 
-/// `value` with every object's keys in sorted order (whatever serde_json's map type).
+/// `value` with every object's keys in sorted order (whatever `serde_json`'s map type).
 fn sorted(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => {

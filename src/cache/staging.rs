@@ -99,24 +99,24 @@ impl Staging {
         fs::write(&meta_path, json).map_err(|e| CacheError::write(&meta_path, e))?;
         sync_file(&meta_path)?;
         sync_dir(self.dir.path())?;
-        let entry = install(&self.store, self.dir.keep(), meta)?;
+        let entry = install(&self.store, &self.dir.keep(), meta)?;
         remove_all(&self.work_dir)?;
         Ok(entry)
     }
 }
 
 /// Renames the staged folder to `store/<key>`, keeping an existing complete entry.
-fn install(store: &Store, staged: PathBuf, meta: Meta) -> Result<Entry, CacheError> {
+fn install(store: &Store, staged: &Path, meta: Meta) -> Result<Entry, CacheError> {
     let target = store.entries_dir().join(&meta.key);
     if let Some(existing) = read_entry(&target, &meta.key) {
-        remove_all(&staged)?;
+        remove_all(staged)?;
         return Ok(existing);
     }
     if fs::symlink_metadata(&target).is_ok() {
         store.discard(&target)?; // an incomplete leftover (a crashed gc, a hand edit)
     }
-    if let Err(e) = fs::rename(&staged, &target) {
-        remove_all(&staged)?;
+    if let Err(e) = fs::rename(staged, &target) {
+        remove_all(staged)?;
         return read_entry(&target, &meta.key).ok_or_else(|| CacheError::write(&target, e));
     }
     sync_dir(&store.entries_dir())?;

@@ -315,7 +315,7 @@ mod tests {
         let _lock = store.lock().unwrap();
         let entry = commit(&store, 64, 10);
         assert_eq!(store.get(&key(64).digest()), Some(entry.clone()));
-        assert_eq!(store.keys().unwrap(), [entry.key.clone()]);
+        assert_eq!(store.keys().unwrap(), std::slice::from_ref(&entry.key));
         assert!(store.get(&key(65).digest()).is_none());
         assert!(store.get("../../etc").is_none());
         fs::write(entry.out_dir.parent().unwrap().join("meta.json"), b"{ torn").unwrap();
