@@ -222,6 +222,17 @@ impl Store {
     }
 }
 
+impl Entry {
+    /// Whether `out/` still hashes to the recorded output hash (detects a
+    /// store entry edited or damaged after it was committed).
+    ///
+    /// # Errors
+    /// When `out/` cannot be read.
+    pub fn verify(&self) -> Result<bool, CacheError> {
+        Ok(super::hash::hash_tree(&self.out_dir)? == self.meta.output)
+    }
+}
+
 /// Reads the entry in folder `dir` if it is complete and belongs to `key`.
 pub(super) fn read_entry(dir: &Path, key: &str) -> Option<Entry> {
     let bytes = fs::read(dir.join("meta.json")).ok()?;
@@ -318,6 +329,9 @@ mod tests {
         assert_eq!(store.keys().unwrap(), std::slice::from_ref(&entry.key));
         assert!(store.get(&key(65).digest()).is_none());
         assert!(store.get("../../etc").is_none());
+        assert!(entry.verify().unwrap());
+        fs::write(entry.out_dir.join("data.bin"), b"tampered").unwrap();
+        assert!(!entry.verify().unwrap(), "an edited output no longer verifies");
         fs::write(entry.out_dir.parent().unwrap().join("meta.json"), b"{ torn").unwrap();
         assert!(store.get(&entry.key).is_none(), "a malformed meta.json is not an entry");
     }
