@@ -216,20 +216,20 @@ fn diff_value(what: &str, old: &KeyValue, new: &KeyValue, out: &mut Vec<KeyChang
     }
 }
 
-/// Diffs the input maps: `input data: output 1a2b.. -> output 3c4d..`.
+/// Diffs the input maps: `input data: output 1a2b.. -> output 3c4d..` (keys when the outputs agree).
 fn diff_inputs(old: &BTreeMap<String, InputKey>, new: &BTreeMap<String, InputKey>, out: &mut Vec<KeyChange>) {
     for name in union(old, new) {
         let (a, b) = (old.get(name), new.get(name));
-        if a != b {
-            let (a, b) = (OrNone(a), OrNone(b));
-            let same_output = matches!((a.0, b.0), (Some(x), Some(y)) if x.output == y.output);
-            let (a, b) = if same_output {
-                (format!("key {}", short_hash(&a.0.unwrap().key)), format!("key {}", short_hash(&b.0.unwrap().key)))
-            } else {
-                (a.to_string(), b.to_string())
-            };
-            push(out, format!("input {name}"), &a, &b);
+        if a == b {
+            continue;
         }
+        let (a, b) = match (a, b) {
+            (Some(x), Some(y)) if x.output == y.output => {
+                (format!("key {}", short_hash(&x.key)), format!("key {}", short_hash(&y.key)))
+            }
+            _ => (OrNone(a).to_string(), OrNone(b).to_string()),
+        };
+        push(out, format!("input {name}"), &a, &b);
     }
 }
 
