@@ -13,7 +13,7 @@ use super::diagnostic::Diagnostic;
 use super::source::{SourceId, Span};
 use super::stdlib::Param;
 use super::suggest;
-use super::sweep::render;
+use super::sweep::{params_of, render};
 use super::types::{Type, FILES};
 use super::value::Value;
 
@@ -286,7 +286,10 @@ impl<'a> Analyzer<'a> {
         let Lookup::Stage(decl, sweep) = self.lookup(&base.name, sc) else {
             return self.undefined(&base.name, base.span, &Type::Str, sc);
         };
-        let parts: Vec<String> = bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e))).collect();
+        let parts: Vec<String> = {
+            let params = params_of(&self.world, sc.file);
+            bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e, &params))).collect()
+        };
         let name = format!("{}[{}]", base.name, parts.join(","));
         let Some(s) = sweep else {
             let msg = format!("stage `{}` is not swept", base.name);
@@ -460,7 +463,7 @@ impl<'a> Analyzer<'a> {
                 let args = body.fields.iter().map(|f| (f.name.name.clone(), self.untyped(&f.value, sc))).collect();
                 Value::Ctor { name: n.name.clone(), args }
             }
-            ExprKind::Instance(..) => Value::Stage(render(expr)),
+            ExprKind::Instance(..) => Value::Stage(render(expr, &params_of(&self.world, sc.file))),
             ExprKind::Ident(n) => {
                 let inner = |e: &Expr| Scope { file: e.span.source, sweep: None, origin: None, depth: sc.depth + 1 };
                 match self.lookup(n, sc) {
