@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = msnr::lang::load_str("fuzz.msnr", text, &[("gamma".into(), "7".into())]);
+    if let Err(d) = msnr::lang::load_str("fuzz.msnr", text, &[("gamma".into(), "7".into())]) {
+        assert!(!d.render_plain().is_empty());
+    }
     if let Ok(once) = msnr::lang::format(text) {
         let twice = msnr::lang::format(&once).expect("formatter output parses");
         assert_eq!(once, twice, "formatter is not idempotent");

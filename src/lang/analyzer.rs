@@ -91,7 +91,8 @@ impl<'a> Analyzer<'a> {
     /// shows once however many stages use it).
     pub(super) fn into_errors(self) -> Vec<Diagnostic> {
         let mut errors = self.errors;
-        let key = |d: &Diagnostic| (d.source.name().to_string(), d.labels.first().map_or(0, |l| l.offset()));
+        let key =
+            |d: &Diagnostic| (d.source.name().to_string(), d.labels.first().map_or(0, miette::LabeledSpan::offset));
         errors.sort_by_key(key);
         let mut seen = Vec::new();
         errors.retain(|d| {
@@ -169,9 +170,11 @@ impl<'a> Analyzer<'a> {
                 continue;
             }
             let names: Vec<&str> = self.world.params.keys().map(String::as_str).collect();
-            let help = suggest::help(&o.name, "the params are", &names).unwrap_or_else(|| "this pipeline declares no params".into());
+            let help = suggest::help(&o.name, "the params are", &names)
+                .unwrap_or_else(|| "this pipeline declares no params".into());
             let msg = format!("`--set {}`: no param `{}` in this pipeline", o.name, o.name);
-            let d = Diagnostic::new(self.sources, codes::BAD_OVERRIDE, msg, o.name_span, "unknown param").with_help(help);
+            let d =
+                Diagnostic::new(self.sources, codes::BAD_OVERRIDE, msg, o.name_span, "unknown param").with_help(help);
             self.push(d);
         }
     }
@@ -310,7 +313,17 @@ mod tests {
         let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["d", "m[g=1,t=eps]", "s[g=1,t=eps]", "m[g=1,t=v]", "s[g=1,t=v]", "m[g=5,t=eps]", "s[g=5,t=eps]", "m[g=5,t=v]", "s[g=5,t=v]"]
+            [
+                "d",
+                "m[g=1,t=eps]",
+                "s[g=1,t=eps]",
+                "m[g=1,t=v]",
+                "s[g=1,t=v]",
+                "m[g=5,t=eps]",
+                "s[g=5,t=eps]",
+                "m[g=5,t=v]",
+                "s[g=5,t=v]"
+            ]
         );
         let s = p.stage("s[g=5,t=v]").unwrap();
         assert_eq!(s.inputs(), ["m[g=5,t=v]"]);
@@ -325,7 +338,11 @@ mod tests {
         let text = format!("param gamma = 5\n{BASE}sweep w in [constant, min_snr {{ gamma = gamma }}] {{ stage m = train {{ data = d, net = unet {{}}, steps = 10, weighting = w }} }}");
         let p = load(&text, &[("gamma", "10")]);
         assert_eq!(p.params["gamma"], Value::Float(10.0));
-        assert!(p.stage("m[w=min_snr{gamma=10}]").is_some(), "{:?}", p.stages.iter().map(|s| &s.name).collect::<Vec<_>>());
+        assert!(
+            p.stage("m[w=min_snr{gamma=10}]").is_some(),
+            "{:?}",
+            p.stages.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
         let p = load(&text, &[("gamma", "5"), ("gamma", "2.5")]);
         assert!(p.stage("m[w=min_snr{gamma=2.5}]").is_some());
         assert_eq!(codes_of(&text, &[("gama", "1")]), [codes::BAD_OVERRIDE]);
@@ -389,7 +406,10 @@ mod tests {
     #[test]
     fn errors_are_collected() {
         let codes = codes_of("stage a = mnist { count = \"x\" }\nstage b = nope {}\nstage c = crop { images = zz, size = 1, q = 1 }\nstage a = mnist {}", &[]);
-        assert_eq!(codes, [codes::TYPE_MISMATCH, codes::UNKNOWN_KIND, codes::UNDEFINED, codes::UNKNOWN_PARAMETER, codes::DUPLICATE]);
+        assert_eq!(
+            codes,
+            [codes::TYPE_MISMATCH, codes::UNKNOWN_KIND, codes::UNDEFINED, codes::UNKNOWN_PARAMETER, codes::DUPLICATE]
+        );
     }
 
     #[test]

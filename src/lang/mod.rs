@@ -57,7 +57,10 @@ pub fn load_str(name: &str, text: &str, overrides: &[(String, String)]) -> Resul
 }
 
 /// Parses the overrides and analyzes the loaded files.
-fn finish(loaded: Result<loader::Loaded, Diagnostics>, overrides: &[(String, String)]) -> Result<Pipeline, Diagnostics> {
+fn finish(
+    loaded: Result<loader::Loaded, Diagnostics>,
+    overrides: &[(String, String)],
+) -> Result<Pipeline, Diagnostics> {
     let mut loaded = loaded?;
     let parsed = overrides::parse(&mut loaded.sources, overrides).map_err(Diagnostics)?;
     analyzer::analyze(&loaded, &parsed, stdlib())

@@ -41,6 +41,9 @@ pub fn parse_file(sources: &Sources, id: SourceId) -> Result<File, Diagnostics> 
 ///
 /// # Errors
 /// Every syntax and literal error found in the text.
+///
+/// # Panics
+/// Never: the grammar's `expr_only` rule always holds an expression.
 pub fn parse_expr(sources: &Sources, id: SourceId) -> Result<Expr, Diagnostics> {
     let text = sources.get(id).text.clone();
     let pair = run(sources, id, &text, Rule::expr_only)?;
@@ -127,7 +130,7 @@ impl Builder<'_> {
     }
 
     /// The meaningful children: punctuation and keywords dropped.
-    fn parts<'i>(pair: Pair<'i, Rule>) -> Vec<Pair<'i, Rule>> {
+    fn parts(pair: Pair<'_, Rule>) -> Vec<Pair<'_, Rule>> {
         pair.into_inner().filter(|p| !is_token(p.as_rule())).collect()
     }
 
@@ -277,7 +280,12 @@ impl Builder<'_> {
                 let gap = &w[0].get_input()[end..start];
                 if !gap.contains('\n') {
                     let span = Span { source: self.id, start, end: w[1].as_span().end().min(start + 1) };
-                    self.error(codes::SYNTAX, "expected `,` or a line break", span, "expected `,` or a line break before this");
+                    self.error(
+                        codes::SYNTAX,
+                        "expected `,` or a line break",
+                        span,
+                        "expected `,` or a line break before this",
+                    );
                 }
             }
         }
@@ -464,7 +472,13 @@ mod tests {
         let file = parse("kind k -> files {\n  a: int?   # c\n  b: str\n}").unwrap();
         let Item::Kind(k) = &file.items[0] else { panic!() };
         assert_eq!(k.params[0].span.end, "kind k -> files {\n  a: int?".len());
-        assert_eq!(k.params[0].ty.kind, TypeExprKind::Optional(Box::new(TypeExpr { kind: TypeExprKind::Named("int".into()), span: k.params[0].ty.span })));
+        assert_eq!(
+            k.params[0].ty.kind,
+            TypeExprKind::Optional(Box::new(TypeExpr {
+                kind: TypeExprKind::Named("int".into()),
+                span: k.params[0].ty.span
+            }))
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::world::{Binding, Instance, World};
 const MAX_HOPS: usize = 16;
 
 /// Expands every sweep of the analyzer's world into its instances.
-pub fn expand<'a>(a: &mut Analyzer<'a>) {
+pub fn expand(a: &mut Analyzer<'_>) {
     for s in 0..a.world.sweeps.len() {
         let decl = a.world.sweeps[s].decl;
         let mut domains = Vec::new();
@@ -39,8 +39,14 @@ fn domain<'a>(a: &mut Analyzer<'a>, expr: &'a Expr, file: SourceId, var: &str) -
     for _ in 0..MAX_HOPS {
         match &current.kind {
             ExprKind::List(items) if items.is_empty() => {
-                let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, format!("sweep variable `{var}` has no values"), current.span, "empty list")
-                    .with_help("a sweep needs at least one value per variable");
+                let d = Diagnostic::new(
+                    a.sources,
+                    codes::BAD_SWEEP,
+                    format!("sweep variable `{var}` has no values"),
+                    current.span,
+                    "empty list",
+                )
+                .with_help("a sweep needs at least one value per variable");
                 a.push(d);
                 return None;
             }
@@ -53,20 +59,25 @@ fn domain<'a>(a: &mut Analyzer<'a>, expr: &'a Expr, file: SourceId, var: &str) -
         }
     }
     let msg = format!("sweep variable `{var}` must range over a list");
-    let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, expr.span, "not a list").with_help("write `name in [a, b, c]` or name a param holding a list");
+    let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, expr.span, "not a list")
+        .with_help("write `name in [a, b, c]` or name a param holding a list");
     a.push(d);
     None
 }
 
 /// The cartesian product of the domains, first variable outermost.
-fn combinations<'a, 'e>(domains: &[(String, Vec<&'a Expr>)], params: &dyn Fn(&str) -> Option<&'e Expr>) -> Vec<Instance<'a>> {
+fn combinations<'a, 'e>(
+    domains: &[(String, Vec<&'a Expr>)],
+    params: &dyn Fn(&str) -> Option<&'e Expr>,
+) -> Vec<Instance<'a>> {
     let mut combos: Vec<Vec<Binding<'a>>> = vec![Vec::new()];
     for (name, values) in domains {
         combos = combos
             .into_iter()
             .flat_map(|prefix| {
                 values.iter().map(move |e| {
-                    let mut next: Vec<Binding<'a>> = prefix.iter().map(|b| Binding { name: b.name.clone(), expr: b.expr }).collect();
+                    let mut next: Vec<Binding<'a>> =
+                        prefix.iter().map(|b| Binding { name: b.name.clone(), expr: b.expr }).collect();
                     next.push(Binding { name: name.clone(), expr: e });
                     next
                 })
@@ -76,7 +87,8 @@ fn combinations<'a, 'e>(domains: &[(String, Vec<&'a Expr>)], params: &dyn Fn(&st
     combos
         .into_iter()
         .map(|bindings| {
-            let parts: Vec<String> = bindings.iter().map(|b| format!("{}={}", b.name, render(b.expr, params))).collect();
+            let parts: Vec<String> =
+                bindings.iter().map(|b| format!("{}={}", b.name, render(b.expr, params))).collect();
             Instance { suffix: format!("[{}]", parts.join(",")), bindings }
         })
         .collect()
@@ -89,7 +101,8 @@ fn check_unique(a: &mut Analyzer<'_>, s: usize, instances: &[Instance<'_>]) -> b
             let decl = a.world.sweeps[s].decl;
             let msg = format!("sweep instances repeat: two combinations are both named `{}`", inst.suffix);
             let span = inst.bindings.last().map_or(decl.span, |b| b.expr.span);
-            let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, span, "repeated value").with_help("remove the repeated value");
+            let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, span, "repeated value")
+                .with_help("remove the repeated value");
             a.push(d);
             return false;
         }

@@ -97,7 +97,11 @@ fn error_codes_match_fixture_names() {
             "many_errors" => continue,
             s => format!("msnr::{s}"),
         };
-        assert!(d.0.iter().any(|x| x.code == expected), "{stem}: codes {:?}", d.0.iter().map(|x| x.code).collect::<Vec<_>>());
+        assert!(
+            d.0.iter().any(|x| x.code == expected),
+            "{stem}: codes {:?}",
+            d.0.iter().map(|x| x.code).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -105,6 +109,13 @@ fn error_codes_match_fixture_names() {
 fn many_errors_are_reported_together() {
     let d = lang::load(Path::new("tests/fixtures/lang/errors/many_errors.msnr"), &[]).unwrap_err();
     assert_eq!(d.0.len(), 4, "{}", d.render_plain());
+}
+
+#[test]
+fn unreadable_main_file_is_an_error() {
+    let d = lang::load(Path::new("tests/fixtures/lang/no_such_file.msnr"), &[]).unwrap_err();
+    assert_eq!(d.0[0].code, "msnr::import_not_found");
+    assert!(d.render_plain().contains("cannot read tests/fixtures/lang/no_such_file.msnr"));
 }
 
 #[test]
@@ -178,17 +189,64 @@ impl Rng {
 
 /// Tokens the mutator splices in: punctuation, keywords, edge-case literals.
 const DICTIONARY: &[&str] = &[
-    "{", "}", "[", "]", "=", ",", "\"", "\\", "#", "\n", "///", "->", ":", "?", "|", "<", ">", "stage ", "param ",
-    "sweep ", " in ", "use ", "type ", "kind ", "none", "true", "99999999999999999999k", "9300000000000M", "1e999",
-    "-0", "1.5k", "_", "é", "\\u{110000}", "min_snr { gamma = ", "model[g=5]", "x[", "gamma", "digits", "unet {}",
-    "\"std/celeba.msnr\"", "\"std/nope.msnr\"", "[[[[[[[[", "list<int>", "\r\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    "=",
+    ",",
+    "\"",
+    "\\",
+    "#",
+    "\n",
+    "///",
+    "->",
+    ":",
+    "?",
+    "|",
+    "<",
+    ">",
+    "stage ",
+    "param ",
+    "sweep ",
+    " in ",
+    "use ",
+    "type ",
+    "kind ",
+    "none",
+    "true",
+    "99999999999999999999k",
+    "9300000000000M",
+    "1e999",
+    "-0",
+    "1.5k",
+    "_",
+    "é",
+    "\\u{110000}",
+    "min_snr { gamma = ",
+    "model[g=5]",
+    "x[",
+    "gamma",
+    "digits",
+    "unet {}",
+    "\"std/celeba.msnr\"",
+    "\"std/nope.msnr\"",
+    "[[[[[[[[",
+    "list<int>",
+    "\r\n",
 ];
 
-fn mutate(rng: &mut Rng, input: &str) -> String {
+fn mutate(rng: &mut Rng, input: &str, corpus: &[String]) -> String {
     let mut bytes = input.as_bytes().to_vec();
     for _ in 0..=rng.below(4) {
         let at = rng.below(bytes.len() + 1);
-        match rng.below(5) {
+        match rng.below(6) {
+            5 => {
+                let other = corpus[rng.below(corpus.len())].as_bytes();
+                let from = rng.below(other.len());
+                let chunk = &other[from..(from + rng.below(200)).min(other.len())];
+                bytes.splice(at..at, chunk.iter().copied());
+            }
             0 => {
                 let end = (at + rng.below(16)).min(bytes.len());
                 bytes.drain(at..end);
@@ -213,9 +271,12 @@ fn mutate(rng: &mut Rng, input: &str) -> String {
 /// Feeds one input through everything a user's file meets; format must be
 /// idempotent whenever it succeeds.
 fn exercise(input: &str) {
-    let _ = lang::load_str("fuzz.msnr", input, &[("gamma".into(), "7".into())]);
+    if let Err(d) = lang::load_str("fuzz.msnr", input, &[("gamma".into(), "7".into())]) {
+        assert!(!d.render_plain().is_empty());
+    }
     if let Ok(once) = lang::format(input) {
-        let twice = lang::format(&once).unwrap_or_else(|d| panic!("fmt output does not parse:\n{once}\n{}", d.render_plain()));
+        let twice =
+            lang::format(&once).unwrap_or_else(|d| panic!("fmt output does not parse:\n{once}\n{}", d.render_plain()));
         assert_eq!(once, twice, "fmt not idempotent on input:\n{input}");
     }
 }
@@ -229,7 +290,7 @@ fn fuzz_mutations_never_panic() {
     let start = std::time::Instant::now();
     for _ in 0..n {
         let base = &corpus[rng.below(corpus.len())];
-        let input = mutate(&mut rng, base);
+        let input = mutate(&mut rng, base, &corpus);
         let result = std::panic::catch_unwind(|| exercise(&input));
         if result.is_err() {
             let dump = std::env::temp_dir().join("msnr-fuzz-crash.msnr");
