@@ -117,6 +117,9 @@ impl<'a> Analyzer<'a> {
                         if let Some(prev) = self.world.params.get(&p.name.name) {
                             let first = prev.decl.name.span;
                             self.duplicate("param", &p.name, first);
+                        } else if let Some(stage) = self.world.stages.get(&p.name.name) {
+                            let first = stage.decl.name.span;
+                            self.duplicate("the name", &p.name, first);
                         }
                         self.world.params.insert(p.name.name.clone(), ParamEntry { decl: p, value: &p.value });
                     }
@@ -138,6 +141,11 @@ impl<'a> Analyzer<'a> {
         if let Some(prev) = self.world.stages.get(&decl.name.name) {
             let first = prev.decl.name.span;
             self.duplicate("stage", &decl.name, first);
+            return;
+        }
+        if let Some(param) = self.world.params.get(&decl.name.name) {
+            let first = param.decl.name.span;
+            self.duplicate("the name", &decl.name, first);
             return;
         }
         self.world.stages.insert(decl.name.name.clone(), StageEntry { decl, sweep });
@@ -410,6 +418,12 @@ mod tests {
             codes,
             [codes::TYPE_MISMATCH, codes::UNKNOWN_KIND, codes::UNDEFINED, codes::UNKNOWN_PARAMETER, codes::DUPLICATE]
         );
+    }
+
+    #[test]
+    fn a_param_and_a_stage_may_not_share_a_name() {
+        assert_eq!(codes_of("param d = 1\nstage d = mnist {}", &[]), [codes::DUPLICATE]);
+        assert_eq!(codes_of("stage d = mnist {}\nparam d = 1", &[]), [codes::DUPLICATE]);
     }
 
     #[test]

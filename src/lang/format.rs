@@ -21,8 +21,16 @@ const WIDTH: usize = 100;
 /// # Errors
 /// The syntax errors of `text` (nothing is formatted then).
 pub fn format(text: &str) -> Result<String, Diagnostics> {
+    format_named("<input>", text)
+}
+
+/// [`format`], with syntax errors shown against the file name `name`.
+///
+/// # Errors
+/// The syntax errors of `text` (nothing is formatted then).
+pub fn format_named(name: &str, text: &str) -> Result<String, Diagnostics> {
     let mut sources = Sources::default();
-    let id: SourceId = sources.add("<fmt>".into(), "<input>".into(), text.to_string());
+    let id: SourceId = sources.add(name.into(), name.into(), text.to_string());
     let file = parser::parse_file(&sources, id)?;
     let mut p =
         Printer { text, comments: comments::scan(text), next: 0, out: String::new(), last: 0, indent: 0, fresh: true };

@@ -32,7 +32,7 @@ pub mod world;
 use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use format::format;
+pub use format::{format, format_named};
 pub use pipeline::{Pipeline, Stage};
 pub use source::{SourceId, Sources, Span};
 pub use stdlib::{stdlib, Stdlib};

@@ -308,3 +308,185 @@ fn fuzz_regressions() {
         exercise(&fs::read_to_string(&path).unwrap());
     }
 }
+
+/// Random pipelines built from the stdlib's own signatures: mostly well-typed
+/// values, some wrong ones, references to earlier stages, params, sweeps and
+/// overrides. Reaches the analyzer's deep paths that byte mutations rarely do.
+struct Generator<'r> {
+    rng: &'r mut Rng,
+    /// Earlier stages: (name, output type, swept).
+    stages: Vec<(String, String, bool)>,
+    params: Vec<String>,
+}
+
+impl Generator<'_> {
+    fn coin(&mut self, percent: usize) -> bool {
+        self.rng.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
+        items[self.rng.below(items.len())]
+    }
+
+    fn junk(&mut self) -> String {
+        let mut options: Vec<String> =
+            ["\"s\"", "3", "2.5", "undefined_name", "eps", "[1]", "min_snr { gamma = 1 }", "none", "true", "m[g=1]"]
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect();
+        options.extend(self.params.iter().cloned());
+        options[self.rng.below(options.len())].clone()
+    }
+
+    fn value(&mut self, ty: &lang::Type, depth: usize) -> String {
+        use lang::Type;
+        if self.coin(8) || depth > 3 {
+            return self.junk();
+        }
+        match ty {
+            Type::Int => self.pick(&["0", "7", "500k", "-3", "1_000", "2M"]).into(),
+            Type::Float => self.pick(&["0.5", "1e-4", "5", "2.0", "-1"]).into(),
+            Type::Str => self.pick(&["\"abc\"", "\"https://x/y.zip\"", "\"\\u{e9}\""]).into(),
+            Type::Bool => self.pick(&["true", "false"]).into(),
+            Type::Path => self.pick(&["\"a/b\"", "\"../c\"", "\"/abs\""]).into(),
+            Type::List(t) => {
+                let n = self.rng.below(4);
+                let items: Vec<String> = (0..n).map(|_| self.value(t, depth + 1)).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Type::Optional(t) => {
+                if self.coin(30) {
+                    "none".into()
+                } else {
+                    self.value(t, depth + 1)
+                }
+            }
+            Type::Union(ts) => {
+                let t = ts[self.rng.below(ts.len())].clone();
+                self.value(&t, depth + 1)
+            }
+            Type::Artifact(a) => self.reference(a),
+            Type::Family(f) => self.ctor(f, depth),
+        }
+    }
+
+    fn reference(&mut self, output: &str) -> String {
+        let fitting: Vec<(String, bool)> =
+            self.stages.iter().filter(|(_, o, _)| o == output || self.rng.0 % 7 == 0).map(|(n, _, s)| (n.clone(), *s)).collect();
+        if fitting.is_empty() {
+            return if output == "files" { "\"some/folder\"".into() } else { self.junk() };
+        }
+        let (name, swept) = fitting[self.rng.below(fitting.len())].clone();
+        if swept && self.coin(50) {
+            format!("{name}[g={}]", self.pick(&["1", "5", "9"]))
+        } else {
+            name
+        }
+    }
+
+    fn ctor(&mut self, family: &str, depth: usize) -> String {
+        let lib = lang::stdlib();
+        let fam = lib.family(family).expect("family");
+        let v = &fam.variants[self.rng.below(fam.variants.len())];
+        if v.params.is_empty() && self.coin(60) {
+            return v.name.clone();
+        }
+        let mut fields = Vec::new();
+        for p in &v.params {
+            if self.coin(50) {
+                fields.push(format!("{} = {}", p.name, self.value(&p.ty, depth + 1)));
+            }
+        }
+        format!("{} {{ {} }}", v.name, fields.join(", "))
+    }
+
+    fn stage(&mut self, name: &str) -> (String, String) {
+        let lib = lang::stdlib();
+        let kind = &lib.kinds[self.rng.below(lib.kinds.len())];
+        let mut fields = Vec::new();
+        for p in &kind.params {
+            if self.coin(if p.default.is_none() { 90 } else { 30 }) {
+                fields.push(format!("  {} = {}", p.name, self.value(&p.ty, 0)));
+            }
+        }
+        if self.coin(5) {
+            fields.push("  bogus = 1".into());
+        }
+        (format!("stage {name} = {} {{\n{}\n}}\n", kind.name, fields.join("\n")), kind.output.clone())
+    }
+
+    fn pipeline(&mut self) -> String {
+        let mut out = String::new();
+        for i in 0..self.rng.below(3) {
+            let name = format!("p{i}");
+            let value = self.pick(&["5", "[1, 2]", "eps", "min_snr { gamma = 3 }", "\"x\"", "none"]);
+            writeln!(out, "param {name} = {value}").unwrap();
+            self.params.push(name);
+        }
+        for i in 0..1 + self.rng.below(7) {
+            let name = format!("s{i}");
+            if self.coin(25) {
+                self.params.push("g".into());
+                let (text, output) = self.stage(&name);
+                self.params.pop();
+                writeln!(out, "sweep g in [1, 5, 9] {{\n{text}}}").unwrap();
+                self.stages.push((name, output, true));
+            } else {
+                let (text, output) = self.stage(&name);
+                out.push_str(&text);
+                self.stages.push((name, output, false));
+            }
+        }
+        out
+    }
+}
+
+/// A loaded pipeline's invariants: every stage value names a stage of the
+/// pipeline, and `refs` lists exactly the stage values of the parameters.
+fn check_invariants(p: &Pipeline, text: &str) {
+    let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+    for s in &p.stages {
+        let mut values = Vec::new();
+        s.params.values().for_each(|v| v.stage_refs(&mut values));
+        let mut refs: Vec<&str> = s.refs.iter().map(|(n, _)| n.as_str()).collect();
+        values.sort_unstable();
+        refs.sort_unstable();
+        assert_eq!(values, refs, "stage {} in:\n{text}", s.name);
+        for r in refs {
+            assert!(names.contains(&r), "{} refers to missing {r} in:\n{text}", s.name);
+        }
+    }
+}
+
+#[test]
+fn fuzz_generated_pipelines() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let n: usize = std::env::var("MSNR_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let (mut ok, start) = (0, std::time::Instant::now());
+    for _ in 0..n {
+        let text = Generator { rng: &mut rng, stages: Vec::new(), params: Vec::new() }.pipeline();
+        let overrides: Vec<(String, String)> = if rng.below(4) == 0 { vec![("p0".into(), "7".into())] } else { Vec::new() };
+        let result = std::panic::catch_unwind(|| {
+            let loaded = lang::load_str("gen.msnr", &text, &overrides);
+            match &loaded {
+                Ok(p) => check_invariants(p, &text),
+                Err(d) => assert!(!d.render_plain().is_empty()),
+            }
+            let formatted = lang::format(&text).expect("generated text parses");
+            let again = lang::load_str("gen.msnr", &formatted, &overrides);
+            assert_eq!(loaded.is_ok(), again.is_ok(), "fmt changed the meaning of:\n{text}");
+            loaded.is_ok()
+        });
+        match result {
+            Ok(true) => ok += 1,
+            Ok(false) => {}
+            Err(_) => {
+                let dump = std::env::temp_dir().join("msnr-gen-crash.msnr");
+                fs::write(&dump, &text).unwrap();
+                panic!("crash; input saved to {}", dump.display());
+            }
+        }
+    }
+    eprintln!("generated: {n} pipelines ({ok} valid) in {:?}", start.elapsed());
+    assert!(ok > n / 50, "the generator should make some valid pipelines ({ok} of {n})");
+}
