@@ -321,15 +321,14 @@ impl<'a> Analyzer<'a> {
             bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e, &params))).collect()
         };
         let name = format!("{}[{}]", base.name, parts.join(","));
-        let Some(s) = sweep else {
+        if sweep.is_none() {
             let msg = format!("stage `{}` is not swept", base.name);
             let d = Diagnostic::new(self.sources, codes::SWEPT_REFERENCE, msg, span, "no instances")
                 .with_help(format!("refer to it as `{}`", base.name));
             return self.report(d, sc);
-        };
+        }
         if !self.world.instance_names(&base.name).contains(&name) {
             let names: Vec<String> = self.world.instance_names(&base.name).iter().map(|n| format!("`{n}`")).collect();
-            let _ = s;
             let msg = format!("swept stage `{}` has no instance `{name}`", base.name);
             let d = Diagnostic::new(self.sources, codes::SWEPT_REFERENCE, msg, span, "no such instance")
                 .with_help(format!("its instances are {}", names.join(", ")));

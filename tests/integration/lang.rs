@@ -371,8 +371,12 @@ impl Generator<'_> {
     }
 
     fn reference(&mut self, output: &str) -> String {
-        let fitting: Vec<(String, bool)> =
-            self.stages.iter().filter(|(_, o, _)| o == output || self.rng.0 % 7 == 0).map(|(n, _, s)| (n.clone(), *s)).collect();
+        let fitting: Vec<(String, bool)> = self
+            .stages
+            .iter()
+            .filter(|(_, o, _)| o == output || self.rng.0 % 7 == 0)
+            .map(|(n, _, s)| (n.clone(), *s))
+            .collect();
         if fitting.is_empty() {
             return if output == "files" { "\"some/folder\"".into() } else { self.junk() };
         }
@@ -465,7 +469,8 @@ fn fuzz_generated_pipelines() {
     let (mut ok, start) = (0, std::time::Instant::now());
     for _ in 0..n {
         let text = Generator { rng: &mut rng, stages: Vec::new(), params: Vec::new() }.pipeline();
-        let overrides: Vec<(String, String)> = if rng.below(4) == 0 { vec![("p0".into(), "7".into())] } else { Vec::new() };
+        let overrides: Vec<(String, String)> =
+            if rng.below(4) == 0 { vec![("p0".into(), "7".into())] } else { Vec::new() };
         let result = std::panic::catch_unwind(|| {
             let loaded = lang::load_str("gen.msnr", &text, &overrides);
             match &loaded {
@@ -489,4 +494,11 @@ fn fuzz_generated_pipelines() {
     }
     eprintln!("generated: {n} pipelines ({ok} valid) in {:?}", start.elapsed());
     assert!(ok > n / 50, "the generator should make some valid pipelines ({ok} of {n})");
+}
+
+#[test]
+fn every_implemented_kind_is_declared_in_the_stdlib() {
+    for info in msnr::stages::registry::KINDS {
+        assert!(lang::stdlib().kind(info.name).is_some(), "stage kind `{}` has no stdlib declaration", info.name);
+    }
 }
