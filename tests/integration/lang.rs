@@ -427,7 +427,7 @@ impl Generator<'_> {
             writeln!(out, "param {name} = {value}").unwrap();
             self.params.push(name);
         }
-        for i in 0..1 + self.rng.below(7) {
+        for i in 0..=self.rng.below(7) {
             let name = format!("s{i}");
             if self.coin(25) {
                 self.params.push("g".into());
