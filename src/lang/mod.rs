@@ -45,6 +45,7 @@ pub mod loader;
 pub mod overrides;
 pub mod parser;
 pub mod pipeline;
+pub mod reference;
 pub mod source;
 pub mod stdlib;
 pub mod suggest;
