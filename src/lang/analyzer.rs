@@ -427,6 +427,11 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_is_ignored() {
+        assert_eq!(load("\u{feff}stage d = mnist {}", &[]).stages.len(), 1);
+    }
+
+    #[test]
     fn params_referring_to_themselves_are_caught() {
         assert_eq!(codes_of("param a = a\nstage d = mnist { count = a }", &[]), [codes::PARAM_CYCLE]);
     }

@@ -112,7 +112,7 @@ impl Loader {
         let name = display_name(&path, &self.loaded.cwd);
         let base = path.parent().map_or_else(|| self.loaded.cwd.clone(), Path::to_path_buf);
         self.loaded.main.clone_from(&path);
-        let id = self.loaded.sources.add(path, name, text);
+        let id = self.loaded.sources.add(path, name, without_bom(text));
         self.loaded.bases.insert(id, base);
         self.visit(id);
     }
@@ -161,7 +161,7 @@ impl Loader {
             Ok(t) => t,
             Err(e) => return self.not_found(u, &format!("cannot read {}: {e}", key.display())),
         };
-        let id = self.loaded.sources.add(key, name, text);
+        let id = self.loaded.sources.add(key, name, without_bom(text));
         self.loaded.bases.insert(id, base);
         if std.is_some() {
             self.loaded.std_files.insert(id);
@@ -222,6 +222,14 @@ impl Loader {
         )
         .with_help("files may not import each other; move the shared declarations into a third file");
         self.errors.push(d);
+    }
+}
+
+/// The text without a leading UTF-8 byte order mark (some editors write one).
+fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 
