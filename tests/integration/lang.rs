@@ -502,3 +502,14 @@ fn every_implemented_kind_is_declared_in_the_stdlib() {
         assert!(lang::stdlib().kind(info.name).is_some(), "stage kind `{}` has no stdlib declaration", info.name);
     }
 }
+
+#[test]
+fn fmt_snapshots() {
+    for path in fixtures("fmt") {
+        let text = fs::read_to_string(&path).unwrap();
+        let out = lang::format(&text).unwrap_or_else(|d| panic!("{}", d.render_plain()));
+        assert_eq!(lang::format(&out).unwrap(), out);
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        snapshot(&format!("fmt_{name}"), &out);
+    }
+}
