@@ -129,6 +129,7 @@ fn committed() -> Vec<PathBuf> {
     let mut files = fixtures("ok");
     files.extend(fixtures("errors"));
     files.extend(fixtures("ok/lib"));
+    files.extend(fixtures("fmt"));
     files.extend(fs::read_dir("stdlib").unwrap().map(|e| e.unwrap().path()));
     if let Ok(dir) = fs::read_dir("pipelines") {
         files.extend(dir.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "msnr")));
