@@ -91,7 +91,8 @@ impl<'a> Analyzer<'a> {
     /// shows once however many stages use it).
     pub(super) fn into_errors(self) -> Vec<Diagnostic> {
         let mut errors = self.errors;
-        let key = |d: &Diagnostic| (d.source.name().to_string(), d.labels.first().map_or(0, |l| l.offset()));
+        let key =
+            |d: &Diagnostic| (d.source.name().to_string(), d.labels.first().map_or(0, miette::LabeledSpan::offset));
         errors.sort_by_key(key);
         let mut seen = Vec::new();
         errors.retain(|d| {
@@ -116,6 +117,9 @@ impl<'a> Analyzer<'a> {
                         if let Some(prev) = self.world.params.get(&p.name.name) {
                             let first = prev.decl.name.span;
                             self.duplicate("param", &p.name, first);
+                        } else if let Some(stage) = self.world.stages.get(&p.name.name) {
+                            let first = stage.decl.name.span;
+                            self.duplicate("the name", &p.name, first);
                         }
                         self.world.params.insert(p.name.name.clone(), ParamEntry { decl: p, value: &p.value });
                     }
@@ -137,6 +141,11 @@ impl<'a> Analyzer<'a> {
         if let Some(prev) = self.world.stages.get(&decl.name.name) {
             let first = prev.decl.name.span;
             self.duplicate("stage", &decl.name, first);
+            return;
+        }
+        if let Some(param) = self.world.params.get(&decl.name.name) {
+            let first = param.decl.name.span;
+            self.duplicate("the name", &decl.name, first);
             return;
         }
         self.world.stages.insert(decl.name.name.clone(), StageEntry { decl, sweep });
@@ -169,9 +178,11 @@ impl<'a> Analyzer<'a> {
                 continue;
             }
             let names: Vec<&str> = self.world.params.keys().map(String::as_str).collect();
-            let help = suggest::help(&o.name, "the params are", &names).unwrap_or_else(|| "this pipeline declares no params".into());
+            let help = suggest::help(&o.name, "the params are", &names)
+                .unwrap_or_else(|| "this pipeline declares no params".into());
             let msg = format!("`--set {}`: no param `{}` in this pipeline", o.name, o.name);
-            let d = Diagnostic::new(self.sources, codes::BAD_OVERRIDE, msg, o.name_span, "unknown param").with_help(help);
+            let d =
+                Diagnostic::new(self.sources, codes::BAD_OVERRIDE, msg, o.name_span, "unknown param").with_help(help);
             self.push(d);
         }
     }
@@ -259,5 +270,170 @@ impl<'a> Analyzer<'a> {
                 (name.clone(), value)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load_str, Pipeline};
+    use super::*;
+
+    fn load(text: &str, overrides: &[(&str, &str)]) -> Pipeline {
+        let o: Vec<(String, String)> = overrides.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        load_str("test.msnr", text, &o).unwrap_or_else(|d| panic!("{}", d.render_plain()))
+    }
+
+    fn codes_of(text: &str, overrides: &[(&str, &str)]) -> Vec<&'static str> {
+        let o: Vec<(String, String)> = overrides.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        load_str("test.msnr", text, &o).expect_err("should fail").0.iter().map(|d| d.code).collect()
+    }
+
+    const BASE: &str = "stage d = mnist {}\n";
+
+    fn train(extra: &str) -> String {
+        format!("{BASE}stage m = train {{ data = d, net = unet {{}}, steps = 10 {extra} }}")
+    }
+
+    #[test]
+    fn ints_widen_to_floats() {
+        let a = load(&train(", weighting = min_snr { gamma = 5 }, ema = 1"), &[]);
+        let b = load(&train(", weighting = min_snr { gamma = 5.0 }, ema = 1.0"), &[]);
+        assert_eq!(a.stages[1].params, b.stages[1].params);
+        assert_eq!(a.stages[1].params["ema"], Value::Float(1.0));
+    }
+
+    #[test]
+    fn defaults_are_filled() {
+        let p = load(&train(""), &[]);
+        let m = &p.stages[1].params;
+        assert_eq!(m["target"], Value::Ctor { name: "eps".into(), args: BTreeMap::new() });
+        assert_eq!(m["batch"], Value::Int(128));
+        let Value::Ctor { args, .. } = &m["net"] else { panic!() };
+        assert_eq!(args["mults"], Value::List(vec![Value::Int(1), Value::Int(2), Value::Int(2), Value::Int(2)]));
+        assert_eq!(p.stages[0].params["count"], Value::Int(5000));
+    }
+
+    #[test]
+    fn sweeps_expand_with_names_and_bindings() {
+        let text = format!(
+            "{BASE}sweep g in [1, 5], t in [eps, v] {{\n stage m = train {{ data = d, net = unet {{}}, steps = 10, target = t, weighting = min_snr {{ gamma = g }} }}\n stage s = sample {{ model = m, count = 4 }}\n}}"
+        );
+        let p = load(&text, &[]);
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "d",
+                "m[g=1,t=eps]",
+                "s[g=1,t=eps]",
+                "m[g=1,t=v]",
+                "s[g=1,t=v]",
+                "m[g=5,t=eps]",
+                "s[g=5,t=eps]",
+                "m[g=5,t=v]",
+                "s[g=5,t=v]"
+            ]
+        );
+        let s = p.stage("s[g=5,t=v]").unwrap();
+        assert_eq!(s.inputs(), ["m[g=5,t=v]"]);
+        let sweep = s.sweep.as_ref().unwrap();
+        assert_eq!(sweep.base, "s");
+        let m = p.stage("m[g=5,t=v]").unwrap();
+        assert_eq!(m.sweep.as_ref().unwrap().bindings[0], ("g".to_string(), Value::Float(5.0)));
+    }
+
+    #[test]
+    fn overrides_replace_params_and_rename_instances() {
+        let text = format!("param gamma = 5\n{BASE}sweep w in [constant, min_snr {{ gamma = gamma }}] {{ stage m = train {{ data = d, net = unet {{}}, steps = 10, weighting = w }} }}");
+        let p = load(&text, &[("gamma", "10")]);
+        assert_eq!(p.params["gamma"], Value::Float(10.0));
+        assert!(
+            p.stage("m[w=min_snr{gamma=10}]").is_some(),
+            "{:?}",
+            p.stages.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        let p = load(&text, &[("gamma", "5"), ("gamma", "2.5")]);
+        assert!(p.stage("m[w=min_snr{gamma=2.5}]").is_some());
+        assert_eq!(codes_of(&text, &[("gama", "1")]), [codes::BAD_OVERRIDE]);
+        assert_eq!(codes_of(&text, &[("gamma", "[")]), [codes::BAD_OVERRIDE]);
+        assert_eq!(codes_of(&text, &[("gamma", "\"x\"")]), [codes::TYPE_MISMATCH]);
+    }
+
+    #[test]
+    fn overrides_take_constructors_and_lists() {
+        let text = format!("param w = constant\nparam gs = [1]\n{BASE}sweep g in gs {{ stage m = train {{ data = d, net = unet {{}}, steps = 10, weighting = w }} }}");
+        let p = load(&text, &[("w", "soft_min_snr { gamma = 3 }"), ("gs", "[1, 2, 3]")]);
+        assert_eq!(p.stages.len(), 4);
+        let Value::Ctor { name, args } = &p.stages[1].params["weighting"] else { panic!() };
+        assert_eq!((name.as_str(), &args["gamma"]), ("soft_min_snr", &Value::Float(3.0)));
+    }
+
+    #[test]
+    fn paths_resolve_against_the_file() {
+        let cwd = std::env::current_dir().unwrap();
+        let p = load("stage a = images { path = \"data/../imgs/./x\" }\nstage b = images { path = \"/abs/p\" }", &[]);
+        assert_eq!(p.stages[0].params["path"], Value::Path(cwd.join("imgs/x")));
+        assert_eq!(p.stages[1].params["path"], Value::Path("/abs/p".into()));
+    }
+
+    #[test]
+    fn references_are_edges_with_spans() {
+        let text = format!("param src = d\n{BASE}stage c = crop {{ images = src, size = 8 }}\nstage f = fid {{ samples = c, reference = d }}");
+        let p = load(&text, &[]);
+        let f = p.stage("f").unwrap();
+        assert_eq!(f.inputs(), ["c", "d"]);
+        let text_of = |span: Span| &p.sources.get(span.source).text[span.start..span.end];
+        assert_eq!(text_of(f.refs[0].1), "c");
+        let c = p.stage("c").unwrap();
+        assert_eq!((c.refs[0].0.as_str(), text_of(c.refs[0].1)), ("d", "src"));
+        assert_eq!(text_of(c.span), "c");
+    }
+
+    #[test]
+    fn unions_and_optionals() {
+        let p = load(&format!("{BASE}stage a = crop {{ images = \"x\", size = 8 }}\nstage b = crop {{ images = d, size = 8 }}\nstage f = fid {{ samples = b, reference = d, inception = none }}"), &[]);
+        assert!(matches!(p.stages[1].params["images"], Value::Path(_)));
+        assert_eq!(p.stages[2].params["images"], Value::Stage("d".into()));
+        assert_eq!(p.stages[3].params["inception"], Value::None);
+    }
+
+    #[test]
+    fn named_instances_from_outside_the_sweep() {
+        let text = format!("{BASE}sweep g in [1, 5] {{ stage m = train {{ data = d, net = unet {{}}, steps = 10, weighting = min_snr {{ gamma = g }} }} }}\nstage s = sample {{ model = m[g=5], count = 1 }}");
+        let p = load(&text, &[]);
+        assert_eq!(p.stage("s").unwrap().inputs(), ["m[g=5]"]);
+        assert_eq!(codes_of(&text.replace("m[g=5]", "m"), &[]), [codes::SWEPT_REFERENCE]);
+    }
+
+    #[test]
+    fn stdlib_helpers_load_first() {
+        let p = load("use \"std/celeba.msnr\"\nstage c = crop { images = celeba64, size = 32 }", &[]);
+        let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["celeba_raw", "celeba64", "c"]);
+    }
+
+    #[test]
+    fn errors_are_collected() {
+        let codes = codes_of("stage a = mnist { count = \"x\" }\nstage b = nope {}\nstage c = crop { images = zz, size = 1, q = 1 }\nstage a = mnist {}", &[]);
+        assert_eq!(
+            codes,
+            [codes::TYPE_MISMATCH, codes::UNKNOWN_KIND, codes::UNDEFINED, codes::UNKNOWN_PARAMETER, codes::DUPLICATE]
+        );
+    }
+
+    #[test]
+    fn a_param_and_a_stage_may_not_share_a_name() {
+        assert_eq!(codes_of("param d = 1\nstage d = mnist {}", &[]), [codes::DUPLICATE]);
+        assert_eq!(codes_of("stage d = mnist {}\nparam d = 1", &[]), [codes::DUPLICATE]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        assert_eq!(load("\u{feff}stage d = mnist {}", &[]).stages.len(), 1);
+    }
+
+    #[test]
+    fn params_referring_to_themselves_are_caught() {
+        assert_eq!(codes_of("param a = a\nstage d = mnist { count = a }", &[]), [codes::PARAM_CYCLE]);
     }
 }

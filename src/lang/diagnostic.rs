@@ -26,7 +26,13 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with one primary label at `span`.
     #[must_use]
-    pub fn new(sources: &Sources, code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn new(
+        sources: &Sources,
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
         Self {
             message: message.into(),
             code,
@@ -80,9 +86,13 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
     /// Renders every diagnostic as plain text (no colour), as the snapshot tests and non-tty output see it.
+    ///
+    /// # Panics
+    /// Never: rendering into a `String` cannot fail.
     #[must_use]
     pub fn render_plain(&self) -> String {
-        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(100);
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(100);
         let mut out = String::new();
         for d in &self.0 {
             handler.render_report(&mut out, d).expect("rendering to a String cannot fail");

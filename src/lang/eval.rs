@@ -13,7 +13,7 @@ use super::diagnostic::Diagnostic;
 use super::source::{SourceId, Span};
 use super::stdlib::Param;
 use super::suggest;
-use super::sweep::render;
+use super::sweep::{params_of, render};
 use super::types::{Type, FILES};
 use super::value::Value;
 
@@ -164,7 +164,8 @@ impl<'a> Analyzer<'a> {
         if self.active.iter().any(|a| a == name) {
             let chain = format!("{} -> {name}", self.active.join(" -> "));
             let msg = format!("param `{name}` refers to itself");
-            let d = Diagnostic::new(self.sources, codes::PARAM_CYCLE, msg, span, "refers back here").with_help(format!("the chain is {chain}"));
+            let d = Diagnostic::new(self.sources, codes::PARAM_CYCLE, msg, span, "refers back here")
+                .with_help(format!("the chain is {chain}"));
             return self.report(d, sc);
         }
         self.active.push(name.to_string());
@@ -179,10 +180,17 @@ impl<'a> Analyzer<'a> {
     /// Evaluates a param's or sweep variable's expression where it was written.
     fn subst(&mut self, value: &Expr, ty: &Type, sc: Scope, use_span: Span) -> Option<Value> {
         if sc.depth >= MAX_SUBST {
-            let d = Diagnostic::new(self.sources, codes::TOO_DEEP, "params refer to each other too deeply", use_span, "here");
+            let d = Diagnostic::new(
+                self.sources,
+                codes::TOO_DEEP,
+                "params refer to each other too deeply",
+                use_span,
+                "here",
+            );
             return self.report(d, sc);
         }
-        let inner = Scope { file: value.span.source, sweep: None, origin: sc.origin.or(Some(use_span)), depth: sc.depth + 1 };
+        let inner =
+            Scope { file: value.span.source, sweep: None, origin: sc.origin.or(Some(use_span)), depth: sc.depth + 1 };
         self.eval(value, ty, inner)
     }
 
@@ -217,7 +225,13 @@ impl<'a> Analyzer<'a> {
         names.extend(self.world.params.keys().map(String::as_str));
         names.extend(self.world.stages.keys().map(String::as_str));
         let msg = format!("`{name}` is not defined");
-        let mut d = Diagnostic::new(self.sources, codes::UNDEFINED, msg, span, "no stage, param or sweep variable of this name");
+        let mut d = Diagnostic::new(
+            self.sources,
+            codes::UNDEFINED,
+            msg,
+            span,
+            "no stage, param or sweep variable of this name",
+        );
         if let Some(c) = suggest::closest(name, names) {
             d = d.with_help(format!("did you mean `{c}`?"));
         } else if let Type::Str | Type::Path = ty {
@@ -228,7 +242,8 @@ impl<'a> Analyzer<'a> {
 
     /// A name (`braces`: a constructor `name { .. }`) that `family` does not have.
     fn unknown_variant(&mut self, name: &str, span: Span, family: &str, braces: bool, sc: Scope) -> Option<Value> {
-        let variants: Vec<&str> = self.stdlib.family(family).map_or(Vec::new(), |f| f.variants.iter().map(|v| v.name.as_str()).collect());
+        let variants: Vec<&str> =
+            self.stdlib.family(family).map_or(Vec::new(), |f| f.variants.iter().map(|v| v.name.as_str()).collect());
         let elsewhere = self.stdlib.families_with(name).next().is_some() || self.world.stages.contains_key(name);
         let (code, msg) = match (elsewhere, braces) {
             (true, _) => (codes::TYPE_MISMATCH, format!("`{name}` is not a `{family}`")),
@@ -237,7 +252,9 @@ impl<'a> Analyzer<'a> {
         };
         let mut d = Diagnostic::new(self.sources, code, msg, span, format!("expected a `{family}`"));
         if self.stdlib.kind(name).is_some() {
-            d = d.with_help(format!("`{name}` is a stage kind: declare `stage x = {name} {{ ... }}` and refer to it as `x`"));
+            d = d.with_help(format!(
+                "`{name}` is a stage kind: declare `stage x = {name} {{ ... }}` and refer to it as `x`"
+            ));
         } else if let Some(help) = suggest::help(name, &format!("the `{family}` variants are"), &variants) {
             d = d.with_help(help);
         }
@@ -276,27 +293,42 @@ impl<'a> Analyzer<'a> {
     fn swept_outside(&mut self, base: &str, span: Span, sc: Scope) -> Option<Value> {
         let names: Vec<String> = self.world.instance_names(base).iter().map(|n| format!("`{n}`")).collect();
         let msg = format!("`{base}` is a swept stage; refer to one of its instances");
-        let d = Diagnostic::new(self.sources, codes::SWEPT_REFERENCE, msg, span, "swept stage referenced outside its sweep")
-            .with_help(format!("its instances are {}", names.join(", ")));
+        let d = Diagnostic::new(
+            self.sources,
+            codes::SWEPT_REFERENCE,
+            msg,
+            span,
+            "swept stage referenced outside its sweep",
+        )
+        .with_help(format!("its instances are {}", names.join(", ")));
         self.report(d, sc)
     }
 
     /// `m[g=5]`: one named instance of a swept stage.
-    fn instance(&mut self, base: &Ident, bindings: &[(Ident, Expr)], span: Span, ty: &Type, sc: Scope) -> Option<Value> {
+    fn instance(
+        &mut self,
+        base: &Ident,
+        bindings: &[(Ident, Expr)],
+        span: Span,
+        ty: &Type,
+        sc: Scope,
+    ) -> Option<Value> {
         let Lookup::Stage(decl, sweep) = self.lookup(&base.name, sc) else {
             return self.undefined(&base.name, base.span, &Type::Str, sc);
         };
-        let parts: Vec<String> = bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e))).collect();
+        let parts: Vec<String> = {
+            let params = params_of(&self.world, sc.file);
+            bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e, &params))).collect()
+        };
         let name = format!("{}[{}]", base.name, parts.join(","));
-        let Some(s) = sweep else {
+        if sweep.is_none() {
             let msg = format!("stage `{}` is not swept", base.name);
             let d = Diagnostic::new(self.sources, codes::SWEPT_REFERENCE, msg, span, "no instances")
                 .with_help(format!("refer to it as `{}`", base.name));
             return self.report(d, sc);
-        };
+        }
         if !self.world.instance_names(&base.name).contains(&name) {
             let names: Vec<String> = self.world.instance_names(&base.name).iter().map(|n| format!("`{n}`")).collect();
-            let _ = s;
             let msg = format!("swept stage `{}` has no instance `{name}`", base.name);
             let d = Diagnostic::new(self.sources, codes::SWEPT_REFERENCE, msg, span, "no such instance")
                 .with_help(format!("its instances are {}", names.join(", ")));
@@ -319,14 +351,22 @@ impl<'a> Analyzer<'a> {
 
     /// The fields of a stage or constructor body against the declared
     /// parameters: unknown and repeated fields, values, defaults, missing ones.
-    pub(super) fn args(&mut self, params: &[Param], body: &Body, sc: Scope, owner: &str, at: Span) -> Option<BTreeMap<String, Value>> {
+    pub(super) fn args(
+        &mut self,
+        params: &[Param],
+        body: &Body,
+        sc: Scope,
+        owner: &str,
+        at: Span,
+    ) -> Option<BTreeMap<String, Value>> {
         let mut out = BTreeMap::new();
         let mut seen: Vec<&Ident> = Vec::new();
         let mut ok = true;
         for field in &body.fields {
             if let Some(prev) = seen.iter().find(|s| s.name == field.name.name) {
                 let msg = format!("parameter `{}` is given more than once", field.name.name);
-                let d = Diagnostic::new(self.sources, codes::DUPLICATE, msg, field.name.span, "given again here").with_label(prev.span, "first given here");
+                let d = Diagnostic::new(self.sources, codes::DUPLICATE, msg, field.name.span, "given again here")
+                    .with_label(prev.span, "first given here");
                 self.report(d, sc);
                 ok = false;
                 continue;
@@ -343,12 +383,11 @@ impl<'a> Analyzer<'a> {
             }
         }
         for p in params.iter().filter(|p| !seen.iter().any(|s| s.name == p.name)) {
-            match &p.default {
-                Some(v) => drop(out.insert(p.name.clone(), v.clone())),
-                None => {
-                    self.missing(p, owner, at, sc);
-                    ok = false;
-                }
+            if let Some(v) = &p.default {
+                out.insert(p.name.clone(), v.clone());
+            } else {
+                self.missing(p, owner, at, sc);
+                ok = false;
             }
         }
         ok.then_some(out)
@@ -358,7 +397,8 @@ impl<'a> Analyzer<'a> {
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
         let msg = format!("unknown parameter `{}` of {owner}", name.name);
         let mut d = Diagnostic::new(self.sources, codes::UNKNOWN_PARAMETER, msg, name.span, "not a parameter");
-        let help = suggest::help(&name.name, "its parameters are", &names).unwrap_or_else(|| format!("{owner} takes no parameters"));
+        let help = suggest::help(&name.name, "its parameters are", &names)
+            .unwrap_or_else(|| format!("{owner} takes no parameters"));
         d = d.with_help(help);
         self.report(d, sc);
     }
@@ -381,7 +421,9 @@ impl<'a> Analyzer<'a> {
             }
             (Shape::None, _) => Some("only optional parameters (`T?`) accept `none`".to_string()),
             (Shape::Float, Type::Int) => Some("write a whole number".to_string()),
-            (Shape::Str, Type::Artifact(a)) => Some(format!("a string is accepted only where `{FILES}` is; `{a}` needs a stage")),
+            (Shape::Str, Type::Artifact(a)) => {
+                Some(format!("a string is accepted only where `{FILES}` is; `{a}` needs a stage"))
+            }
             _ => None,
         };
         if let Some(h) = help {
@@ -442,7 +484,8 @@ impl<'a> Analyzer<'a> {
     }
 
     fn stage_shape(&self, name: &str) -> Shape {
-        let output = self.world.stages.get(name).and_then(|s| self.stdlib.kind(&s.decl.kind.name)).map(|k| k.output.clone());
+        let output =
+            self.world.stages.get(name).and_then(|s| self.stdlib.kind(&s.decl.kind.name)).map(|k| k.output.clone());
         Shape::Stage(name.to_string(), output)
     }
 
@@ -460,7 +503,7 @@ impl<'a> Analyzer<'a> {
                 let args = body.fields.iter().map(|f| (f.name.name.clone(), self.untyped(&f.value, sc))).collect();
                 Value::Ctor { name: n.name.clone(), args }
             }
-            ExprKind::Instance(..) => Value::Stage(render(expr)),
+            ExprKind::Instance(..) => Value::Stage(render(expr, &params_of(&self.world, sc.file))),
             ExprKind::Ident(n) => {
                 let inner = |e: &Expr| Scope { file: e.span.source, sweep: None, origin: None, depth: sc.depth + 1 };
                 match self.lookup(n, sc) {
@@ -503,7 +546,13 @@ mod tests {
 
     #[test]
     fn normalizes_lexically() {
-        let cases = [("/a/b/../c/./d", "/a/c/d"), ("/a/../../b", "/b"), ("/x/./y/", "/x/y"), ("../../x", "../../x"), ("a/../../b", "../b")];
+        let cases = [
+            ("/a/b/../c/./d", "/a/c/d"),
+            ("/a/../../b", "/b"),
+            ("/x/./y/", "/x/y"),
+            ("../../x", "../../x"),
+            ("a/../../b", "../b"),
+        ];
         for (input, want) in cases {
             assert_eq!(normalize(Path::new(input)), PathBuf::from(want), "{input}");
         }

@@ -21,10 +21,19 @@ const WIDTH: usize = 100;
 /// # Errors
 /// The syntax errors of `text` (nothing is formatted then).
 pub fn format(text: &str) -> Result<String, Diagnostics> {
+    format_named("<input>", text)
+}
+
+/// [`format`], with syntax errors shown against the file name `name`.
+///
+/// # Errors
+/// The syntax errors of `text` (nothing is formatted then).
+pub fn format_named(name: &str, text: &str) -> Result<String, Diagnostics> {
     let mut sources = Sources::default();
-    let id: SourceId = sources.add("<fmt>".into(), "<input>".into(), text.to_string());
+    let id: SourceId = sources.add(name.into(), name.into(), text.to_string());
     let file = parser::parse_file(&sources, id)?;
-    let mut p = Printer { text, comments: comments::scan(text), next: 0, out: String::new(), last: 0, indent: 0, fresh: true };
+    let mut p =
+        Printer { text, comments: comments::scan(text), next: 0, out: String::new(), last: 0, indent: 0, fresh: true };
     p.file(&file);
     Ok(p.out)
 }
@@ -75,7 +84,8 @@ impl Printer<'_> {
 
     fn sweep(&mut self, s: &SweepDecl) {
         self.docs(&s.docs, s.span.start);
-        let vars: Vec<String> = s.vars.iter().map(|v| format!("{} in {}", v.name.name, self.inline(&v.domain))).collect();
+        let vars: Vec<String> =
+            s.vars.iter().map(|v| format!("{} in {}", v.name.name, self.inline(&v.domain))).collect();
         let brace = self.brace_after(s.vars.last().map_or(s.span.start, |v| v.domain.span.end));
         self.open(&format!("sweep {}", vars.join(", ")), "{", brace);
         for st in &s.stages {
@@ -109,9 +119,14 @@ impl Printer<'_> {
     /// `head { sig, sig }` on one line when it fits and was one line, else one per line.
     fn sigs(&mut self, head: &str, params: &[ParamSig], brace: usize, end: usize) {
         if !self.must_break(brace, end) {
-            let parts: Vec<String> = params.iter().filter(|p| p.docs.lines.is_empty()).map(|p| self.sig_inline(p)).collect();
+            let parts: Vec<String> =
+                params.iter().filter(|p| p.docs.lines.is_empty()).map(|p| self.sig_inline(p)).collect();
             if parts.len() == params.len() {
-                let line = if parts.is_empty() { format!("{head} {{}}") } else { format!("{head} {{ {} }}", parts.join(", ")) };
+                let line = if parts.is_empty() {
+                    format!("{head} {{}}")
+                } else {
+                    format!("{head} {{ {} }}", parts.join(", "))
+                };
                 if self.fits(&line) {
                     self.line(&line, end);
                     return;
@@ -190,10 +205,13 @@ impl Printer<'_> {
             ExprKind::Bool(b) => b.to_string(),
             ExprKind::None => "none".into(),
             ExprKind::Ident(n) => n.clone(),
-            ExprKind::List(items) => format!("[{}]", items.iter().map(|i| self.inline(i)).collect::<Vec<_>>().join(", ")),
+            ExprKind::List(items) => {
+                format!("[{}]", items.iter().map(|i| self.inline(i)).collect::<Vec<_>>().join(", "))
+            }
             ExprKind::Ctor(name, body) => format!("{} {}", name.name, self.body_inline(body)),
             ExprKind::Instance(name, bindings) => {
-                let parts: Vec<String> = bindings.iter().map(|(v, e)| format!("{}={}", v.name, self.inline(e))).collect();
+                let parts: Vec<String> =
+                    bindings.iter().map(|(v, e)| format!("{}={}", v.name, self.inline(e))).collect();
                 format!("{}[{}]", name.name, parts.join(","))
             }
         }
@@ -203,7 +221,8 @@ impl Printer<'_> {
         if body.fields.is_empty() {
             return "{}".into();
         }
-        let fields: Vec<String> = body.fields.iter().map(|f| format!("{} = {}", f.name.name, self.inline(&f.value))).collect();
+        let fields: Vec<String> =
+            body.fields.iter().map(|f| format!("{} = {}", f.name.name, self.inline(&f.value))).collect();
         format!("{{ {} }}", fields.join(", "))
     }
 
@@ -279,7 +298,9 @@ impl Printer<'_> {
 
     /// Appends the comment that follows `end` on the same source line, if any.
     fn with_trailing(&mut self, mut content: String, end: usize) -> String {
-        if let Some(c) = self.comments.get(self.next).filter(|c| c.start >= end && !self.text[end..c.start].contains('\n')) {
+        if let Some(c) =
+            self.comments.get(self.next).filter(|c| c.start >= end && !self.text[end..c.start].contains('\n'))
+        {
             content = format!("{content}  {}", c.text);
             self.last = c.end;
             self.next += 1;
@@ -345,13 +366,22 @@ mod tests {
             ("stage m = train {\ndata = d, steps = 500k\n}", "stage m = train {\n  data = d\n  steps = 500k\n}\n"),
             ("param a = 1\n\n\n\nparam b = 2", "param a = 1\n\nparam b = 2\n"),
             ("param a = 1 # one\n# alone\nparam b = 2", "param a = 1  # one\n# alone\nparam b = 2\n"),
-            ("stage m = train { # head\n  steps = 1 # s\n  # end\n}", "stage m = train {  # head\n  steps = 1  # s\n  # end\n}\n"),
-            ("sweep g in [1,5] {\nstage m = x { w = min_snr{gamma=g} }\n}", "sweep g in [1, 5] {\n  stage m = x { w = min_snr { gamma = g } }\n}\n"),
+            (
+                "stage m = train { # head\n  steps = 1 # s\n  # end\n}",
+                "stage m = train {  # head\n  steps = 1  # s\n  # end\n}\n",
+            ),
+            (
+                "sweep g in [1,5] {\nstage m = x { w = min_snr{gamma=g} }\n}",
+                "sweep g in [1, 5] {\n  stage m = x { w = min_snr { gamma = g } }\n}\n",
+            ),
             ("param l = [\n1,\n2]", "param l = [\n  1,\n  2,\n]\n"),
             ("/// doc\nparam x = \"a\\n\"", "/// doc\nparam x = \"a\\n\"\n"),
             ("param x = m[g = 5]", "param x = m[g=5]\n"),
             ("kind k -> files { a: int = 1, b: str? }", "kind k -> files { a: int = 1, b: str? }\n"),
-            ("type t {\n  a {}\n  b { x: list<int> | float = [1] }\n}", "type t {\n  a {}\n  b { x: list<int> | float = [1] }\n}\n"),
+            (
+                "type t {\n  a {}\n  b { x: list<int> | float = [1] }\n}",
+                "type t {\n  a {}\n  b { x: list<int> | float = [1] }\n}\n",
+            ),
             ("# only a comment", "# only a comment\n"),
             ("", ""),
         ];

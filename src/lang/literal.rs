@@ -70,11 +70,11 @@ fn unicode(
     let Some(end) = end else { return Err((start, 2, "expected `\\u{hex}`".into())) };
     let hex = &rest[3..end];
     while chars.next_if(|&(j, _)| j <= start + end).is_some() {}
-    u32::from_str_radix(hex, 16)
-        .ok()
-        .filter(|_| !hex.is_empty() && hex.len() <= 6)
-        .and_then(char::from_u32)
-        .ok_or((start, end + 1, format!("`\\u{{{hex}}}` is not a unicode scalar value")))
+    u32::from_str_radix(hex, 16).ok().filter(|_| !hex.is_empty() && hex.len() <= 6).and_then(char::from_u32).ok_or((
+        start,
+        end + 1,
+        format!("`\\u{{{hex}}}` is not a unicode scalar value"),
+    ))
 }
 
 #[cfg(test)]

@@ -73,7 +73,13 @@ pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
             let id = loader.loaded.sources.add(absolute.clone(), path.display().to_string(), String::new());
             let span = Span { source: id, start: 0, end: 0 };
             let msg = format!("cannot read {}: {e}", path.display());
-            return Err(Diagnostics(vec![Diagnostic::new(&loader.loaded.sources, codes::IMPORT_NOT_FOUND, msg, span, "here")]));
+            return Err(Diagnostics(vec![Diagnostic::new(
+                &loader.loaded.sources,
+                codes::IMPORT_NOT_FOUND,
+                msg,
+                span,
+                "here",
+            )]));
         }
     }
     loader.finish()
@@ -106,7 +112,7 @@ impl Loader {
         let name = display_name(&path, &self.loaded.cwd);
         let base = path.parent().map_or_else(|| self.loaded.cwd.clone(), Path::to_path_buf);
         self.loaded.main.clone_from(&path);
-        let id = self.loaded.sources.add(path, name, text);
+        let id = self.loaded.sources.add(path, name, without_bom(text));
         self.loaded.bases.insert(id, base);
         self.visit(id);
     }
@@ -127,7 +133,9 @@ impl Loader {
                 let uses: Vec<UseDecl> = (file.items.iter())
                     .filter_map(|i| if let Item::Use(u) = i { Some(u.clone()) } else { None })
                     .collect();
-                uses.iter().for_each(|u| self.import(id, u));
+                for u in &uses {
+                    self.import(id, u);
+                }
                 self.loaded.files.push((id, file));
             }
             Err(d) => self.errors.extend(d.0),
@@ -153,7 +161,7 @@ impl Loader {
             Ok(t) => t,
             Err(e) => return self.not_found(u, &format!("cannot read {}: {e}", key.display())),
         };
-        let id = self.loaded.sources.add(key, name, text);
+        let id = self.loaded.sources.add(key, name, without_bom(text));
         self.loaded.bases.insert(id, base);
         if std.is_some() {
             self.loaded.std_files.insert(id);
@@ -170,7 +178,12 @@ impl Loader {
                 self.not_found(u, &format!("no stdlib file `{}`; the stdlib has {}", u.path, names.join(", ")));
                 return None;
             };
-            return Some((PathBuf::from(format!("<stdlib>/{name}")), u.path.clone(), self.loaded.cwd.clone(), Some(text)));
+            return Some((
+                PathBuf::from(format!("<stdlib>/{name}")),
+                u.path.clone(),
+                self.loaded.cwd.clone(),
+                Some(text),
+            ));
         }
         let base = self.loaded.bases.get(&from).cloned().unwrap_or_else(|| self.loaded.cwd.clone());
         let joined = base.join(&u.path);
@@ -192,16 +205,31 @@ impl Loader {
 
     fn not_found(&mut self, u: &UseDecl, detail: &str) {
         let msg = format!("import `{}` not found", u.path);
-        let d = Diagnostic::new(&self.loaded.sources, codes::IMPORT_NOT_FOUND, msg, u.path_span, "imported here").with_help(detail.to_string());
+        let d = Diagnostic::new(&self.loaded.sources, codes::IMPORT_NOT_FOUND, msg, u.path_span, "imported here")
+            .with_help(detail.to_string());
         self.errors.push(d);
     }
 
     fn cycle(&mut self, pos: usize, u: &UseDecl) {
         let names: Vec<&str> = self.stack[pos..].iter().map(|id| self.loaded.sources.get(*id).name.as_str()).collect();
         let chain = format!("{} -> {}", names.join(" -> "), names[0]);
-        let d = Diagnostic::new(&self.loaded.sources, codes::IMPORT_CYCLE, format!("import cycle: {chain}"), u.path_span, "this import closes the cycle")
-            .with_help("files may not import each other; move the shared declarations into a third file");
+        let d = Diagnostic::new(
+            &self.loaded.sources,
+            codes::IMPORT_CYCLE,
+            format!("import cycle: {chain}"),
+            u.path_span,
+            "this import closes the cycle",
+        )
+        .with_help("files may not import each other; move the shared declarations into a third file");
         self.errors.push(d);
+    }
+}
+
+/// The text without a leading UTF-8 byte order mark (some editors write one).
+fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 

@@ -41,6 +41,10 @@ pub fn parse(sources: &mut Sources, overrides: &[(String, String)]) -> Result<Ve
             Err(d) => errors.extend(d.0.into_iter().map(|mut d| {
                 d.message = format!("`{label}={text}`: {}", d.message);
                 d.code = codes::BAD_OVERRIDE;
+                if !text.trim_start().starts_with('"') {
+                    d.help =
+                        Some(format!("the value is an msnr expression; quote a string: --set {name}='\"{text}\"'"));
+                }
                 d
             })),
         }

@@ -41,6 +41,9 @@ pub fn parse_file(sources: &Sources, id: SourceId) -> Result<File, Diagnostics> 
 ///
 /// # Errors
 /// Every syntax and literal error found in the text.
+///
+/// # Panics
+/// Never: the grammar's `expr_only` rule always holds an expression.
 pub fn parse_expr(sources: &Sources, id: SourceId) -> Result<Expr, Diagnostics> {
     let text = sources.get(id).text.clone();
     let pair = run(sources, id, &text, Rule::expr_only)?;
@@ -127,7 +130,7 @@ impl Builder<'_> {
     }
 
     /// The meaningful children: punctuation and keywords dropped.
-    fn parts<'i>(pair: Pair<'i, Rule>) -> Vec<Pair<'i, Rule>> {
+    fn parts(pair: Pair<'_, Rule>) -> Vec<Pair<'_, Rule>> {
         pair.into_inner().filter(|p| !is_token(p.as_rule())).collect()
     }
 
@@ -277,7 +280,12 @@ impl Builder<'_> {
                 let gap = &w[0].get_input()[end..start];
                 if !gap.contains('\n') {
                     let span = Span { source: self.id, start, end: w[1].as_span().end().min(start + 1) };
-                    self.error(codes::SYNTAX, "expected `,` or a line break", span, "expected `,` or a line break before this");
+                    self.error(
+                        codes::SYNTAX,
+                        "expected `,` or a line break",
+                        span,
+                        "expected `,` or a line break before this",
+                    );
                 }
             }
         }
@@ -385,4 +393,104 @@ fn is_token(rule: Rule) -> bool {
             | Rule::kw_kind
             | Rule::kw_list
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<File, Diagnostics> {
+        let mut sources = Sources::default();
+        let id = sources.add("t.msnr".into(), "t.msnr".into(), text.to_string());
+        parse_file(&sources, id)
+    }
+
+    fn param_value(text: &str) -> ExprKind {
+        let file = parse(text).unwrap_or_else(|d| panic!("{text}: {}", d.render_plain()));
+        let Some(Item::Param(p)) = file.items.into_iter().next() else { panic!("{text}: not a param") };
+        p.value.kind
+    }
+
+    #[test]
+    fn accepts_and_rejects() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("", None),
+            ("# only a comment\n", None),
+            ("use \"std/celeba.msnr\"", None),
+            ("param gamma = 5", None),
+            ("stage d = mnist {}", None),
+            ("stage d = mnist { count = 1, }", None),
+            ("stage d = mnist {\n count = 1\n}", None),
+            ("stage m = t { a = 1\n b = 2, c = 3 }", None),
+            ("sweep g in [1, 5], w in ws { stage m = t { g = g } }", None),
+            ("kind k -> files { a: int = 1, b: list<float>?, c: files | dataset }", None),
+            ("type t { /// doc\n a {} b { x: int } }", None),
+            ("stage m = t { a = 1 b = 2 }", Some(codes::SYNTAX)),
+            ("stage m = t", Some(codes::SYNTAX)),
+            ("stage in = t {}", Some(codes::SYNTAX)),
+            ("param x = ", Some(codes::SYNTAX)),
+            ("param x = \"open", Some(codes::SYNTAX)),
+            ("param x = 5abc", Some(codes::SYNTAX)),
+            ("param x = \"\\q\"", Some(codes::BAD_ESCAPE)),
+            ("param x = 99999999999999999999", Some(codes::INT_OVERFLOW)),
+            ("param x = 1.5M", Some(codes::BAD_NUMBER)),
+            ("sweep g in 5 { }", Some(codes::SYNTAX)),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).err().map(|d| d.0[0].code);
+            assert_eq!(got, *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn literals() {
+        let cases: &[(&str, ExprKind)] = &[
+            ("param x = 500k", ExprKind::Int(500_000)),
+            ("param x = -1e-4", ExprKind::Float(-1e-4)),
+            ("param x = \"a\\tb\"", ExprKind::Str("a\tb".into())),
+            ("param x = true", ExprKind::Bool(true)),
+            ("param x = none", ExprKind::None),
+            ("param x = eps", ExprKind::Ident("eps".into())),
+            ("param x = nonexistent", ExprKind::Ident("nonexistent".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&param_value(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn structures() {
+        let ExprKind::List(items) = param_value("param x = [1, [2], min_snr { gamma = 5 },]") else { panic!() };
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[2].kind, ExprKind::Ctor(n, b) if n.name == "min_snr" && b.fields.len() == 1));
+        let ExprKind::Instance(n, b) = param_value("param x = m[g=5, w=constant]") else { panic!() };
+        assert_eq!((n.name.as_str(), b.len()), ("m", 2));
+    }
+
+    #[test]
+    fn spans_end_at_the_last_token() {
+        let file = parse("kind k -> files {\n  a: int?   # c\n  b: str\n}").unwrap();
+        let Item::Kind(k) = &file.items[0] else { panic!() };
+        assert_eq!(k.params[0].span.end, "kind k -> files {\n  a: int?".len());
+        assert_eq!(
+            k.params[0].ty.kind,
+            TypeExprKind::Optional(Box::new(TypeExpr {
+                kind: TypeExprKind::Named("int".into()),
+                span: k.params[0].ty.span
+            }))
+        );
+    }
+
+    #[test]
+    fn docs_are_kept() {
+        let file = parse("/// Line one.\n///\n/// Line three.\nparam x = 1").unwrap();
+        let Item::Param(p) = &file.items[0] else { panic!() };
+        assert_eq!(p.docs.lines, vec!["Line one.", "", "Line three."]);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let text = format!("param x = {}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(parse(&text).unwrap_err().0[0].code, codes::TOO_DEEP);
+    }
 }

@@ -117,7 +117,9 @@ impl Stdlib {
         let mut sources = Sources::default();
         let ids: Vec<SourceId> = FILES
             .iter()
-            .map(|(name, text)| sources.add(PathBuf::from(format!("<stdlib>/{name}")), format!("std/{name}"), (*text).to_string()))
+            .map(|(name, text)| {
+                sources.add(PathBuf::from(format!("<stdlib>/{name}")), format!("std/{name}"), (*text).to_string())
+            })
             .collect();
         let mut files = Vec::new();
         let mut errors = Vec::new();
@@ -156,7 +158,9 @@ impl TypeFamily {
 /// If the embedded declarations have errors (a unit test keeps them clean).
 pub fn stdlib() -> &'static Stdlib {
     static LIB: OnceLock<Stdlib> = OnceLock::new();
-    LIB.get_or_init(|| Stdlib::build().unwrap_or_else(|d| panic!("the embedded stdlib is invalid:\n{}", d.render_plain())))
+    LIB.get_or_init(|| {
+        Stdlib::build().unwrap_or_else(|d| panic!("the embedded stdlib is invalid:\n{}", d.render_plain()))
+    })
 }
 
 /// The declared type names, known before any type expression is resolved.
@@ -203,7 +207,12 @@ impl Builder<'_> {
                 let owner = Owner::Kind(lib.kinds.len());
                 let params = self.params(&k.params, owner, defaults);
                 self.check_unique(lib.kinds.iter().map(|k| k.name.as_str()), &k.name);
-                lib.kinds.push(KindSig { name: k.name.name.clone(), doc: k.docs.text(), output: k.output.name.clone(), params });
+                lib.kinds.push(KindSig {
+                    name: k.name.name.clone(),
+                    doc: k.docs.text(),
+                    output: k.output.name.clone(),
+                    params,
+                });
             }
             Item::Type(t) => {
                 let family = lib.types.len();
@@ -223,7 +232,13 @@ impl Builder<'_> {
 
     fn check_unique<'n>(&mut self, mut existing: impl Iterator<Item = &'n str>, name: &ast::Ident) {
         if existing.any(|n| n == name.name) {
-            let d = Diagnostic::new(self.sources, codes::DUPLICATE, format!("`{}` is declared twice", name.name), name.span, "again here");
+            let d = Diagnostic::new(
+                self.sources,
+                codes::DUPLICATE,
+                format!("`{}` is declared twice", name.name),
+                name.span,
+                "again here",
+            );
             self.errors.push(d);
         }
     }
@@ -265,7 +280,8 @@ impl Builder<'_> {
         if self.names.artifacts.contains(name) {
             return Some(Type::Artifact(name.to_string()));
         }
-        let d = Diagnostic::new(self.sources, codes::UNKNOWN_TYPE, format!("unknown type `{name}`"), span, "not a type");
+        let d =
+            Diagnostic::new(self.sources, codes::UNKNOWN_TYPE, format!("unknown type `{name}`"), span, "not a type");
         self.errors.push(d);
         None
     }

@@ -7,13 +7,13 @@ use super::ast::{Expr, ExprKind};
 use super::codes;
 use super::diagnostic::Diagnostic;
 use super::source::SourceId;
-use super::world::{Binding, Instance};
+use super::world::{Binding, Instance, World};
 
 /// How many params a sweep domain may go through before it must be a list.
 const MAX_HOPS: usize = 16;
 
 /// Expands every sweep of the analyzer's world into its instances.
-pub fn expand<'a>(a: &mut Analyzer<'a>) {
+pub fn expand(a: &mut Analyzer<'_>) {
     for s in 0..a.world.sweeps.len() {
         let decl = a.world.sweeps[s].decl;
         let mut domains = Vec::new();
@@ -25,7 +25,7 @@ pub fn expand<'a>(a: &mut Analyzer<'a>) {
             }
         }
         if domains.len() == decl.vars.len() {
-            let instances = combinations(&domains);
+            let instances = combinations(&domains, &params_of(&a.world, decl.span.source));
             if check_unique(a, s, &instances) {
                 a.world.sweeps[s].instances = instances;
             }
@@ -39,8 +39,14 @@ fn domain<'a>(a: &mut Analyzer<'a>, expr: &'a Expr, file: SourceId, var: &str) -
     for _ in 0..MAX_HOPS {
         match &current.kind {
             ExprKind::List(items) if items.is_empty() => {
-                let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, format!("sweep variable `{var}` has no values"), current.span, "empty list")
-                    .with_help("a sweep needs at least one value per variable");
+                let d = Diagnostic::new(
+                    a.sources,
+                    codes::BAD_SWEEP,
+                    format!("sweep variable `{var}` has no values"),
+                    current.span,
+                    "empty list",
+                )
+                .with_help("a sweep needs at least one value per variable");
                 a.push(d);
                 return None;
             }
@@ -53,20 +59,25 @@ fn domain<'a>(a: &mut Analyzer<'a>, expr: &'a Expr, file: SourceId, var: &str) -
         }
     }
     let msg = format!("sweep variable `{var}` must range over a list");
-    let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, expr.span, "not a list").with_help("write `name in [a, b, c]` or name a param holding a list");
+    let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, expr.span, "not a list")
+        .with_help("write `name in [a, b, c]` or name a param holding a list");
     a.push(d);
     None
 }
 
 /// The cartesian product of the domains, first variable outermost.
-fn combinations<'a>(domains: &[(String, Vec<&'a Expr>)]) -> Vec<Instance<'a>> {
+fn combinations<'a, 'e>(
+    domains: &[(String, Vec<&'a Expr>)],
+    params: &dyn Fn(&str) -> Option<&'e Expr>,
+) -> Vec<Instance<'a>> {
     let mut combos: Vec<Vec<Binding<'a>>> = vec![Vec::new()];
     for (name, values) in domains {
         combos = combos
             .into_iter()
             .flat_map(|prefix| {
                 values.iter().map(move |e| {
-                    let mut next: Vec<Binding<'a>> = prefix.iter().map(|b| Binding { name: b.name.clone(), expr: b.expr }).collect();
+                    let mut next: Vec<Binding<'a>> =
+                        prefix.iter().map(|b| Binding { name: b.name.clone(), expr: b.expr }).collect();
                     next.push(Binding { name: name.clone(), expr: e });
                     next
                 })
@@ -76,7 +87,8 @@ fn combinations<'a>(domains: &[(String, Vec<&'a Expr>)]) -> Vec<Instance<'a>> {
     combos
         .into_iter()
         .map(|bindings| {
-            let parts: Vec<String> = bindings.iter().map(|b| format!("{}={}", b.name, render(b.expr))).collect();
+            let parts: Vec<String> =
+                bindings.iter().map(|b| format!("{}={}", b.name, render(b.expr, params))).collect();
             Instance { suffix: format!("[{}]", parts.join(",")), bindings }
         })
         .collect()
@@ -89,7 +101,8 @@ fn check_unique(a: &mut Analyzer<'_>, s: usize, instances: &[Instance<'_>]) -> b
             let decl = a.world.sweeps[s].decl;
             let msg = format!("sweep instances repeat: two combinations are both named `{}`", inst.suffix);
             let span = inst.bindings.last().map_or(decl.span, |b| b.expr.span);
-            let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, span, "repeated value").with_help("remove the repeated value");
+            let d = Diagnostic::new(a.sources, codes::BAD_SWEEP, msg, span, "repeated value")
+                .with_help("remove the repeated value");
             a.push(d);
             return false;
         }
@@ -98,24 +111,39 @@ fn check_unique(a: &mut Analyzer<'_>, s: usize, instances: &[Instance<'_>]) -> b
 }
 
 /// An expression as instance names show it: no spaces, ints in full,
-/// constructor fields in written order (`min_snr{gamma=5}`).
+/// constructor fields in written order (`min_snr{gamma=5}`), and names of
+/// params replaced by their values (`params` looks one up), so an instance's
+/// name follows `--set`.
 #[must_use]
-pub fn render(expr: &Expr) -> String {
+pub fn render<'e>(expr: &Expr, params: &dyn Fn(&str) -> Option<&'e Expr>) -> String {
+    render_at(expr, params, 0)
+}
+
+fn render_at<'e>(expr: &Expr, params: &dyn Fn(&str) -> Option<&'e Expr>, depth: usize) -> String {
+    let r = |e: &Expr| render_at(e, params, depth + 1);
     match &expr.kind {
         ExprKind::Int(i) => i.to_string(),
         ExprKind::Float(f) => format!("{f:?}"),
         ExprKind::Str(s) => format!("{s:?}"),
         ExprKind::Bool(b) => b.to_string(),
         ExprKind::None => "none".into(),
-        ExprKind::Ident(n) => n.clone(),
-        ExprKind::List(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(",")),
+        ExprKind::Ident(n) => match params(n) {
+            Some(value) if depth < MAX_HOPS => r(value),
+            _ => n.clone(),
+        },
+        ExprKind::List(items) => format!("[{}]", items.iter().map(r).collect::<Vec<_>>().join(",")),
         ExprKind::Ctor(n, body) => {
-            let fields: Vec<String> = body.fields.iter().map(|f| format!("{}={}", f.name.name, render(&f.value))).collect();
+            let fields: Vec<String> = body.fields.iter().map(|f| format!("{}={}", f.name.name, r(&f.value))).collect();
             format!("{}{{{}}}", n.name, fields.join(","))
         }
         ExprKind::Instance(n, bindings) => {
-            let parts: Vec<String> = bindings.iter().map(|(v, e)| format!("{}={}", v.name, render(e))).collect();
+            let parts: Vec<String> = bindings.iter().map(|(v, e)| format!("{}={}", v.name, r(e))).collect();
             format!("{}[{}]", n.name, parts.join(","))
         }
     }
+}
+
+/// Looks up the params visible from `file` for [`render`].
+pub fn params_of<'w>(world: &'w World<'_>, file: SourceId) -> impl Fn(&str) -> Option<&'w Expr> + 'w {
+    move |name| world.params.get(name).filter(|p| world.sees(file, p.decl.span.source)).map(|p| p.value)
 }

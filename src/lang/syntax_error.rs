@@ -9,6 +9,7 @@ use super::parser::Rule;
 use super::source::{SourceId, Sources, Span};
 
 /// The diagnostic for a pest failure in file `id`.
+#[must_use]
 pub fn convert(sources: &Sources, id: SourceId, text: &str, error: &Error<Rule>) -> Diagnostic {
     let at = match error.location {
         InputLocation::Pos(p) | InputLocation::Span((p, _)) => p.min(text.len()),
@@ -55,18 +56,33 @@ fn found(text: &str, at: usize) -> String {
 /// "`{`, `,` or a name" from the rules pest tried at the failure point.
 fn expected(positives: &[Rule]) -> String {
     let mut words: Vec<&str> = Vec::new();
-    let value_start = positives.iter().any(|r| matches!(r, Rule::number | Rule::string | Rule::lbracket | Rule::kw_true));
+    // A number is tried only where any value may stand.
+    let value_start = positives.contains(&Rule::number);
     if positives.contains(&Rule::kw_stage) && positives.contains(&Rule::kw_param) {
         words.push("a declaration (`use`, `param`, `stage` or `sweep`)");
     }
     for rule in positives {
         let word = match rule {
-            Rule::number | Rule::string | Rule::kw_true | Rule::kw_false | Rule::kw_none | Rule::list | Rule::ctor => {
+            Rule::number
+            | Rule::string
+            | Rule::kw_true
+            | Rule::kw_false
+            | Rule::kw_none
+            | Rule::list
+            | Rule::ctor
+            | Rule::lbracket
+            | Rule::ident
+                if value_start =>
+            {
                 "a value"
             }
-            Rule::lbracket if value_start => "a value",
-            Rule::ident if value_start => "a value",
-            Rule::kw_use | Rule::kw_param | Rule::kw_stage | Rule::kw_sweep | Rule::kw_type | Rule::kw_kind | Rule::doc
+            Rule::kw_use
+            | Rule::kw_param
+            | Rule::kw_stage
+            | Rule::kw_sweep
+            | Rule::kw_type
+            | Rule::kw_kind
+            | Rule::doc
                 if !words.is_empty() =>
             {
                 continue

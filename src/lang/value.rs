@@ -105,6 +105,7 @@ impl fmt::Display for Value {
                 }
                 f.write_str("]")
             }
+            Self::Ctor { name, args } if args.is_empty() => write!(f, "{name} {{}}"),
             Self::Ctor { name, args } => {
                 write!(f, "{name} {{")?;
                 for (i, (k, v)) in args.iter().enumerate() {

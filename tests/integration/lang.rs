@@ -93,11 +93,15 @@ fn error_codes_match_fixture_names() {
             "float_suffix" => "msnr::bad_number".into(),
             "duplicate_stage" | "duplicate_param" | "duplicate_field" => "msnr::duplicate".into(),
             "undefined_reference" | "not_imported" => "msnr::undefined".into(),
-            "override_unknown_param" | "override_bad_value" => "msnr::bad_override".into(),
+            s if s.starts_with("override") && s != "override_wrong_type" => "msnr::bad_override".into(),
             "many_errors" => continue,
             s => format!("msnr::{s}"),
         };
-        assert!(d.0.iter().any(|x| x.code == expected), "{stem}: codes {:?}", d.0.iter().map(|x| x.code).collect::<Vec<_>>());
+        assert!(
+            d.0.iter().any(|x| x.code == expected),
+            "{stem}: codes {:?}",
+            d.0.iter().map(|x| x.code).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -105,6 +109,13 @@ fn error_codes_match_fixture_names() {
 fn many_errors_are_reported_together() {
     let d = lang::load(Path::new("tests/fixtures/lang/errors/many_errors.msnr"), &[]).unwrap_err();
     assert_eq!(d.0.len(), 4, "{}", d.render_plain());
+}
+
+#[test]
+fn unreadable_main_file_is_an_error() {
+    let d = lang::load(Path::new("tests/fixtures/lang/no_such_file.msnr"), &[]).unwrap_err();
+    assert_eq!(d.0[0].code, "msnr::import_not_found");
+    assert!(d.render_plain().contains("cannot read tests/fixtures/lang/no_such_file.msnr"));
 }
 
 #[test]
@@ -118,6 +129,7 @@ fn committed() -> Vec<PathBuf> {
     let mut files = fixtures("ok");
     files.extend(fixtures("errors"));
     files.extend(fixtures("ok/lib"));
+    files.extend(fixtures("fmt"));
     files.extend(fs::read_dir("stdlib").unwrap().map(|e| e.unwrap().path()));
     if let Ok(dir) = fs::read_dir("pipelines") {
         files.extend(dir.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "msnr")));
@@ -178,17 +190,64 @@ impl Rng {
 
 /// Tokens the mutator splices in: punctuation, keywords, edge-case literals.
 const DICTIONARY: &[&str] = &[
-    "{", "}", "[", "]", "=", ",", "\"", "\\", "#", "\n", "///", "->", ":", "?", "|", "<", ">", "stage ", "param ",
-    "sweep ", " in ", "use ", "type ", "kind ", "none", "true", "99999999999999999999k", "9300000000000M", "1e999",
-    "-0", "1.5k", "_", "é", "\\u{110000}", "min_snr { gamma = ", "model[g=5]", "x[", "gamma", "digits", "unet {}",
-    "\"std/celeba.msnr\"", "\"std/nope.msnr\"", "[[[[[[[[", "list<int>", "\r\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    "=",
+    ",",
+    "\"",
+    "\\",
+    "#",
+    "\n",
+    "///",
+    "->",
+    ":",
+    "?",
+    "|",
+    "<",
+    ">",
+    "stage ",
+    "param ",
+    "sweep ",
+    " in ",
+    "use ",
+    "type ",
+    "kind ",
+    "none",
+    "true",
+    "99999999999999999999k",
+    "9300000000000M",
+    "1e999",
+    "-0",
+    "1.5k",
+    "_",
+    "é",
+    "\\u{110000}",
+    "min_snr { gamma = ",
+    "model[g=5]",
+    "x[",
+    "gamma",
+    "digits",
+    "unet {}",
+    "\"std/celeba.msnr\"",
+    "\"std/nope.msnr\"",
+    "[[[[[[[[",
+    "list<int>",
+    "\r\n",
 ];
 
-fn mutate(rng: &mut Rng, input: &str) -> String {
+fn mutate(rng: &mut Rng, input: &str, corpus: &[String]) -> String {
     let mut bytes = input.as_bytes().to_vec();
     for _ in 0..=rng.below(4) {
         let at = rng.below(bytes.len() + 1);
-        match rng.below(5) {
+        match rng.below(6) {
+            5 => {
+                let other = corpus[rng.below(corpus.len())].as_bytes();
+                let from = rng.below(other.len());
+                let chunk = &other[from..(from + rng.below(200)).min(other.len())];
+                bytes.splice(at..at, chunk.iter().copied());
+            }
             0 => {
                 let end = (at + rng.below(16)).min(bytes.len());
                 bytes.drain(at..end);
@@ -213,9 +272,12 @@ fn mutate(rng: &mut Rng, input: &str) -> String {
 /// Feeds one input through everything a user's file meets; format must be
 /// idempotent whenever it succeeds.
 fn exercise(input: &str) {
-    let _ = lang::load_str("fuzz.msnr", input, &[("gamma".into(), "7".into())]);
+    if let Err(d) = lang::load_str("fuzz.msnr", input, &[("gamma".into(), "7".into())]) {
+        assert!(!d.render_plain().is_empty());
+    }
     if let Ok(once) = lang::format(input) {
-        let twice = lang::format(&once).unwrap_or_else(|d| panic!("fmt output does not parse:\n{once}\n{}", d.render_plain()));
+        let twice =
+            lang::format(&once).unwrap_or_else(|d| panic!("fmt output does not parse:\n{once}\n{}", d.render_plain()));
         assert_eq!(once, twice, "fmt not idempotent on input:\n{input}");
     }
 }
@@ -229,7 +291,7 @@ fn fuzz_mutations_never_panic() {
     let start = std::time::Instant::now();
     for _ in 0..n {
         let base = &corpus[rng.below(corpus.len())];
-        let input = mutate(&mut rng, base);
+        let input = mutate(&mut rng, base, &corpus);
         let result = std::panic::catch_unwind(|| exercise(&input));
         if result.is_err() {
             let dump = std::env::temp_dir().join("msnr-fuzz-crash.msnr");
@@ -245,5 +307,210 @@ fn fuzz_mutations_never_panic() {
 fn fuzz_regressions() {
     for path in fixtures("fuzz") {
         exercise(&fs::read_to_string(&path).unwrap());
+    }
+}
+
+/// Random pipelines built from the stdlib's own signatures: mostly well-typed
+/// values, some wrong ones, references to earlier stages, params, sweeps and
+/// overrides. Reaches the analyzer's deep paths that byte mutations rarely do.
+struct Generator<'r> {
+    rng: &'r mut Rng,
+    /// Earlier stages: (name, output type, swept).
+    stages: Vec<(String, String, bool)>,
+    params: Vec<String>,
+}
+
+impl Generator<'_> {
+    fn coin(&mut self, percent: usize) -> bool {
+        self.rng.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
+        items[self.rng.below(items.len())]
+    }
+
+    fn junk(&mut self) -> String {
+        let mut options: Vec<String> =
+            ["\"s\"", "3", "2.5", "undefined_name", "eps", "[1]", "min_snr { gamma = 1 }", "none", "true", "m[g=1]"]
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect();
+        options.extend(self.params.iter().cloned());
+        options[self.rng.below(options.len())].clone()
+    }
+
+    fn value(&mut self, ty: &lang::Type, depth: usize) -> String {
+        use lang::Type;
+        if self.coin(8) || depth > 3 {
+            return self.junk();
+        }
+        match ty {
+            Type::Int => self.pick(&["0", "7", "500k", "-3", "1_000", "2M"]).into(),
+            Type::Float => self.pick(&["0.5", "1e-4", "5", "2.0", "-1"]).into(),
+            Type::Str => self.pick(&["\"abc\"", "\"https://x/y.zip\"", "\"\\u{e9}\""]).into(),
+            Type::Bool => self.pick(&["true", "false"]).into(),
+            Type::Path => self.pick(&["\"a/b\"", "\"../c\"", "\"/abs\""]).into(),
+            Type::List(t) => {
+                let n = self.rng.below(4);
+                let items: Vec<String> = (0..n).map(|_| self.value(t, depth + 1)).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Type::Optional(t) => {
+                if self.coin(30) {
+                    "none".into()
+                } else {
+                    self.value(t, depth + 1)
+                }
+            }
+            Type::Union(ts) => {
+                let t = ts[self.rng.below(ts.len())].clone();
+                self.value(&t, depth + 1)
+            }
+            Type::Artifact(a) => self.reference(a),
+            Type::Family(f) => self.ctor(f, depth),
+        }
+    }
+
+    fn reference(&mut self, output: &str) -> String {
+        let fitting: Vec<(String, bool)> = self
+            .stages
+            .iter()
+            .filter(|(_, o, _)| o == output || self.rng.0 % 7 == 0)
+            .map(|(n, _, s)| (n.clone(), *s))
+            .collect();
+        if fitting.is_empty() {
+            return if output == "files" { "\"some/folder\"".into() } else { self.junk() };
+        }
+        let (name, swept) = fitting[self.rng.below(fitting.len())].clone();
+        if swept && self.coin(50) {
+            format!("{name}[g={}]", self.pick(&["1", "5", "9"]))
+        } else {
+            name
+        }
+    }
+
+    fn ctor(&mut self, family: &str, depth: usize) -> String {
+        let lib = lang::stdlib();
+        let fam = lib.family(family).expect("family");
+        let v = &fam.variants[self.rng.below(fam.variants.len())];
+        if v.params.is_empty() && self.coin(60) {
+            return v.name.clone();
+        }
+        let mut fields = Vec::new();
+        for p in &v.params {
+            if self.coin(50) {
+                fields.push(format!("{} = {}", p.name, self.value(&p.ty, depth + 1)));
+            }
+        }
+        format!("{} {{ {} }}", v.name, fields.join(", "))
+    }
+
+    fn stage(&mut self, name: &str) -> (String, String) {
+        let lib = lang::stdlib();
+        let kind = &lib.kinds[self.rng.below(lib.kinds.len())];
+        let mut fields = Vec::new();
+        for p in &kind.params {
+            if self.coin(if p.default.is_none() { 90 } else { 30 }) {
+                fields.push(format!("  {} = {}", p.name, self.value(&p.ty, 0)));
+            }
+        }
+        if self.coin(5) {
+            fields.push("  bogus = 1".into());
+        }
+        (format!("stage {name} = {} {{\n{}\n}}\n", kind.name, fields.join("\n")), kind.output.clone())
+    }
+
+    fn pipeline(&mut self) -> String {
+        let mut out = String::new();
+        for i in 0..self.rng.below(3) {
+            let name = format!("p{i}");
+            let value = self.pick(&["5", "[1, 2]", "eps", "min_snr { gamma = 3 }", "\"x\"", "none"]);
+            writeln!(out, "param {name} = {value}").unwrap();
+            self.params.push(name);
+        }
+        for i in 0..=self.rng.below(7) {
+            let name = format!("s{i}");
+            if self.coin(25) {
+                self.params.push("g".into());
+                let (text, output) = self.stage(&name);
+                self.params.pop();
+                writeln!(out, "sweep g in [1, 5, 9] {{\n{text}}}").unwrap();
+                self.stages.push((name, output, true));
+            } else {
+                let (text, output) = self.stage(&name);
+                out.push_str(&text);
+                self.stages.push((name, output, false));
+            }
+        }
+        out
+    }
+}
+
+/// A loaded pipeline's invariants: every stage value names a stage of the
+/// pipeline, and `refs` lists exactly the stage values of the parameters.
+fn check_invariants(p: &Pipeline, text: &str) {
+    let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+    for s in &p.stages {
+        let mut values = Vec::new();
+        s.params.values().for_each(|v| v.stage_refs(&mut values));
+        let mut refs: Vec<&str> = s.refs.iter().map(|(n, _)| n.as_str()).collect();
+        values.sort_unstable();
+        refs.sort_unstable();
+        assert_eq!(values, refs, "stage {} in:\n{text}", s.name);
+        for r in refs {
+            assert!(names.contains(&r), "{} refers to missing {r} in:\n{text}", s.name);
+        }
+    }
+}
+
+#[test]
+fn fuzz_generated_pipelines() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let n: usize = std::env::var("MSNR_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let (mut ok, start) = (0, std::time::Instant::now());
+    for _ in 0..n {
+        let text = Generator { rng: &mut rng, stages: Vec::new(), params: Vec::new() }.pipeline();
+        let overrides: Vec<(String, String)> =
+            if rng.below(4) == 0 { vec![("p0".into(), "7".into())] } else { Vec::new() };
+        let result = std::panic::catch_unwind(|| {
+            let loaded = lang::load_str("gen.msnr", &text, &overrides);
+            match &loaded {
+                Ok(p) => check_invariants(p, &text),
+                Err(d) => assert!(!d.render_plain().is_empty()),
+            }
+            let formatted = lang::format(&text).expect("generated text parses");
+            let again = lang::load_str("gen.msnr", &formatted, &overrides);
+            assert_eq!(loaded.is_ok(), again.is_ok(), "fmt changed the meaning of:\n{text}");
+            loaded.is_ok()
+        });
+        match result {
+            Ok(true) => ok += 1,
+            Ok(false) => {}
+            Err(_) => {
+                let dump = std::env::temp_dir().join("msnr-gen-crash.msnr");
+                fs::write(&dump, &text).unwrap();
+                panic!("crash; input saved to {}", dump.display());
+            }
+        }
+    }
+    eprintln!("generated: {n} pipelines ({ok} valid) in {:?}", start.elapsed());
+    assert!(ok > n / 50, "the generator should make some valid pipelines ({ok} of {n})");
+}
+
+#[test]
+fn every_implemented_kind_is_declared_in_the_stdlib() {
+    for info in msnr::stages::registry::KINDS {
+        assert!(lang::stdlib().kind(info.name).is_some(), "stage kind `{}` has no stdlib declaration", info.name);
+    }
+}
+
+#[test]
+fn fmt_snapshots() {
+    for path in fixtures("fmt") {
+        let text = fs::read_to_string(&path).unwrap();
+        let out = lang::format(&text).unwrap_or_else(|d| panic!("{}", d.render_plain()));
+        assert_eq!(lang::format(&out).unwrap(), out);
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        snapshot(&format!("fmt_{name}"), &out);
     }
 }
