@@ -33,7 +33,8 @@ impl Keyer {
         self.memo.into_inner().expect("hash memo lock")
     }
 
-    /// The cache key of `stage`, given its inputs' keys and output hashes by stage name.
+    /// The cache key of `stage`, given its inputs' keys and output hashes by stage name
+    /// (recorded in the key by parameter path, so renaming an upstream stage keeps the key).
     ///
     /// # Errors
     /// A path parameter that cannot be read, or an unusable `device`.
@@ -41,11 +42,12 @@ impl Keyer {
         let mut hash_path = |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
         let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
         let params = cache::canonical_params(&stage.params, &mut hash_path, &output).map_err(|e| e.to_string())?;
+        let inputs = cache::input_keys(&stage.params, &|name| inputs.get(name).cloned()).map_err(|e| e.to_string())?;
         Ok(CacheKey {
             kind: stage.kind.clone(),
             version: info.version,
             params,
-            inputs: inputs.clone(),
+            inputs,
             seed: seed(stage),
             torch: if info.torch { Some(torch_env(stage)?) } else { None },
         })

@@ -257,3 +257,38 @@ fn a_second_run_waits_for_the_lock() {
     first.failure().stderr_has("slow fake worker");
     second.failure().stderr_has("waiting for another msnr process").stderr_has("digits: cached");
 }
+
+#[test]
+fn check_rejects_data_that_cannot_fit_the_net_pointing_at_the_parameter() {
+    let p = Project::new();
+    p.write(
+        "p.msnr",
+        "stage digits = mnist {}\nstage m = train {\n  data = digits\n  net = vit { depth = 2, width = 64, heads = 4, patch = 3 }\n  steps = 10\n}\n",
+    );
+    let out = p.msnr(&["check", "p.msnr"]);
+    out.failure().stderr_has("net.patch").stderr_has("digits` gives 1x28x28").stderr_has("p.msnr:4:");
+    p.write("p.msnr", "stage digits = mnist {}\nstage m = train { data = digits, net = unet { mults = [1, 2, 2, 2] }, steps = 10 }\n");
+    p.msnr(&["check", "p.msnr"]).failure().stderr_has("net.mults");
+}
+
+#[test]
+fn committed_pipelines_check_and_plan_without_network() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["hello.msnr", "celeba64.msnr", "imagenet64.msnr"] {
+        let file = root.join("pipelines").join(name);
+        let p = Project::new();
+        let file = file.to_str().unwrap();
+        p.msnr(&["check", file]).success().stdout_has("ok");
+        let plan = Command::new(env!("CARGO_BIN_EXE_msnr")).args(["plan", file]).env("MSNR_HOME", p.dir.path()).output().unwrap();
+        let plan = Run(plan);
+        plan.success().stdout_has("STAGE");
+    }
+}
+
+#[test]
+fn the_front_end_binary_does_not_link_libtorch() {
+    let out = Command::new("readelf").args(["-d", env!("CARGO_BIN_EXE_msnr")]).output().expect("readelf (binutils) is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NEEDED"), "{text}");
+    assert!(!text.contains("torch") && !text.contains("c10"), "msnr must not load libtorch:\n{text}");
+}
