@@ -7,13 +7,19 @@ use crate::cache::Store;
 use crate::lang;
 use crate::run::{project, roots};
 
-/// `msnr gc`: removes store entries that no registered lockfile refers to.
+/// `msnr gc`: removes store entries that no registered lockfile refers to, and
+/// forgets the remembered hashes of files that no longer exist.
 pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     let root = project::project_root(&PathBuf::from("gc.msnr"));
     let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keep = roots::live_keys(&root).map_err(Failure::Message)?;
     let report = if dry_run { gc_preview(&store, &keep)? } else { store.gc(&keep).map_err(|e| Failure::Message(e.to_string()))? };
+    if !dry_run {
+        let mut memo = store.memo().map_err(|e| Failure::Message(e.to_string()))?;
+        memo.prune_missing();
+        memo.save().map_err(|e| Failure::Message(e.to_string()))?;
+    }
     for (key, bytes) in &report.removed {
         println!("{} {key} ({})", if dry_run { "would remove" } else { "removed" }, human(*bytes));
     }

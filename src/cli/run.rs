@@ -23,7 +23,13 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let executor = Executor { pipeline: &project.pipeline, dag: &project.dag, store: &store, keyer: &keyer, pins, selected, jobs };
     let outcomes = executor.run(&Progress::new());
-    keyer.into_memo().save().map_err(|e| Failure::Message(e.to_string()))?;
+    let mut memo = keyer.into_memo();
+    if memo.files_hashed() > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let gb = memo.bytes_hashed() as f64 / 1e9;
+        eprintln!("msnr: hashed {} input file(s), {gb:.3} GB (unchanged files are remembered)", memo.files_hashed());
+    }
+    memo.save().map_err(|e| Failure::Message(e.to_string()))?;
     record(&mut project, &outcomes);
     project.lockfile.write(&project.lock_path).map_err(|e| Failure::Message(e.to_string()))?;
     roots::register(&project.root, &project.lock_path).map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
