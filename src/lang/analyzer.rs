@@ -426,6 +426,15 @@ mod tests {
         assert_eq!(load("\u{feff}stage d = mnist {}", &[]).stages.len(), 1);
     }
 
+    /// Regression: a stage of an unknown kind, used where a union is expected,
+    /// also reported a type mismatch on top of the unknown kind.
+    #[test]
+    fn regression_unknown_kind_reported_once_in_a_union() {
+        let codes =
+            codes_of(&format!("{BASE}stage i = sampel {{}}\nstage f = fid {{ samples = i, reference = d }}"), &[]);
+        assert_eq!(codes, [codes::UNKNOWN_KIND]);
+    }
+
     #[test]
     fn params_referring_to_themselves_are_caught() {
         assert_eq!(codes_of("param a = a\nstage d = mnist { count = a }", &[]), [codes::PARAM_CYCLE]);
