@@ -3,7 +3,7 @@
 //! signature, producing the resolved [`Pipeline`]. All errors of the pass are
 //! collected and reported together, sorted by position.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::ast::{Ident, Item, StageDecl};
 use super::codes;
@@ -94,13 +94,8 @@ impl<'a> Analyzer<'a> {
         let key =
             |d: &Diagnostic| (d.source.name().to_string(), d.labels.first().map_or(0, miette::LabeledSpan::offset));
         errors.sort_by_key(key);
-        let mut seen = Vec::new();
-        errors.retain(|d| {
-            let id = (d.code, d.message.clone(), key(d));
-            let fresh = !seen.contains(&id);
-            seen.push(id);
-            fresh
-        });
+        let mut seen = HashSet::new();
+        errors.retain(|d| seen.insert((d.code, d.message.clone(), key(d))));
         errors
     }
 
@@ -430,6 +425,15 @@ mod tests {
     #[test]
     fn a_byte_order_mark_is_ignored() {
         assert_eq!(load("\u{feff}stage d = mnist {}", &[]).stages.len(), 1);
+    }
+
+    /// Regression: a stage of an unknown kind, used where a union is expected,
+    /// also reported a type mismatch on top of the unknown kind.
+    #[test]
+    fn regression_unknown_kind_reported_once_in_a_union() {
+        let codes =
+            codes_of(&format!("{BASE}stage i = sampel {{}}\nstage f = fid {{ samples = i, reference = d }}"), &[]);
+        assert_eq!(codes, [codes::UNKNOWN_KIND]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! order), int-to-float widening, path resolution, constructor arguments with
 //! defaults, and stage references (the edges of the DAG).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use super::analyzer::Analyzer;
@@ -360,10 +360,10 @@ impl<'a> Analyzer<'a> {
         at: Span,
     ) -> Option<BTreeMap<String, Value>> {
         let mut out = BTreeMap::new();
-        let mut seen: Vec<&Ident> = Vec::new();
+        let mut seen: HashMap<&str, &Ident> = HashMap::new();
         let mut ok = true;
         for field in &body.fields {
-            if let Some(prev) = seen.iter().find(|s| s.name == field.name.name) {
+            if let Some(prev) = seen.get(field.name.name.as_str()) {
                 let msg = format!("parameter `{}` is given more than once", field.name.name);
                 let d = Diagnostic::new(self.sources, codes::DUPLICATE, msg, field.name.span, "given again here")
                     .with_label(prev.span, "first given here");
@@ -371,7 +371,7 @@ impl<'a> Analyzer<'a> {
                 ok = false;
                 continue;
             }
-            seen.push(&field.name);
+            seen.insert(&field.name.name, &field.name);
             let Some(param) = params.iter().find(|p| p.name == field.name.name) else {
                 self.unknown_parameter(&field.name, params, owner, sc);
                 ok = false;
@@ -382,7 +382,7 @@ impl<'a> Analyzer<'a> {
                 None => ok = false,
             }
         }
-        for p in params.iter().filter(|p| !seen.iter().any(|s| s.name == p.name)) {
+        for p in params.iter().filter(|p| !seen.contains_key(p.name.as_str())) {
             if let Some(v) = &p.default {
                 out.insert(p.name.clone(), v.clone());
             } else {

@@ -467,6 +467,13 @@ mod tests {
         assert_eq!((n.name.as_str(), b.len()), ("m", 2));
     }
 
+    /// Regression: pest counted the blanks skipped before an optional `?` as
+    /// part of `param_sig`, so a line break looked missing between fields.
+    #[test]
+    fn regression_optional_type_swallowed_the_line_break() {
+        assert!(parse("kind k -> files {\n  a: str?\n  /// doc\n  b: str?\n  c: int\n}").is_ok());
+    }
+
     #[test]
     fn spans_end_at_the_last_token() {
         let file = parse("kind k -> files {\n  a: int?   # c\n  b: str\n}").unwrap();

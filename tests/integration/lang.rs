@@ -514,3 +514,19 @@ fn fmt_snapshots() {
         snapshot(&format!("fmt_{name}"), &out);
     }
 }
+
+#[test]
+fn large_pipelines_check_quickly() {
+    let mut text = String::from("stage d = mnist {}\n");
+    for i in 0..5_000 {
+        writeln!(text, "stage c{i} = crop {{ images = d, size = {i}, bogus = 1 }}").unwrap();
+    }
+    let start = std::time::Instant::now();
+    let d = lang::load_str("big.msnr", &text, &[]).unwrap_err();
+    assert_eq!(d.0.len(), 5_000);
+    text.push_str("stage ok = mnist {}\n");
+    let fixed = text.replace(", bogus = 1", "");
+    assert_eq!(lang::load_str("big.msnr", &fixed, &[]).unwrap().stages.len(), 5_002);
+    assert_eq!(lang::format(&fixed).unwrap(), fixed);
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+}
