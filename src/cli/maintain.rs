@@ -58,7 +58,7 @@ pub(super) fn fmt(files: &[PathBuf], check: bool) -> Result<(), Failure> {
     let mut unformatted = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| Failure::Message(format!("{}: {e}", file.display())))?;
-        let formatted = lang::format(&text)?;
+        let formatted = lang::format_named(&file.display().to_string(), &text)?;
         if formatted == text {
             continue;
         }
