@@ -197,7 +197,9 @@ impl Loader {
                 None
             }
             Err(e) => {
-                self.not_found(u, &format!("cannot open {}: {e}", joined.display()));
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let shown = joined.strip_prefix(&cwd).unwrap_or(&joined);
+                self.not_found(u, &format!("cannot open {}: {e}", shown.display()));
                 None
             }
         }
