@@ -8,7 +8,10 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=MSNR_PYTHON");
-    println!("cargo:rustc-env=MSNR_LIBTORCH_VERSION={}", torch_root().map_or_else(|| "unknown".into(), |r| torch_version(&r)));
+    println!(
+        "cargo:rustc-env=MSNR_LIBTORCH_VERSION={}",
+        torch_root().map_or_else(|| "unknown".into(), |r| torch_version(&r))
+    );
 }
 
 /// `$LIBTORCH`, else the folder of the torch package `$MSNR_PYTHON` (or `python3`) imports.
@@ -17,7 +20,8 @@ fn torch_root() -> Option<PathBuf> {
         return Some(PathBuf::from(dir));
     }
     let python = std::env::var("MSNR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python).args(["-c", "import os, torch; print(os.path.dirname(torch.__file__))"]).output().ok()?;
+    let out =
+        Command::new(python).args(["-c", "import os, torch; print(os.path.dirname(torch.__file__))"]).output().ok()?;
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 

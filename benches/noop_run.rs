@@ -24,7 +24,10 @@ fn main() {
     println!("inputs: {:.2} GB in 2 folders; pipeline: 6 stages", total as f64 / 1e9);
     let msnr = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/msnr");
     let (cold, log) = time(&msnr, root);
-    println!("first run (hash + import + crop): {cold:.2} s; {}", log.lines().find(|l| l.contains("hashed")).unwrap_or("-"));
+    println!(
+        "first run (hash + import + crop): {cold:.2} s; {}",
+        log.lines().find(|l| l.contains("hashed")).unwrap_or("-")
+    );
     let mut runs = Vec::new();
     let mut rehashed = 0;
     for _ in 0..10 {
@@ -48,7 +51,12 @@ stage b64 = crop { images = b, recipe = scoresde { center = 256 }, size = 64 }
 /// Runs `msnr run p.msnr` and returns the wall time in seconds and its stderr; panics if it fails.
 fn time(msnr: &Path, root: &Path) -> (f64, String) {
     let start = Instant::now();
-    let out = Command::new(msnr).args(["run", "p.msnr"]).current_dir(root).env("MSNR_PLAIN", "1").output().expect("msnr runs");
+    let out = Command::new(msnr)
+        .args(["run", "p.msnr"])
+        .current_dir(root)
+        .env("MSNR_PLAIN", "1")
+        .output()
+        .expect("msnr runs");
     let secs = start.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "msnr run failed:\n{stderr}");

@@ -30,7 +30,8 @@ pub(super) fn reference(lib: &Stdlib, name: Option<&str>) -> Result<String, Stri
     if found {
         return Ok(out);
     }
-    let mut names: Vec<&str> = lib.kinds.iter().map(|k| k.name.as_str()).chain(lib.types.iter().map(|t| t.name.as_str())).collect();
+    let mut names: Vec<&str> =
+        lib.kinds.iter().map(|k| k.name.as_str()).chain(lib.types.iter().map(|t| t.name.as_str())).collect();
     names.sort_unstable();
     Err(format!("`{}` is neither a stage kind nor a type; known: {}", name.unwrap_or_default(), names.join(", ")))
 }

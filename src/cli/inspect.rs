@@ -28,7 +28,9 @@ pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure>
             let stage = &project.pipeline.stages[step.stage];
             let (status, why) = match &step.status {
                 Status::Cached { key, .. } => ("cached", key[..12].to_string()),
-                Status::Stale(reasons) => ("run", reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+                Status::Stale(reasons) => {
+                    ("run", reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                }
                 Status::Blocked(why) => ("blocked", why.clone()),
             };
             [stage.name.clone(), stage.kind.clone(), status.to_string(), why]

@@ -14,7 +14,11 @@ pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keep = roots::live_keys(&root).map_err(Failure::Message)?;
-    let report = if dry_run { gc_preview(&store, &keep)? } else { store.gc(&keep).map_err(|e| Failure::Message(e.to_string()))? };
+    let report = if dry_run {
+        gc_preview(&store, &keep)?
+    } else {
+        store.gc(&keep).map_err(|e| Failure::Message(e.to_string()))?
+    };
     if !dry_run {
         let mut memo = store.memo().map_err(|e| Failure::Message(e.to_string()))?;
         memo.prune_missing();
@@ -23,7 +27,12 @@ pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     for (key, bytes) in &report.removed {
         println!("{} {key} ({})", if dry_run { "would remove" } else { "removed" }, human(*bytes));
     }
-    println!("{} {} in {} entries", if dry_run { "would free" } else { "freed" }, human(report.freed), report.removed.len());
+    println!(
+        "{} {} in {} entries",
+        if dry_run { "would free" } else { "freed" },
+        human(report.freed),
+        report.removed.len()
+    );
     Ok(())
 }
 

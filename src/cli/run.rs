@@ -21,7 +21,8 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     let keyer = project.keyer(&store)?;
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let executor = Executor { pipeline: &project.pipeline, dag: &project.dag, store: &store, keyer: &keyer, pins, selected, jobs };
+    let executor =
+        Executor { pipeline: &project.pipeline, dag: &project.dag, store: &store, keyer: &keyer, pins, selected, jobs };
     let outcomes = executor.run(&Progress::new());
     let mut memo = keyer.into_memo();
     if memo.files_hashed() > 0 {
@@ -32,7 +33,8 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     memo.save().map_err(|e| Failure::Message(e.to_string()))?;
     record(&mut project, &outcomes);
     project.lockfile.write(&project.lock_path).map_err(|e| Failure::Message(e.to_string()))?;
-    roots::register(&project.root, &project.lock_path).map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
+    roots::register(&project.root, &project.lock_path)
+        .map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
     summarize(&project, &outcomes)
 }
 

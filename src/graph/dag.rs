@@ -102,7 +102,8 @@ impl Dag {
 /// Kahn's algorithm, always taking the ready stage declared first, so the order
 /// (and plain output) is stable. The graph is acyclic here.
 fn declaration_ordered_toposort(graph: &DiGraph<usize, Span>) -> Vec<usize> {
-    let mut missing: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
+    let mut missing: Vec<usize> =
+        graph.node_indices().map(|n| graph.neighbors_directed(n, Direction::Incoming).count()).collect();
     let mut ready: BinaryHeap<Reverse<usize>> = (0..missing.len()).filter(|&i| missing[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(missing.len());
     while let Some(Reverse(i)) = ready.pop() {
@@ -146,11 +147,16 @@ fn cycle_diagnostic(pipeline: &Pipeline, names: &[&str], edges: &[(usize, usize,
     let mut diag = Diagnostic::new(
         &pipeline.sources,
         "msnr::dependency_cycle",
-        format!("dependency cycle between stages {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+        format!(
+            "dependency cycle between stages {}",
+            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ),
         first_span,
         format!("`{}` reads `{}`", stage(first_to), stage(first_from)),
     )
-    .with_help("a stage cannot depend on its own output, directly or through other stages; break one of these references");
+    .with_help(
+        "a stage cannot depend on its own output, directly or through other stages; break one of these references",
+    );
     for &(from, to, span) in &edges[1..] {
         if span.source == first_span.source {
             diag = diag.with_label(span, format!("`{}` reads `{}`", stage(to), stage(from)));

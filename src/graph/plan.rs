@@ -48,7 +48,8 @@ impl fmt::Display for Reason {
             Self::NotInStore => f.write_str("same key as the lockfile, output not in the store"),
             Self::InputStale(name) => write!(f, "input `{name}` will run"),
             Self::Changed(changes) => {
-                let parts: Vec<String> = changes.iter().map(|c| format!("{}: {} -> {}", c.what, c.old, c.new)).collect();
+                let parts: Vec<String> =
+                    changes.iter().map(|c| format!("{}: {} -> {}", c.what, c.old, c.new)).collect();
                 f.write_str(&parts.join("; "))
             }
         }

@@ -2,8 +2,8 @@
 //! size), inferred from parameters before anything runs, so `msnr check`
 //! rejects a dataset that cannot fit its net and points at the parameter.
 
-use crate::nets::check_net;
 use crate::lang::{Diagnostic, Diagnostics, Pipeline, Stage, Value};
+use crate::nets::check_net;
 
 use super::Dag;
 
@@ -30,7 +30,9 @@ pub fn check(pipeline: &Pipeline, dag: &Dag) -> Result<Vec<Shape>, Diagnostics> 
     let mut errors = Vec::new();
     for &i in dag.order() {
         let stage = &pipeline.stages[i];
-        shapes[i] = infer(stage, |name| pipeline.stages.iter().position(|s| s.name == name).map_or(Shape::UNKNOWN, |j| shapes[j]));
+        shapes[i] = infer(stage, |name| {
+            pipeline.stages.iter().position(|s| s.name == name).map_or(Shape::UNKNOWN, |j| shapes[j])
+        });
         if stage.kind == "train" {
             if let Some(d) = check_train(pipeline, stage, &shapes) {
                 errors.push(d);

@@ -66,7 +66,8 @@ impl Executor<'_> {
         let n = self.pipeline.stages.len();
         let mut waiting: Vec<usize> = (0..n).map(|i| self.dag.inputs(&self.pipeline.stages[i].name).len()).collect();
         let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
-        let mut ready: Vec<usize> = self.dag.order().iter().copied().filter(|&i| self.selected[i] && waiting[i] == 0).collect();
+        let mut ready: Vec<usize> =
+            self.dag.order().iter().copied().filter(|&i| self.selected[i] && waiting[i] == 0).collect();
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
         std::thread::scope(|scope| {
             let mut running = 0;
@@ -149,7 +150,8 @@ impl Executor<'_> {
         let Some(info) = registry::kind(&stage.kind) else {
             return Outcome::Failed(format!("stage kind `{}` is declared but not implemented yet", stage.kind));
         };
-        let input_keys: BTreeMap<String, InputKey> = inputs.iter().map(|(k, (key, _))| (k.clone(), key.clone())).collect();
+        let input_keys: BTreeMap<String, InputKey> =
+            inputs.iter().map(|(k, (key, _))| (k.clone(), key.clone())).collect();
         let key = match self.keyer.key(stage, info, &input_keys) {
             Ok(key) => key,
             Err(e) => return Outcome::Failed(e),

@@ -39,7 +39,8 @@ impl Keyer {
     /// # Errors
     /// A path parameter that cannot be read, or an unusable `device`.
     pub fn key(&self, stage: &Stage, info: KindInfo, inputs: &BTreeMap<String, InputKey>) -> Result<CacheKey, String> {
-        let mut hash_path = |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
+        let mut hash_path =
+            |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
         let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
         let params = cache::canonical_params(&stage.params, &mut hash_path, &output).map_err(|e| e.to_string())?;
         let inputs = cache::input_keys(&stage.params, &|name| inputs.get(name).cloned()).map_err(|e| e.to_string())?;

@@ -5,8 +5,8 @@
 pub mod device;
 pub mod executor;
 pub mod keys;
-pub mod project;
 pub mod progress;
+pub mod project;
 pub mod protocol;
 pub mod roots;
 pub mod worker;

@@ -13,7 +13,12 @@ fn roots_file(root: &Path) -> PathBuf {
 /// The registered lockfile paths (one per line).
 #[must_use]
 pub fn list(root: &Path) -> BTreeSet<PathBuf> {
-    std::fs::read_to_string(roots_file(root)).unwrap_or_default().lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+    std::fs::read_to_string(roots_file(root))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Adds a lockfile to the roots (idempotent; written atomically).

@@ -78,7 +78,11 @@ fn worker_path() -> Result<PathBuf, StageError> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(StageError::Failed(format!("{} not found beside {} (build it with `cargo build --release --bins`)", WORKER_BIN, exe.display())))
+        Err(StageError::Failed(format!(
+            "{} not found beside {} (build it with `cargo build --release --bins`)",
+            WORKER_BIN,
+            exe.display()
+        )))
     }
 }
 

@@ -156,7 +156,10 @@ fn declared_but_unimplemented_kind_is_refused_before_running() {
 #[test]
 fn failed_stage_skips_its_readers() {
     let p = Project::new();
-    p.write("p.msnr", "stage a = images { path = \"missing\", channels = 1 }\nstage b = crop { images = a, size = 8 }\n");
+    p.write(
+        "p.msnr",
+        "stage a = images { path = \"missing\", channels = 1 }\nstage b = crop { images = a, size = 8 }\n",
+    );
     p.msnr(&["run", "p.msnr"]).failure().stderr_has("b: skipped").stderr_has("a: FAILED");
 }
 
@@ -229,7 +232,8 @@ fn sigkill_mid_stage_leaves_no_corrupt_entry_and_redoes_only_that_stage() {
     p.write("p.msnr", "stage small = images { path = \"small\", channels = 1 }\nstage big = images { path = \"big\", channels = 1 }\nstage crop = crop { images = big, recipe = adm {}, size = 16 }\n");
     p.msnr(&["run", "p.msnr", "--only", "small"]).success();
     assert_eq!(p.store_entries().len(), 1);
-    let mut child = p.cmd(&["run", "p.msnr", "--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        p.cmd(&["run", "p.msnr", "--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for("a stage to start", Duration::from_secs(30), || p.tmp_entries() > 0);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -248,9 +252,22 @@ fn a_second_run_waits_for_the_lock() {
     );
     let worker = p.path("slow-worker.sh");
     let marker = p.path("worker-started");
-    std::fs::write(&worker, format!("#!/bin/sh\ntouch '{}'\nsleep 1.5\necho '@msnr {{\"error\":\"slow fake worker\"}}'\n", marker.display())).unwrap();
+    std::fs::write(
+        &worker,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nsleep 1.5\necho '@msnr {{\"error\":\"slow fake worker\"}}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let first = p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let first = p
+        .cmd(&["run", "p.msnr"])
+        .env("MSNR_WORKER", &worker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for("the first run's worker", Duration::from_secs(30), || marker.exists());
     let second = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
     let first = Run(first.wait_with_output().unwrap());
@@ -267,7 +284,10 @@ fn check_rejects_data_that_cannot_fit_the_net_pointing_at_the_parameter() {
     );
     let out = p.msnr(&["check", "p.msnr"]);
     out.failure().stderr_has("net.patch").stderr_has("digits` gives 1x28x28").stderr_has("p.msnr:4:");
-    p.write("p.msnr", "stage digits = mnist {}\nstage m = train { data = digits, net = unet { mults = [1, 2, 2, 2] }, steps = 10 }\n");
+    p.write(
+        "p.msnr",
+        "stage digits = mnist {}\nstage m = train { data = digits, net = unet { mults = [1, 2, 2, 2] }, steps = 10 }\n",
+    );
     p.msnr(&["check", "p.msnr"]).failure().stderr_has("net.mults");
 }
 
@@ -279,7 +299,11 @@ fn committed_pipelines_check_and_plan_without_network() {
         let p = Project::new();
         let file = file.to_str().unwrap();
         p.msnr(&["check", file]).success().stdout_has("ok");
-        let plan = Command::new(env!("CARGO_BIN_EXE_msnr")).args(["plan", file]).env("MSNR_HOME", p.dir.path()).output().unwrap();
+        let plan = Command::new(env!("CARGO_BIN_EXE_msnr"))
+            .args(["plan", file])
+            .env("MSNR_HOME", p.dir.path())
+            .output()
+            .unwrap();
         let plan = Run(plan);
         plan.success().stdout_has("STAGE");
     }
@@ -287,9 +311,15 @@ fn committed_pipelines_check_and_plan_without_network() {
 
 #[test]
 fn the_front_end_binary_does_not_link_libtorch() {
-    let out = Command::new("readelf").args(["-d", env!("CARGO_BIN_EXE_msnr")]).output().expect("readelf (binutils) is installed");
+    let out = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_msnr")])
+        .output()
+        .expect("readelf (binutils) is installed");
     let text = String::from_utf8_lossy(&out.stdout);
     let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
     assert!(!needed.is_empty(), "{text}");
-    assert!(needed.iter().all(|l| !l.contains("torch") && !l.contains("libc10")), "msnr must not load libtorch:\n{needed:#?}");
+    assert!(
+        needed.iter().all(|l| !l.contains("torch") && !l.contains("libc10")),
+        "msnr must not load libtorch:\n{needed:#?}"
+    );
 }

@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         eprintln!("usage: msnr-worker SPEC.json (started by `msnr run`)");
         return ExitCode::from(2);
     };
-    let spec: StageSpec = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let spec: StageSpec = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
         Ok(spec) => spec,
         Err(e) => {
             StdoutReporter::send(&Event::Error(format!("cannot read stage spec {}: {e}", path.to_string_lossy())));

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use msnr::lang::value::Value;
 use msnr_torch::diffusion::models::{
     build, load_weights, Denoiser, ModelError, NetContext, NetSpec, UNet, UNetConfig, ViT, ViTConfig,
 };
-use msnr::lang::value::Value;
 use serde_json::Value as Json;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};

@@ -27,7 +27,11 @@ fn project(pipeline: &str) -> tempfile::TempDir {
 fn msnr(dir: &Path) -> Command {
     let _ = bin("msnr-worker");
     let mut cmd = Command::new(bin("msnr"));
-    cmd.args(["run", "p.msnr"]).current_dir(dir).env("MSNR_PLAIN", "1").env("MSNR_DEVICE", "cpu").env_remove("MSNR_HOME");
+    cmd.args(["run", "p.msnr"])
+        .current_dir(dir)
+        .env("MSNR_PLAIN", "1")
+        .env("MSNR_DEVICE", "cpu")
+        .env_remove("MSNR_HOME");
     cmd
 }
 
@@ -103,9 +107,8 @@ fn killed_training_resumes_to_bitwise_identical_weights() {
     let mut child = msnr(killed.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("msnr starts");
     let work = killed.path().join(".msnr/work");
     let start = Instant::now();
-    let checkpointed = || {
-        std::fs::read_dir(&work).into_iter().flatten().flatten().any(|e| e.path().join("ckpt/state.json").exists())
-    };
+    let checkpointed =
+        || std::fs::read_dir(&work).into_iter().flatten().flatten().any(|e| e.path().join("ckpt/state.json").exists());
     while !checkpointed() {
         assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
         assert!(child.try_wait().expect("poll").is_none(), "the run ended before it could be killed");

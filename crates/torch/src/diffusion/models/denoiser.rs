@@ -6,10 +6,10 @@ use std::borrow::Borrow;
 use tch::nn;
 use tch::Tensor;
 
-use msnr::nets::ModelError;
-use msnr::nets::NetSpec;
 use super::unet::UNet;
 use super::vit::ViT;
+use msnr::nets::ModelError;
+use msnr::nets::NetSpec;
 
 /// A network that maps noisy images, timesteps and labels to its prediction
 /// (eps, x0 or v, whichever target it is trained on).

@@ -15,7 +15,7 @@ pub mod vit;
 pub mod weights;
 
 pub use self::denoiser::{build, Denoiser};
-pub use self::weights::load_weights;
-pub use msnr::nets::{check_net, ModelError, NetContext, NetSpec};
 pub use self::unet::{UNet, UNetConfig};
 pub use self::vit::{ViT, ViTConfig};
+pub use self::weights::load_weights;
+pub use msnr::nets::{check_net, ModelError, NetContext, NetSpec};

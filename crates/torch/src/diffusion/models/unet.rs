@@ -20,12 +20,12 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use self::attention::AttentionBlock;
-pub use msnr::nets::UNetConfig;
 use self::resample::{Downsample, Upsample};
 use self::resblock::{ResBlock, Resample};
 use self::sequential::{EmbedSequential, Layer};
 use self::timestep::{timestep_embedding, MAX_PERIOD};
 use super::layers::{self, GroupNorm32, ZERO};
+pub use msnr::nets::UNetConfig;
 
 /// The ADM UNet.
 #[derive(Debug)]

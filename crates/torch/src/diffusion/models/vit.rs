@@ -18,8 +18,8 @@ use tch::{Kind, Tensor};
 
 use self::attention::dims3;
 use self::block::Block;
-pub use msnr::nets::ViTConfig;
 use super::layers;
+pub use msnr::nets::ViTConfig;
 
 /// The seed ViT.
 #[derive(Debug)]

@@ -42,7 +42,8 @@ pub fn save(work: &Path, step: u64, parts: &Parts<'_>) -> Result<(), StageError>
     let tmp = work.join("ckpt.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| StageError::io(&tmp, e))?;
-    let failed = |e: &dyn std::fmt::Display| StageError::Failed(format!("writing checkpoint in {}: {e}", tmp.display()));
+    let failed =
+        |e: &dyn std::fmt::Display| StageError::Failed(format!("writing checkpoint in {}: {e}", tmp.display()));
     parts.vs.save(tmp.join("model.safetensors")).map_err(|e| failed(&e))?;
     parts.opt.save(&tmp.join("opt.safetensors")).map_err(|e| failed(&e))?;
     parts.ema.save(&tmp.join("ema.safetensors")).map_err(|e| failed(&e))?;
@@ -67,7 +68,8 @@ pub fn load(work: &Path, parts: &mut Parts<'_>) -> Result<Option<u64>, StageErro
         return Ok(None);
     };
     let failed = |e: &dyn std::fmt::Display| StageError::Failed(format!("reading checkpoint {}: {e}", found.display()));
-    let state: State = serde_json::from_slice(&std::fs::read(found.join("state.json")).map_err(|e| failed(&e))?).map_err(|e| failed(&e))?;
+    let state: State = serde_json::from_slice(&std::fs::read(found.join("state.json")).map_err(|e| failed(&e))?)
+        .map_err(|e| failed(&e))?;
     parts.vs.load(found.join("model.safetensors")).map_err(|e| failed(&e))?;
     parts.opt.load(&found.join("opt.safetensors")).map_err(|e| failed(&e))?;
     parts.ema.load(&found.join("ema.safetensors")).map_err(|e| failed(&e))?;

@@ -86,7 +86,10 @@ impl TrainConfig {
 }
 
 /// The constructor name and arguments of parameter `name`.
-fn ctor<'a>(spec: &'a StageSpec, name: &str) -> Result<(&'a str, &'a std::collections::BTreeMap<String, Value>), StageError> {
+fn ctor<'a>(
+    spec: &'a StageSpec,
+    name: &str,
+) -> Result<(&'a str, &'a std::collections::BTreeMap<String, Value>), StageError> {
     match spec.param(name)? {
         Value::Ctor { name: n, args } => Ok((n, args)),
         other => Err(StageError::param(name, format!("expected a constructor value, found {other}"))),
@@ -149,7 +152,11 @@ fn adamw(spec: &StageSpec) -> Result<AdamWConfig, StageError> {
         weight_decay: arg_f64(args, "optimizer", "weight_decay")?,
         warmup: warmup.ok_or_else(|| StageError::param("optimizer", "`warmup` must be a non-negative integer"))?,
     };
-    let ok = config.lr > 0.0 && (0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2) && config.eps > 0.0 && config.weight_decay >= 0.0;
+    let ok = config.lr > 0.0
+        && (0.0..1.0).contains(&b1)
+        && (0.0..1.0).contains(&b2)
+        && config.eps > 0.0
+        && config.weight_decay >= 0.0;
     if ok {
         Ok(config)
     } else {
@@ -164,7 +171,9 @@ fn precision(spec: &StageSpec) -> Result<Precision, StageError> {
         ("auto", true) | ("bf16", true) => Ok(Precision::Bf16),
         ("fp16", true) => Ok(Precision::Fp16),
         ("auto" | "fp32", _) => Ok(Precision::Fp32),
-        (other, false) => Err(StageError::param("precision", format!("`{other}` autocast needs CUDA; use auto or fp32 on CPU"))),
+        (other, false) => {
+            Err(StageError::param("precision", format!("`{other}` autocast needs CUDA; use auto or fp32 on CPU")))
+        }
         (other, true) => Err(StageError::param("precision", format!("unknown precision `{other}`"))),
     }
 }

@@ -69,11 +69,24 @@ impl Log {
     /// When the file cannot be appended to.
     #[allow(clippy::cast_precision_loss)]
     pub fn flush(&mut self, step: u64, lr: f64) -> Result<Record, StageError> {
-        let mse_by_t = (0..BUCKETS).map(|b| (self.bucket_n[b] > 0).then(|| self.bucket_sum[b] / self.bucket_n[b] as f64)).collect();
+        let mse_by_t = (0..BUCKETS)
+            .map(|b| (self.bucket_n[b] > 0).then(|| self.bucket_sum[b] / self.bucket_n[b] as f64))
+            .collect();
         let record = Record { step, loss: self.loss_sum / self.steps.max(1) as f64, lr, mse_by_t };
-        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(&self.path).map_err(|e| StageError::io(&self.path, e))?;
-        writeln!(file, "{}", serde_json::to_string(&record).expect("records serialize")).map_err(|e| StageError::io(&self.path, e))?;
-        *self = Self { path: std::mem::take(&mut self.path), loss_sum: 0.0, steps: 0, bucket_sum: [0.0; BUCKETS], bucket_n: [0; BUCKETS] };
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(|e| StageError::io(&self.path, e))?;
+        writeln!(file, "{}", serde_json::to_string(&record).expect("records serialize"))
+            .map_err(|e| StageError::io(&self.path, e))?;
+        *self = Self {
+            path: std::mem::take(&mut self.path),
+            loss_sum: 0.0,
+            steps: 0,
+            bucket_sum: [0.0; BUCKETS],
+            bucket_n: [0; BUCKETS],
+        };
         Ok(record)
     }
 

@@ -25,7 +25,6 @@ use self::checkpoint::Parts;
 use self::config::TrainConfig;
 use self::data::TrainData;
 use self::log::Log;
-use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 use crate::diffusion::ema::Ema;
 use crate::diffusion::flat::FlatParams;
 use crate::diffusion::loss::loss;
@@ -35,6 +34,7 @@ use crate::diffusion::schedule::ScheduleTensors;
 use crate::diffusion::target::q_sample;
 use crate::diffusion::timesteps::TimestepSampler;
 use crate::diffusion::weighting::FactorTable;
+use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 
 /// Runs the stage: trains, checkpointing into the work folder, and writes
 /// `model.safetensors`, `ema.safetensors`, `config.json` and `log.jsonl`.
@@ -51,11 +51,13 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
     let mut opt = AdamW::new(&params, cfg.adamw);
     let mut ema = Ema::new(&params, cfg.ema, cfg.ema_warmup);
-    let start = checkpoint::load(&spec.work_dir, &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema })?.unwrap_or(0);
+    let start =
+        checkpoint::load(&spec.work_dir, &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema })?.unwrap_or(0);
     if start > 0 {
         reporter.log(&format!("resuming from the checkpoint at step {start}"));
     }
-    let mut trainer = Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, started: Instant::now() };
+    let mut trainer =
+        Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, started: Instant::now() };
     let mut log = Log::open(&spec.work_dir, start)?;
     let last = trainer.train(start, &mut opt, &mut ema, &mut log, spec, &mut vs, reporter)?;
     write_outputs(spec, &vs, &params, &ema, &data, &log)?;
@@ -124,7 +126,10 @@ impl Trainer<'_> {
             let (value, t, mse) = self.step(&schedule, &factors, &batch)?;
             if !value.is_finite() {
                 let last = last_finite.map_or_else(|| "none yet".to_string(), |v: f64| format!("{v:.6}"));
-                return Err(StageError::Failed(format!("the loss became {value} at step {}; last finite loss: {last}", step + 1)));
+                return Err(StageError::Failed(format!(
+                    "the loss became {value} at step {}; last finite loss: {last}",
+                    step + 1
+                )));
             }
             last_finite = Some(value);
             let lr = opt.step(self.params);
@@ -143,7 +148,12 @@ impl Trainer<'_> {
     }
 
     /// Forward, loss, backward, clipping; returns the loss and, per sample, t and the unweighted MSE.
-    fn step(&self, schedule: &ScheduleTensors, factors: &Tensor, b: &Batch) -> Result<(f64, Vec<i64>, Vec<f64>), StageError> {
+    fn step(
+        &self,
+        schedule: &ScheduleTensors,
+        factors: &Tensor,
+        b: &Batch,
+    ) -> Result<(f64, Vec<i64>, Vec<f64>), StageError> {
         let x_t = q_sample(schedule, &b.x0, &b.eps, &b.t);
         let target = self.cfg.target.target(schedule, &b.x0, &b.eps, &b.t);
         let pred = autocast::forward(self.cfg.precision, || self.net.forward_t(&x_t, &b.t, b.y.as_ref(), true));
@@ -178,7 +188,8 @@ impl Trainer<'_> {
             let drop = Tensor::rand([b], (Kind::Float, dev)).lt(self.cfg.label_dropout);
             y.masked_fill(&drop, null)
         });
-        let t = TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
+        let t =
+            TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
         let eps = x0.randn_like();
         Batch { x0, y, t, eps }
     }
@@ -192,9 +203,17 @@ impl Trainer<'_> {
 
 /// Writes the model artifact: raw and EMA weights (same names, so either loads
 /// into the net), the resolved configuration, and the training log.
-fn write_outputs(spec: &StageSpec, vs: &VarStore, params: &FlatParams, ema: &Ema, data: &TrainData, log: &Log) -> Result<(), StageError> {
+fn write_outputs(
+    spec: &StageSpec,
+    vs: &VarStore,
+    params: &FlatParams,
+    ema: &Ema,
+    data: &TrainData,
+    log: &Log,
+) -> Result<(), StageError> {
     let out = &spec.out_dir;
-    let failed = |what: &str, e: &dyn std::fmt::Display| StageError::Failed(format!("writing {what} in {}: {e}", out.display()));
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| StageError::Failed(format!("writing {what} in {}: {e}", out.display()));
     vs.save(out.join("model.safetensors")).map_err(|e| failed("model.safetensors", &e))?;
     let shadow = params.named_views(ema.shadow());
     Tensor::write_safetensors(&shadow, out.join("ema.safetensors")).map_err(|e| failed("ema.safetensors", &e))?;

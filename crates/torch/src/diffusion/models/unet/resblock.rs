@@ -7,9 +7,9 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use msnr::nets::UNetConfig;
 use super::resample::{avg_pool_2x, nearest_2x};
 use crate::diffusion::models::layers::{self, GroupNorm32, ZERO};
+use msnr::nets::UNetConfig;
 
 /// Whether a residual block also resamples (`up=True` / `down=True`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
