@@ -21,7 +21,9 @@ fn main() {
         total += noise_pngs(&root.join(folder), PER_FOLDER_BYTES, i as u64);
     }
     std::fs::write(root.join("p.msnr"), PIPELINE).expect("pipeline");
-    println!("inputs: {:.2} GB in 2 folders; pipeline: 6 stages", total as f64 / 1e9);
+    #[allow(clippy::cast_precision_loss)]
+    let gb = total as f64 / 1e9;
+    println!("inputs: {gb:.2} GB in 2 folders; pipeline: 6 stages");
     let msnr = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/msnr");
     let (cold, log) = time(&msnr, root);
     println!(
@@ -75,7 +77,7 @@ fn noise_pngs(dir: &Path, bytes: u64, seed: u64) -> u64 {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                (state >> 24) as u8
+                state.to_le_bytes()[3]
             })
             .collect();
         let path = dir.join(format!("{n:05}.png"));

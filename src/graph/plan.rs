@@ -67,6 +67,9 @@ pub struct Step {
 
 /// Decides, in topological order, what is cached and what must run and why.
 /// Reads the store and hashes input files; changes nothing.
+///
+/// # Panics
+/// Never: every stage is planned before it is read, in topological order.
 #[must_use]
 pub fn plan(pipeline: &Pipeline, dag: &Dag, store: &Store, lock: &Lockfile, keyer: &Keyer) -> Vec<Step> {
     let mut status: Vec<Option<Status>> = vec![None; pipeline.stages.len()];

@@ -61,6 +61,9 @@ pub struct Executor<'a> {
 
 impl Executor<'_> {
     /// Runs every selected stage that is not cached; returns each selected stage's outcome by index.
+    ///
+    /// # Panics
+    /// If a stage thread panicked (a bug; stage errors are values).
     #[must_use]
     pub fn run(&self, progress: &Progress) -> BTreeMap<usize, Outcome> {
         let n = self.pipeline.stages.len();

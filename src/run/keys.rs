@@ -38,6 +38,9 @@ impl Keyer {
     ///
     /// # Errors
     /// A path parameter that cannot be read, or an unusable `device`.
+    ///
+    /// # Panics
+    /// If another thread panicked while hashing.
     pub fn key(&self, stage: &Stage, info: KindInfo, inputs: &BTreeMap<String, InputKey>) -> Result<CacheKey, String> {
         let mut hash_path =
             |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };

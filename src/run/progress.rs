@@ -24,6 +24,9 @@ impl Progress {
     }
 
     /// A reporter for one stage.
+    ///
+    /// # Panics
+    /// Never: the bar template is a valid constant.
     #[must_use]
     pub fn stage(&self, name: &str) -> StageProgress {
         let bar = self.multi.as_ref().map(|m| {

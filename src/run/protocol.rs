@@ -30,6 +30,9 @@ pub enum Event {
 
 impl Event {
     /// The event as one protocol line (no trailing newline).
+    ///
+    /// # Panics
+    /// Never: events always serialize.
     #[must_use]
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).expect("events always serialize")

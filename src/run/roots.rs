@@ -2,6 +2,7 @@
 //! `.msnr/roots`; `gc` keeps the store entries those lockfiles refer to.
 
 use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::cache::Lockfile;
@@ -31,7 +32,10 @@ pub fn register(root: &Path, lock_path: &Path) -> std::io::Result<()> {
     if !all.insert(abs) {
         return Ok(());
     }
-    let text: String = all.iter().map(|p| format!("{}\n", p.display())).collect();
+    let text = all.iter().fold(String::new(), |mut text, p| {
+        let _ = writeln!(text, "{}", p.display());
+        text
+    });
     let tmp = roots_file(root).with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, roots_file(root))

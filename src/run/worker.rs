@@ -2,6 +2,7 @@
 //! torch stage, relay its progress, and turn any way it can end into a result
 //! or a clear error. Nothing is cached unless the worker reported success.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -19,6 +20,9 @@ pub const WORKER_BIN: &str = "msnr-worker";
 /// # Errors
 /// The stage's own error, or a description of how the worker died (signal,
 /// exit code) with the tail of its log (`<work_dir>/worker.log`).
+///
+/// # Panics
+/// Never: specs always serialize and stdout is always piped.
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let spec_path = spec.work_dir.join("spec.json");
     let log_path = spec.work_dir.join("worker.log");
@@ -100,7 +104,7 @@ fn death_message(stage: &str, status: ExitStatus, log: &Path) -> String {
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     let mut msg = format!("the worker process for stage `{stage}` {how}");
     if !tail.is_empty() {
-        msg.push_str(&format!("; last lines of {}:\n{}", log.display(), tail.join("\n")));
+        let _ = write!(msg, "; last lines of {}:\n{}", log.display(), tail.join("\n"));
     }
     msg
 }

@@ -1,7 +1,7 @@
 //! Stage kinds: one module per kind, plus the spec/result protocol every
 //! implementation speaks (in process or in the worker).
 //!
-//! Kinds that need libtorch (train, later sample, fid, vae_encode) live in the
+//! Kinds that need libtorch (`train`; later `sample`, `fid`, `vae_encode`) live in the
 //! `msnr-torch` crate and run only in its `msnr-worker` process.
 
 pub mod archive;

@@ -54,7 +54,7 @@ fn msnr_ms_per_step() -> f64 {
         num_classes: 10,
         ..UNetConfig::default()
     };
-    let net = build(&vs.root(), &NetSpec::UNet(cfg)).expect("valid config");
+    let net = build(vs.root(), &NetSpec::UNet(cfg)).expect("valid config");
     let params = FlatParams::new(&vs).expect("parameters");
     let mut opt = AdamW::new(&params, AdamWConfig { lr: 1e-4, weight_decay: 0.0, ..AdamWConfig::default() });
     let schedule = Schedule::cosine(1000).expect("schedule");
@@ -83,7 +83,9 @@ fn msnr_ms_per_step() -> f64 {
     for _ in 0..STEPS {
         step();
     }
-    start.elapsed().as_secs_f64() * 1000.0 / STEPS as f64
+    #[allow(clippy::cast_precision_loss)]
+    let steps = STEPS as f64;
+    start.elapsed().as_secs_f64() * 1000.0 / steps
 }
 
 fn pytorch_ms_per_step(threads: i32) -> f64 {

@@ -38,6 +38,9 @@ fn dir(work: &Path) -> PathBuf {
 ///
 /// # Errors
 /// When a file cannot be written.
+///
+/// # Panics
+/// Never: the step state always serializes.
 pub fn save(work: &Path, step: u64, parts: &Parts<'_>) -> Result<(), StageError> {
     let tmp = work.join("ckpt.tmp");
     let _ = std::fs::remove_dir_all(&tmp);

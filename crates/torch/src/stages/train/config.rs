@@ -168,7 +168,7 @@ fn precision(spec: &StageSpec) -> Result<Precision, StageError> {
     let (name, _) = ctor(spec, "precision")?;
     let cuda = spec.device == "cuda";
     match (name, cuda) {
-        ("auto", true) | ("bf16", true) => Ok(Precision::Bf16),
+        ("auto" | "bf16", true) => Ok(Precision::Bf16),
         ("fp16", true) => Ok(Precision::Fp16),
         ("auto" | "fp32", _) => Ok(Precision::Fp32),
         (other, false) => {

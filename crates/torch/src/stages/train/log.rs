@@ -46,8 +46,11 @@ impl Log {
             .unwrap_or_default()
             .lines()
             .filter(|l| serde_json::from_str::<Record>(l).is_ok_and(|r| r.step <= resumed_step))
-            .map(|l| format!("{l}\n"))
-            .collect();
+            .fold(String::new(), |mut kept, l| {
+                kept.push_str(l);
+                kept.push('\n');
+                kept
+            });
         std::fs::write(&path, kept).map_err(|e| StageError::io(&path, e))?;
         Ok(Self { path, loss_sum: 0.0, steps: 0, bucket_sum: [0.0; BUCKETS], bucket_n: [0; BUCKETS] })
     }
@@ -67,6 +70,9 @@ impl Log {
     ///
     /// # Errors
     /// When the file cannot be appended to.
+    ///
+    /// # Panics
+    /// Never: records always serialize.
     #[allow(clippy::cast_precision_loss)]
     pub fn flush(&mut self, step: u64, lr: f64) -> Result<Record, StageError> {
         let mse_by_t = (0..BUCKETS)

@@ -84,7 +84,7 @@ fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<d
     };
     let spec = NetSpec::from_value(&cfg.net, &ctx).map_err(model_err)?;
     tch::manual_seed(seed_i64(cfg.seed));
-    models::build(&vs.root(), &spec).map_err(model_err)
+    models::build(vs.root(), &spec).map_err(model_err)
 }
 
 /// The training loop's fixed inputs.
