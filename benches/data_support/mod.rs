@@ -4,7 +4,6 @@
 // Synthetic pixel math: small values, lossy casts intended.
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -38,17 +37,7 @@ pub fn write_photos(dir: &Path, count: usize, size: impl Fn(usize) -> (usize, us
 
 /// A spec for stage `kind` with `params`, writing into `out`.
 pub fn spec(kind: &str, out: &Path, params: &[(&str, Value)]) -> StageSpec {
-    StageSpec {
-        name: "bench".into(),
-        kind: kind.into(),
-        params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
-        inputs: BTreeMap::new(),
-        out_dir: out.to_owned(),
-        work_dir: out.to_owned(),
-        seed: 0,
-        device: "cpu".into(),
-        pins: BTreeMap::new(),
-    }
+    StageSpec::standalone(kind, params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(), out, out)
 }
 
 /// Wall and CPU seconds (all threads) of one run.

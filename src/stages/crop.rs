@@ -90,17 +90,7 @@ mod tests {
     fn spec(images: Value, out: &Path, recipe: Value, size: i64) -> StageSpec {
         let params =
             BTreeMap::from([("images".into(), images), ("recipe".into(), recipe), ("size".into(), Value::Int(size))]);
-        StageSpec {
-            name: "faces".into(),
-            kind: "crop".into(),
-            params,
-            inputs: BTreeMap::new(),
-            out_dir: out.to_owned(),
-            work_dir: out.to_owned(),
-            seed: 0,
-            device: "cpu".into(),
-            pins: BTreeMap::new(),
-        }
+        StageSpec::standalone("crop", params, out, out)
     }
 
     fn scoresde(center: i64) -> Value {

@@ -95,17 +95,7 @@ mod tests {
     use crate::stages::spec::Silent;
 
     fn spec(kind: &str, out: &Path, params: &[(&str, Value)]) -> StageSpec {
-        StageSpec {
-            name: "s".into(),
-            kind: kind.into(),
-            params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
-            inputs: BTreeMap::new(),
-            out_dir: out.to_owned(),
-            work_dir: out.to_owned(),
-            seed: 0,
-            device: "cpu".into(),
-            pins: BTreeMap::new(),
-        }
+        StageSpec::standalone(kind, params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(), out, out)
     }
 
     fn images_spec(root: &Path, out: &Path, channels: i64) -> StageSpec {

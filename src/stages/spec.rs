@@ -107,6 +107,24 @@ impl Reporter for Silent {
 }
 
 impl StageSpec {
+    /// A spec with no upstream inputs that writes into `out_dir` and keeps its
+    /// scratch in `work_dir`: seed 0, on CPU, no pins. For running a stage
+    /// outside a pipeline (tests, benchmarks, library use).
+    #[must_use]
+    pub fn standalone(kind: &str, params: BTreeMap<String, Value>, out_dir: &Path, work_dir: &Path) -> Self {
+        Self {
+            name: kind.to_string(),
+            kind: kind.to_string(),
+            params,
+            inputs: BTreeMap::new(),
+            out_dir: out_dir.to_path_buf(),
+            work_dir: work_dir.to_path_buf(),
+            seed: 0,
+            device: "cpu".to_string(),
+            pins: BTreeMap::new(),
+        }
+    }
+
     /// The value of parameter `name`.
     ///
     /// # Errors

@@ -31,17 +31,7 @@ fn crop_spec(out: &Path, recipe: Value, size: i64, channels: i64) -> StageSpec {
         ("size".to_owned(), Value::Int(size)),
         ("channels".to_owned(), Value::Int(channels)),
     ]);
-    StageSpec {
-        name: "crop".into(),
-        kind: "crop".into(),
-        params,
-        inputs: BTreeMap::new(),
-        out_dir: out.to_owned(),
-        work_dir: out.to_owned(),
-        seed: 0,
-        device: "cpu".into(),
-        pins: BTreeMap::new(),
-    }
+    StageSpec::standalone("crop", params, out, out)
 }
 
 fn recipe(name: &str, center: Option<i64>) -> Value {

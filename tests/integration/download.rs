@@ -57,17 +57,7 @@ impl Case {
             ("blake3".to_owned(), Value::None),
             ("extract".to_owned(), Value::Bool(true)),
         ]);
-        let spec = StageSpec {
-            name: "raw".into(),
-            kind: "download".into(),
-            params,
-            inputs: BTreeMap::new(),
-            out_dir: tmp.path().join("store/out"),
-            work_dir: tmp.path().join("work"),
-            seed: 0,
-            device: "cpu".into(),
-            pins: BTreeMap::new(),
-        };
+        let spec = StageSpec::standalone("download", params, &tmp.path().join("store/out"), &tmp.path().join("work"));
         Self { tmp, spec, reporter: Recorder::default() }
     }
 
