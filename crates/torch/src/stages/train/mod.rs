@@ -9,7 +9,7 @@
 //! Every random draw of step `k` comes from a generator seeded with (seed, k),
 //! so a run resumed from a checkpoint continues bit for bit on CPU.
 
-mod autocast;
+pub mod autocast;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

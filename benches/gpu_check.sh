@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 4, as one prepared script.
+#
+#   benches/gpu_check.sh prepare   # here (CPU machine): build, copy what the GPU machine needs into gpu/
+#   benches/gpu_check.sh run       # there (device tool, carry ["gpu"]): the checks, one JSON line each
+#
+# `run` does, on the same card in one call: msnr's ViT-S/2 and ViT-B/2 training step (bf16, batch 256)
+# against the PyTorch eager reference (ref_vit_minsnr.py, shared/bench), twice alternating, and a
+# CUDA train stage through `msnr run` (worker, bf16 autocast, checkpoints). Record the figures and the
+# card in benches/RESULTS.md.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+case "${1:-}" in
+  prepare)
+    cd "$root"
+    grep -qx '/gpu/' .git/info/exclude || echo '/gpu/' >> .git/info/exclude
+    ./msnrw --version >/dev/null
+    export LIBTORCH_USE_PYTORCH=1 PATH="$root/.venv/bin:$PATH" MSNR_PYTHON="$root/.venv/bin/python"
+    cargo bench -p msnr-torch --no-run --bench vit_step 2>&1 | tail -1
+    rm -rf gpu && mkdir -p gpu
+    cp target/release/msnr target/release/msnr-worker gpu/
+    cp "$(ls -t target/release/deps/vit_step-* | grep -v '\.d$' | head -1)" gpu/vit_step
+    cp ../shared/bench/ref_vit_minsnr.py gpu/
+    du -sh gpu
+    ;;
+  run)
+    cd "$root/gpu"
+    lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
+    export LD_LIBRARY_PATH="$lib" MSNR_DEVICE=cuda
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    for i in 1 2; do
+      ./vit_step --configs S,B --batch 256 --steps 50
+      python3 ref_vit_minsnr.py --configs S,B --batch 256 --steps 50
+    done
+    mkdir -p /tmp/p/.msnr && cd /tmp/p
+    printf 'stage d = mnist {}\nstage m = train { data = d, net = unet { channels = 64, mults = [1, 2] }, batch = 128, steps = 200, precision = bf16, checkpoint_every = 100 }\n' > p.msnr
+    "$root/gpu/msnr" run p.msnr && "$root/gpu/msnr" status p.msnr
+    ;;
+  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac
