@@ -96,7 +96,7 @@ fn main() {
             terms.loss
         };
         for _ in 0..warmup {
-            step();
+            let _ = step();
         }
         sync(device);
         let start = Instant::now();
@@ -107,10 +107,10 @@ fn main() {
         sync(device);
         let secs = start.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
-        let (ms, ips) = (1000.0 * secs / steps as f64, (batch as f64) * (steps as f64) / secs);
+        let (ms, ips, params_m) =
+            (1000.0 * secs / steps as f64, (batch as f64) * (steps as f64) / secs, params.numel() as f64 / 1e6);
         println!(
-            "{{\"impl\": \"msnr\", \"model\": \"ViT-{name}/2\", \"params_m\": {:.1}, \"batch\": {batch}, \"steps\": {steps}, \"step_ms\": {ms:.2}, \"img_per_s\": {ips:.1}, \"loss\": {:.4}, \"device\": \"{device:?}\"}}",
-            params.numel() as f64 / 1e6,
+            "{{\"impl\": \"msnr\", \"model\": \"ViT-{name}/2\", \"params_m\": {params_m:.1}, \"batch\": {batch}, \"steps\": {steps}, \"step_ms\": {ms:.2}, \"img_per_s\": {ips:.1}, \"loss\": {:.4}, \"device\": \"{device:?}\"}}",
             last.double_value(&[])
         );
     }
