@@ -32,7 +32,7 @@ fn main() {
     ];
     for (name, recipe, dir, count) in cases {
         let out = tmp.path().join("out");
-        let ours = best_of(2, || {
+        let ours = best_of(5, || {
             let _ = std::fs::remove_dir_all(&out);
             let params = [("images", Value::Path(dir.clone())), ("recipe", recipe.clone()), ("size", Value::Int(64))];
             msnr::stages::crop::run(&spec("crop", &out, &params), &Silent).unwrap();

@@ -20,7 +20,7 @@ fn main() {
         let dir = tmp.path().join(format!("{side}-{ext}"));
         write_photos(&dir, count, |_| (side, side), ext);
         let out = tmp.path().join("out");
-        let ours = best_of(2, || {
+        let ours = best_of(5, || {
             let _ = std::fs::remove_dir_all(&out);
             let params = [("path", Value::Path(dir.clone())), ("channels", Value::Int(3))];
             msnr::stages::images::run(&spec("images", &out, &params), &Silent).unwrap();

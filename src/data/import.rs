@@ -44,6 +44,9 @@ impl From<Raster> for Item {
 /// # Errors
 /// The first failing file in folder order (unreadable, corrupt, rejected by
 /// `transform`, or of another size than the first image), named.
+///
+/// # Panics
+/// Never: each chunk is decoded before it is written.
 pub fn import_files(
     folder: &ImageFolder,
     channels: usize,
@@ -53,20 +56,32 @@ pub fn import_files(
 ) -> Result<Manifest, DataError> {
     let total = folder.files.len() as u64;
     let mut sink = UniformSink::new(out_dir, folder.classes.clone());
-    let mut done = 0;
-    for chunk in folder.files.chunks(CHUNK) {
-        let items: Vec<Result<Item, DataError>> = chunk
+    let chunks: Vec<&[(PathBuf, i64)]> = folder.files.chunks(CHUNK).collect();
+    let decode_chunk = |chunk: &[(PathBuf, i64)]| -> Vec<Result<Item, DataError>> {
+        chunk
             .par_iter()
             .map(|(path, _)| {
                 let raster = decode(path, channels)?;
                 transform(raster).map(Item::from).map_err(|message| DataError::invalid(path, message))
             })
-            .collect();
-        for ((path, label), item) in chunk.iter().zip(items) {
-            sink.push(path, &item?, *label)?;
-        }
-        done += chunk.len() as u64;
-        reporter.progress(done, total, "images");
+            .collect()
+    };
+    // Decode chunk i + 1 while chunk i is written: the writer is sequential.
+    let mut decoded = chunks.first().map(|c| decode_chunk(c));
+    for (i, chunk) in chunks.iter().enumerate() {
+        let items = decoded.take().expect("decoded ahead");
+        let (next, written) = rayon::join(
+            || chunks.get(i + 1).map(|c| decode_chunk(c)),
+            || -> Result<(), DataError> {
+                for ((path, label), item) in chunk.iter().zip(items) {
+                    sink.push(path, &item?, *label)?;
+                }
+                Ok(())
+            },
+        );
+        written?;
+        decoded = next;
+        reporter.progress((i * CHUNK + chunk.len()) as u64, total, "images");
     }
     sink.finish()
 }

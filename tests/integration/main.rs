@@ -4,4 +4,5 @@ mod cache;
 mod cli;
 mod data;
 mod download;
+mod graph;
 mod lang;
