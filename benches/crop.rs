@@ -34,7 +34,12 @@ fn main() {
         let out = tmp.path().join("out");
         let ours = best_of(5, || {
             let _ = std::fs::remove_dir_all(&out);
-            let params = [("images", Value::Path(dir.clone())), ("recipe", recipe.clone()), ("size", Value::Int(64))];
+            let params = [
+                ("images", Value::Path(dir.clone())),
+                ("recipe", recipe.clone()),
+                ("size", Value::Int(64)),
+                ("channels", Value::Int(3)),
+            ];
             msnr::stages::crop::run(&spec("crop", &out, &params), &Silent).unwrap();
         });
         let theirs = python_timing("pillow_crop.py", &[dir.to_str().unwrap(), name, "64"]);

@@ -64,7 +64,7 @@ fn infer(stage: &Stage, shape_of: impl Fn(&str) -> Shape) -> Shape {
         "images" => Shape { channels: int(stage, "channels"), size: None },
         "crop" => {
             let size = int(stage, "size").map(|s| (s, s));
-            let channels = input_shape(stage, "images", &shape_of).channels.or(Some(3));
+            let channels = input_shape(stage, "images", &shape_of).channels.or_else(|| int(stage, "channels"));
             Shape { channels, size }
         }
         "vae_encode" => {

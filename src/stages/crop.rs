@@ -15,8 +15,8 @@ use crate::data::{folder, DType, DataError, Dataset, Manifest, Raster};
 /// The largest accepted output side.
 pub const MAX_SIZE: usize = 16384;
 
-/// `kind crop -> dataset { images: files | dataset, recipe: crop_recipe = scoresde { center = 140 }, size: int }`.
-/// Files are decoded to RGB, or to L when the optional `channels` parameter is 1;
+/// `kind crop -> dataset { images: files | dataset, recipe: crop_recipe = scoresde { center = 140 }, size: int,
+/// channels: int = 3 }`. Files are decoded to RGB, or to L when `channels` is 1;
 /// a dataset keeps its channels and labels.
 ///
 /// # Errors
@@ -33,7 +33,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let manifest = if Dataset::is_dataset(&source) {
         crop_dataset(&Dataset::open(&source)?, &transform, &spec.out_dir, reporter)?
     } else {
-        let channels = if spec.params.contains_key("channels") { channels(spec, "channels")? } else { 3 };
+        let channels = channels(spec, "channels")?;
         import_files(&folder::scan(&source)?, channels, &transform, &spec.out_dir, reporter)?
     };
     Ok(metrics(&manifest))
@@ -88,8 +88,12 @@ mod tests {
     use crate::stages::spec::Silent;
 
     fn spec(images: Value, out: &Path, recipe: Value, size: i64) -> StageSpec {
-        let params =
-            BTreeMap::from([("images".into(), images), ("recipe".into(), recipe), ("size".into(), Value::Int(size))]);
+        let params = BTreeMap::from([
+            ("images".into(), images),
+            ("recipe".into(), recipe),
+            ("size".into(), Value::Int(size)),
+            ("channels".into(), Value::Int(3)),
+        ]);
         StageSpec::standalone("crop", params, out, out)
     }
 
