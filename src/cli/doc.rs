@@ -22,7 +22,9 @@ pub(super) fn reference(lib: &Stdlib, name: Option<&str>) -> Result<String, Stri
         found = true;
         let _ = writeln!(out, "type `{}`\n{}", family.name, indent(&family.doc, 2));
         for v in &family.variants {
-            let _ = writeln!(out, "  {} {{}}\n{}", v.name, indent(&v.doc, 4));
+            let fields: Vec<&str> = v.params.iter().map(|p| p.name.as_str()).collect();
+            let body = if fields.is_empty() { "{}".to_string() } else { format!("{{ {} }}", fields.join(", ")) };
+            let _ = writeln!(out, "  {} {body}\n{}", v.name, indent(&v.doc, 4));
             params(&mut out, &v.params, 4);
         }
         out.push('\n');

@@ -323,3 +323,14 @@ fn the_front_end_binary_does_not_link_libtorch() {
         "msnr must not load libtorch:\n{needed:#?}"
     );
 }
+
+#[test]
+fn doc_prints_the_stdlib_reference_and_names_unknown_entries() {
+    let p = Project::new();
+    p.msnr(&["doc", "train"])
+        .success()
+        .stdout_has("stage kind `train` -> model")
+        .stdout_has("weighting: weighting = constant");
+    p.msnr(&["doc", "weighting"]).success().stdout_has("min_snr { gamma }");
+    p.msnr(&["doc", "gama"]).failure().stderr_has("known: crop");
+}
