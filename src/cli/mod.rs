@@ -6,6 +6,7 @@ mod doc;
 mod inspect;
 mod maintain;
 mod run;
+mod verify;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: Format,
     },
+    /// Re-run every stage from scratch in a throwaway store and compare each
+    /// output with the lockfile (the project's store and lockfile are untouched).
+    Verify(RunArgs),
     /// Show each stage's cache state, output folder and recorded metrics.
     Status(Target),
     /// Table of the recorded metrics of every stage (sweep instances side by side).
@@ -141,6 +145,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Check(t) => inspect::check(&t.file, &t.set),
         Command::Plan(t) => inspect::plan(&t.file, &t.set),
         Command::Run(a) => run::run(&a.target.file, &a.target.set, &a.only, a.jobs),
+        Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.jobs),
         Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),
         Command::Status(t) => inspect::status(&t.file, &t.set),
         Command::Compare(t) => inspect::compare(&t.file, &t.set),

@@ -39,7 +39,7 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
 }
 
 /// The stages to consider: all, or the named ones and everything they read.
-fn select(project: &Project, only: &[String]) -> Result<Vec<bool>, Failure> {
+pub(super) fn select(project: &Project, only: &[String]) -> Result<Vec<bool>, Failure> {
     if only.is_empty() {
         return Ok(vec![true; project.pipeline.stages.len()]);
     }
@@ -55,7 +55,7 @@ fn select(project: &Project, only: &[String]) -> Result<Vec<bool>, Failure> {
 }
 
 /// Refuses, before anything runs, stages whose kind is declared but not implemented.
-fn refuse_unimplemented(project: &Project, selected: &[bool]) -> Result<(), Failure> {
+pub(super) fn refuse_unimplemented(project: &Project, selected: &[bool]) -> Result<(), Failure> {
     let missing: Vec<String> = project
         .pipeline
         .stages

@@ -346,3 +346,19 @@ fn doc_prints_the_stdlib_reference_and_names_unknown_entries() {
     p.msnr(&["doc", "weighting"]).success().stdout_has("min_snr { gamma }");
     p.msnr(&["doc", "gama"]).failure().stderr_has("known: crop");
 }
+
+#[test]
+fn verify_reproduces_every_output_and_names_a_tampered_one() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", "stage digits = images { path = \"digits\", channels = 1 }\nstage small = crop { images = digits, recipe = adm {}, size = 8 }\n");
+    p.msnr(&["verify", "p.msnr"]).failure().stderr_has("run the pipeline first");
+    p.msnr(&["run", "p.msnr"]).success();
+    let lock_before = std::fs::read_to_string(p.path("p.msnr.lock")).unwrap();
+    let store_before = p.store_entries();
+    p.msnr(&["verify", "p.msnr"]).success().stdout_has("digits  reproduced").stdout_has("small   reproduced");
+    assert_eq!(std::fs::read_to_string(p.path("p.msnr.lock")).unwrap(), lock_before, "the lockfile is untouched");
+    assert_eq!(p.store_entries(), store_before, "the project's store is untouched");
+    let output = lock_before.split("\"output\": \"").nth(1).unwrap()[..64].to_string();
+    p.write("p.msnr.lock", &lock_before.replace(&output, &"0".repeat(64)));
+    p.msnr(&["verify", "p.msnr"]).failure().stdout_has("OUTPUT DIFFERS").stderr_has("not reproduced: digits");
+}

@@ -25,9 +25,13 @@ fn project(pipeline: &str) -> tempfile::TempDir {
 }
 
 fn msnr(dir: &Path) -> Command {
+    msnr_verb(dir, "run")
+}
+
+fn msnr_verb(dir: &Path, verb: &str) -> Command {
     let _ = bin("msnr-worker");
     let mut cmd = Command::new(bin("msnr"));
-    cmd.args(["run", "p.msnr"])
+    cmd.args([verb, "p.msnr"])
         .current_dir(dir)
         .env("MSNR_PLAIN", "1")
         .env("MSNR_DEVICE", "cpu")
@@ -95,6 +99,9 @@ fn training_writes_a_model_artifact_with_log_and_metrics() {
     assert!(config.contains("\"num_classes\": 10"), "{config}");
     let lock = std::fs::read_to_string(dir.path().join("p.msnr.lock")).expect("lockfile");
     assert!(lock.contains("\"loss\"") && lock.contains("\"libtorch\""), "{lock}");
+    let verify = msnr_verb(dir.path(), "verify").output().expect("msnr verify runs");
+    let table = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && table.contains("model   reproduced"), "{table}\n{}", stderr(&verify));
 }
 
 #[test]
