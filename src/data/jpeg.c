@@ -35,7 +35,6 @@ static void msnr_error_exit(j_common_ptr cinfo) {
 static void msnr_emit_message(j_common_ptr cinfo, int level) {
     /* level -1 is a warning; running out of data is fatal here. */
     if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
-        cinfo->err->msg_code = JWRN_JPEG_EOF;
         msnr_error_exit(cinfo);
     }
 }
@@ -63,7 +62,7 @@ int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc allo
                      size_t *height, int *channels, char *msg, size_t msg_len) {
     struct jpeg_decompress_struct cinfo;
     struct msnr_error_mgr err;
-    unsigned char *volatile pixels = NULL;
+    unsigned char *pixels = NULL;
     volatile int status = MSNR_JPEG_OK;
 
     if (msg != NULL && msg_len > 0) {
