@@ -1,6 +1,8 @@
 //! Records the libtorch version the worker is built against (`msnr-torch`
 //! links the torch package that `$MSNR_PYTHON` imports), so the front end can
-//! put it in torch stages' cache keys without loading libtorch.
+//! put it in torch stages' cache keys without loading libtorch; and builds
+//! the libjpeg(-turbo) shim `src/data/jpeg.c` (cfg `msnr_libjpeg` when it
+//! compiles, else a warning and JPEGs go through the `image` crate).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,6 +14,28 @@ fn main() {
         "cargo:rustc-env=MSNR_LIBTORCH_VERSION={}",
         torch_root().map_or_else(|| "unknown".into(), |r| torch_version(&r))
     );
+    build_jpeg_shim();
+}
+
+/// Compiles `src/data/jpeg.c` against the system libjpeg and links it; on
+/// failure (no `jpeglib.h`) warns and leaves `msnr_libjpeg` unset, as does
+/// `MSNR_NO_LIBJPEG=1` (to build and test the `image`-crate path).
+fn build_jpeg_shim() {
+    println!("cargo::rustc-check-cfg=cfg(msnr_libjpeg)");
+    println!("cargo:rerun-if-changed=src/data/jpeg.c");
+    println!("cargo:rerun-if-env-changed=MSNR_NO_LIBJPEG");
+    if std::env::var_os("MSNR_NO_LIBJPEG").is_some_and(|v| v != "0" && !v.is_empty()) {
+        println!("cargo:warning=MSNR_NO_LIBJPEG is set: JPEG decodes with the image crate");
+        return;
+    }
+    let built = cc::Build::new().file("src/data/jpeg.c").warnings(true).try_compile("msnr_jpeg");
+    match built {
+        Ok(()) => {
+            println!("cargo:rustc-link-lib=jpeg");
+            println!("cargo:rustc-cfg=msnr_libjpeg");
+        }
+        Err(e) => println!("cargo:warning=libjpeg shim not built ({e}); JPEG decodes with the image crate"),
+    }
 }
 
 /// `$LIBTORCH`, else the folder of the torch package `$MSNR_PYTHON` (or `python3`) imports.

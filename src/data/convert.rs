@@ -1,9 +1,10 @@
 //! Decoding an image file and converting it to RGB or L exactly as Pillow's
 //! `Image.open(path).convert("RGB" | "L")` does.
 
+use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageFormat, ImageReader};
 
 use super::error::DataError;
 use super::raster::Raster;
@@ -20,13 +21,42 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 
 /// Decodes `path` (PNG or JPEG, told by content, else by extension) into `channels` (1 or 3) channels.
 ///
+/// JPEGs (content starting `FF D8 FF`) decode with libjpeg-turbo as in Pillow
+/// when the build found it (see [`super::jpeg`]), other files with the `image` crate.
+///
 /// # Errors
 /// When the file cannot be read or is not a decodable image; the message names it.
 pub fn decode(path: &Path, channels: usize) -> Result<Raster, DataError> {
-    let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| DataError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    #[cfg(msnr_libjpeg)]
+    if super::jpeg::is_jpeg(&bytes) {
+        match super::jpeg::decode(&bytes) {
+            Ok(Some(raster)) => return Ok(convert(libjpeg_image(raster), channels)),
+            Ok(None) => {} // CMYK / YCCK: the image crate converts those
+            Err(e) => return Err(DataError::invalid(path, format!("cannot decode image: {e}"))),
+        }
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DataError::io(path, e))?;
+    if reader.format().is_none() {
+        if let Ok(format) = ImageFormat::from_path(path) {
+            reader.set_format(format);
+        }
+    }
     let image = reader.decode().map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
     Ok(convert(image, channels))
+}
+
+/// libjpeg's RGB or gray raster as an image (no copy).
+#[cfg(msnr_libjpeg)]
+fn libjpeg_image(raster: Raster) -> DynamicImage {
+    let (w, h) = (u32::try_from(raster.width), u32::try_from(raster.height));
+    let (w, h) = (w.expect("libjpeg widths fit u32"), h.expect("libjpeg heights fit u32"));
+    let image = if raster.channels == 1 {
+        image::GrayImage::from_raw(w, h, raster.data).map(DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(w, h, raster.data).map(DynamicImage::ImageRgb8)
+    };
+    image.expect("the shim checks that pixels fill width x height x channels")
 }
 
 /// Converts a decoded image to L (`channels == 1`) or RGB (otherwise) as
@@ -106,5 +136,23 @@ mod tests {
         std::fs::write(&png, &bytes[..bytes.len() / 2]).unwrap();
         let err = decode(&png, 3).unwrap_err().to_string();
         assert!(err.contains("cut.png") && err.contains("cannot decode"), "{err}");
+    }
+
+    #[test]
+    #[cfg(msnr_libjpeg)]
+    fn corrupt_and_truncated_jpegs_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/modes/smooth420.jpg");
+        let bytes = std::fs::read(fixture).unwrap();
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let err = decode(&cut, 3).unwrap_err().to_string();
+        assert!(err.contains("cut.jpg: cannot decode image: image file is truncated"), "{err}");
+        // A JPEG start then garbage, under a name that says PNG: content decides.
+        let garbled = dir.path().join("garbled.png");
+        std::fs::write(&garbled, [&[0xFF, 0xD8, 0xFF][..], &[0x17; 64]].concat()).unwrap();
+        let err = decode(&garbled, 1).unwrap_err().to_string();
+        assert!(err.contains("garbled.png: cannot decode image: "), "{err}");
+        eprintln!("{err}");
     }
 }

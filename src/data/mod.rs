@@ -16,6 +16,8 @@ pub mod convert;
 pub mod error;
 pub mod folder;
 pub mod import;
+#[cfg(msnr_libjpeg)]
+pub mod jpeg;
 pub mod manifest;
 pub mod mnist;
 pub mod raster;
