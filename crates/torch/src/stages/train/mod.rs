@@ -178,7 +178,7 @@ impl Trainer<'_> {
         tch::manual_seed(seed_i64(seed));
         let (n, b, dev) = (self.data.len(), self.cfg.batch, self.device);
         let idx = Tensor::randint(n, [b], (Kind::Int64, dev));
-        let mut x0 = self.data.images.index_select(0, &idx);
+        let mut x0 = self.data.batch(&idx);
         if self.cfg.flip {
             let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, dev)).lt(0.5);
             x0 = x0.flip([3]).where_self(&flip, &x0);
