@@ -1,5 +1,5 @@
 //! The training data on the device: a dataset artifact's items as stored
-//! (`uint8` images stay `uint8`, a quarter of `float32`'s memory: CelebA 64 is 2.5 GB
+//! (`uint8` images stay `uint8`, a quarter of the memory of `float32`: CelebA 64 is 2.5 GB
 //! instead of 10) and labels; a batch is gathered, then scaled from 0..255 to
 //! [-1, 1] (latents are used as stored).
 
