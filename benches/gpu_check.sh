@@ -6,7 +6,7 @@
 #
 # `run` does, on the same card in one call: msnr's ViT-S/2 and ViT-B/2 training step (bf16, batch 256)
 # against the PyTorch eager reference (ref_vit_minsnr.py, shared/bench), twice alternating, and a
-# CUDA train stage through `msnr run` (worker, bf16 autocast, checkpoints). Record the figures and the
+# CUDA train stage through `msnr run` in bf16 and in fp16 with loss scaling (worker, autocast, checkpoints). Record the figures and the
 # card in benches/RESULTS.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,7 +33,7 @@ case "${1:-}" in
       python3 ref_vit_minsnr.py --configs S,B --batch 256 --steps 50
     done
     mkdir -p /tmp/p/.msnr && cd /tmp/p
-    printf 'stage d = mnist {}\nstage m = train { data = d, net = unet { channels = 64, mults = [1, 2] }, batch = 128, steps = 200, precision = bf16, checkpoint_every = 100 }\n' > p.msnr
+    printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = unet { channels = 64, mults = [1, 2] }, batch = 128, steps = 200, precision = p, checkpoint_every = 100 }\n}\n' > p.msnr
     "$root/gpu/msnr" run p.msnr && "$root/gpu/msnr" status p.msnr
     ;;
   *) echo "usage: $0 prepare|run" >&2; exit 2 ;;

@@ -6,6 +6,7 @@ pub mod flat;
 pub mod loss;
 pub mod models;
 pub mod optimizer;
+pub mod scaler;
 pub mod schedule;
 pub mod target;
 pub mod timesteps;

@@ -11,6 +11,7 @@ use tch::nn::VarStore;
 
 use crate::diffusion::ema::Ema;
 use crate::diffusion::optimizer::AdamW;
+use crate::diffusion::scaler::LossScaler;
 use msnr::stages::StageError;
 
 /// `state.json` of a checkpoint.
@@ -18,6 +19,9 @@ use msnr::stages::StageError;
 struct State {
     /// Optimizer steps completed.
     step: u64,
+    /// The float16 loss scaler's state, when training in float16.
+    #[serde(default)]
+    scaler: Option<LossScaler>,
 }
 
 /// The training state a checkpoint holds.
@@ -28,6 +32,8 @@ pub struct Parts<'a> {
     pub opt: &'a mut AdamW,
     /// The EMA.
     pub ema: &'a mut Ema,
+    /// The float16 loss scaler, if any.
+    pub scaler: &'a mut Option<LossScaler>,
 }
 
 fn dir(work: &Path) -> PathBuf {
@@ -50,7 +56,7 @@ pub fn save(work: &Path, step: u64, parts: &Parts<'_>) -> Result<(), StageError>
     parts.vs.save(tmp.join("model.safetensors")).map_err(|e| failed(&e))?;
     parts.opt.save(&tmp.join("opt.safetensors")).map_err(|e| failed(&e))?;
     parts.ema.save(&tmp.join("ema.safetensors")).map_err(|e| failed(&e))?;
-    let state = serde_json::to_vec(&State { step }).expect("state serializes");
+    let state = serde_json::to_vec(&State { step, scaler: *parts.scaler }).expect("state serializes");
     std::fs::write(tmp.join("state.json"), state).map_err(|e| StageError::io(tmp.join("state.json"), e))?;
     let old = work.join("ckpt.old");
     let _ = std::fs::remove_dir_all(&old);
@@ -76,5 +82,6 @@ pub fn load(work: &Path, parts: &mut Parts<'_>) -> Result<Option<u64>, StageErro
     parts.vs.load(found.join("model.safetensors")).map_err(|e| failed(&e))?;
     parts.opt.load(&found.join("opt.safetensors")).map_err(|e| failed(&e))?;
     parts.ema.load(&found.join("ema.safetensors")).map_err(|e| failed(&e))?;
+    *parts.scaler = state.scaler;
     Ok(Some(state.step))
 }

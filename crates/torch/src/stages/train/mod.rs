@@ -22,7 +22,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use self::checkpoint::Parts;
-use self::config::TrainConfig;
+use self::config::{Precision, TrainConfig};
 use self::data::TrainData;
 use self::log::Log;
 use crate::diffusion::ema::Ema;
@@ -30,6 +30,7 @@ use crate::diffusion::flat::FlatParams;
 use crate::diffusion::loss::loss;
 use crate::diffusion::models::{self, Denoiser, NetContext, NetSpec};
 use crate::diffusion::optimizer::AdamW;
+use crate::diffusion::scaler::LossScaler;
 use crate::diffusion::schedule::ScheduleTensors;
 use crate::diffusion::target::q_sample;
 use crate::diffusion::timesteps::TimestepSampler;
@@ -51,13 +52,17 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
     let mut opt = AdamW::new(&params, cfg.adamw);
     let mut ema = Ema::new(&params, cfg.ema, cfg.ema_warmup);
-    let start =
-        checkpoint::load(&spec.work_dir, &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema })?.unwrap_or(0);
+    let mut scaler = (cfg.precision == Precision::Fp16).then(LossScaler::default);
+    let start = checkpoint::load(
+        &spec.work_dir,
+        &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema, scaler: &mut scaler },
+    )?
+    .unwrap_or(0);
     if start > 0 {
         reporter.log(&format!("resuming from the checkpoint at step {start}"));
     }
     let mut trainer =
-        Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, started: Instant::now() };
+        Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, scaler, started: Instant::now() };
     let mut log = Log::open(&spec.work_dir, start)?;
     let last = trainer.train(start, &mut opt, &mut ema, &mut log, spec, &mut vs, reporter)?;
     write_outputs(spec, &vs, &params, &ema, &data, &log)?;
@@ -94,6 +99,8 @@ struct Trainer<'a> {
     net: &'a dyn Denoiser,
     params: &'a FlatParams,
     device: Device,
+    /// Loss scaling when training in float16.
+    scaler: Option<LossScaler>,
     started: Instant,
 }
 
@@ -123,7 +130,7 @@ impl Trainer<'_> {
         let (mut last_finite, mut last_logged) = (None, f64::NAN);
         for step in start..self.cfg.steps {
             let batch = self.draw(step);
-            let (value, t, mse) = self.step(&schedule, &factors, &batch)?;
+            let (value, t, mse, apply) = self.step(&schedule, &factors, &batch)?;
             if !value.is_finite() {
                 let last = last_finite.map_or_else(|| "none yet".to_string(), |v: f64| format!("{v:.6}"));
                 return Err(StageError::Failed(format!(
@@ -132,8 +139,11 @@ impl Trainer<'_> {
                 )));
             }
             last_finite = Some(value);
-            let lr = opt.step(self.params);
-            ema.update(self.params);
+            // A float16 step with overflowing gradients is skipped (the scaler backs off).
+            let lr = if apply { opt.step(self.params) } else { opt.lr_at(opt.step_count() + 1) };
+            if apply {
+                ema.update(self.params);
+            }
             log.add(value, &t, &mse, self.cfg.schedule.steps());
             let done = step + 1;
             if done % self.cfg.log_every == 0 || done == self.cfg.steps {
@@ -141,35 +151,44 @@ impl Trainer<'_> {
                 self.report(done, start, last_logged, reporter);
             }
             if done % self.cfg.checkpoint_every == 0 && done < self.cfg.steps {
-                checkpoint::save(&spec.work_dir, done, &Parts { vs, opt, ema })?;
+                checkpoint::save(&spec.work_dir, done, &Parts { vs, opt, ema, scaler: &mut self.scaler })?;
             }
         }
         Ok(last_logged)
     }
 
-    /// Forward, loss, backward, clipping; returns the loss and, per sample, t and the unweighted MSE.
+    /// Forward, loss, backward (loss-scaled in float16), clipping; returns the loss, per sample
+    /// t and the unweighted MSE, and whether the optimizer may step (false when float16
+    /// gradients overflowed).
     fn step(
-        &self,
+        &mut self,
         schedule: &ScheduleTensors,
         factors: &Tensor,
         b: &Batch,
-    ) -> Result<(f64, Vec<i64>, Vec<f64>), StageError> {
+    ) -> Result<(f64, Vec<i64>, Vec<f64>, bool), StageError> {
         let x_t = q_sample(schedule, &b.x0, &b.eps, &b.t);
         let target = self.cfg.target.target(schedule, &b.x0, &b.eps, &b.t);
         let pred = autocast::forward(self.cfg.precision, || self.net.forward_t(&x_t, &b.t, b.y.as_ref(), true));
         let terms = loss(&pred, &target, &b.t, factors).map_err(|e| StageError::Failed(e.to_string()))?;
         let value = terms.loss.double_value(&[]);
-        if value.is_finite() {
+        let mut apply = value.is_finite();
+        if apply {
             self.params.zero_grad();
-            terms.loss.backward();
+            match &self.scaler {
+                Some(scaler) => scaler.scale_loss(&terms.loss).backward(),
+                None => terms.loss.backward(),
+            }
             self.params.attach_grads();
-            if self.cfg.grad_clip > 0.0 {
+            if let Some(scaler) = &mut self.scaler {
+                apply = scaler.unscale(self.params);
+            }
+            if apply && self.cfg.grad_clip > 0.0 {
                 let _ = self.params.clip_grad_norm(self.cfg.grad_clip);
             }
         }
         let t = Vec::<i64>::try_from(b.t.to_device(Device::Cpu)).unwrap_or_default();
         let mse = Vec::<f64>::try_from(terms.mse.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
-        Ok((value, t, mse))
+        Ok((value, t, mse, apply))
     }
 
     /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k).
