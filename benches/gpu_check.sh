@@ -33,7 +33,7 @@ case "${1:-}" in
       python3 ref_vit_minsnr.py --configs S,B --batch 256 --steps 50
     done
     mkdir -p /tmp/p/.msnr && cd /tmp/p
-    printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = unet { channels = 64, mults = [1, 2] }, batch = 128, steps = 200, precision = p, checkpoint_every = 100 }\n}\n' > p.msnr
+    printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = unet { channels = 64, mults = [1, 2], attention = [14] }, batch = 128, steps = 200, precision = p, checkpoint_every = 100 }\n}\n' > p.msnr
     "$root/gpu/msnr" run p.msnr && "$root/gpu/msnr" status p.msnr
     ;;
   *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
