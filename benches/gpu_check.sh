@@ -20,13 +20,15 @@ case "${1:-}" in
     rm -rf gpu && mkdir -p gpu
     cp target/release/msnr target/release/msnr-worker gpu/
     cp "$(ls -t target/release/deps/vit_step-* | grep -v '\.d$' | head -1)" gpu/vit_step
+    strip gpu/msnr gpu/msnr-worker gpu/vit_step   # debug info would exceed what a device call carries
+    cp -L /usr/lib/x86_64-linux-gnu/libjpeg.so.62 gpu/ 2>/dev/null || true   # the front end links it
     cp ../shared/bench/ref_vit_minsnr.py gpu/
     du -sh gpu
     ;;
   run)
     cd "$root/gpu"
     lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
-    export LD_LIBRARY_PATH="$lib" MSNR_DEVICE=cuda
+    export LD_LIBRARY_PATH="$lib:$root/gpu" MSNR_DEVICE=cuda
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     for i in 1 2; do
       ./vit_step --configs S,B --batch 256 --steps 50
