@@ -16,9 +16,16 @@ fn main() {
     let n: usize = std::env::var("MSNR_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let tmp = tempfile::tempdir().unwrap();
     println!("images stage vs Pillow, {} rayon threads", rayon::current_num_threads());
-    for (side, ext, count) in [(64, "png", n), (64, "jpg", n), (256, "png", n / 4), (256, "jpg", n / 4)] {
-        let dir = tmp.path().join(format!("{side}-{ext}"));
-        write_photos(&dir, count, |_| (side, side), ext);
+    let cases = [
+        (64, 64, "png", n),
+        (64, 64, "jpg", n),
+        (178, 218, "jpg", n / 2),
+        (256, 256, "png", n / 4),
+        (256, 256, "jpg", n / 4),
+    ];
+    for (width, height, ext, count) in cases {
+        let dir = tmp.path().join(format!("{width}x{height}-{ext}"));
+        write_photos(&dir, count, |_| (width, height), ext);
         let out = tmp.path().join("out");
         let ours = best_of(5, || {
             let _ = std::fs::remove_dir_all(&out);
@@ -26,6 +33,6 @@ fn main() {
             msnr::stages::images::run(&spec("images", &out, &params), &Silent).unwrap();
         });
         let theirs = python_timing("pillow_images.py", &[dir.to_str().unwrap()]);
-        report(&format!("{count} x {side}x{side} {ext}"), count, ours, theirs);
+        report(&format!("{count} x {width}x{height} {ext}"), count, ours, theirs);
     }
 }
