@@ -30,9 +30,17 @@ case "${1:-}" in
     lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
     export LD_LIBRARY_PATH="$lib:$root/gpu" MSNR_DEVICE=cuda
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    # Peak GPU memory per process as nvidia-smi sees it (context + caching allocator, sampled every
+    # 100 ms): the same yardstick for both sides, unlike torch.cuda.max_memory_allocated.
+    peak() {
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > /tmp/mem.log & local sampler=$!
+      "$@"; kill "$sampler"; echo "{\"peak_gpu_mib\": $(sort -n /tmp/mem.log | tail -1), \"cmd\": \"$*\"}"
+    }
     for i in 1 2; do
-      ./vit_step --configs S,B --batch 256 --steps 50
-      python3 ref_vit_minsnr.py --configs S,B --batch 256 --steps 50
+      for c in S B; do
+        peak ./vit_step --configs "$c" --batch 256 --steps 50
+        peak python3 ref_vit_minsnr.py --configs "$c" --batch 256 --steps 50
+      done
     done
     mkdir -p /tmp/p/.msnr && cd /tmp/p
     printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = unet { channels = 64, mults = [1, 2], attention = [14] }, batch = 128, steps = 200, precision = p, checkpoint_every = 100 }\n}\n' > p.msnr
