@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::Failure;
-use crate::cache::{LockEntry, Versions};
+use crate::cache::{LockEntry, Store, Versions};
 use crate::run::executor::{Executor, Outcome};
+use crate::run::keys::{self, Keyer};
 use crate::run::progress::Progress;
 use crate::run::project::Project;
-use crate::run::{keys, roots};
+use crate::run::roots;
 use crate::stages::registry;
 
 /// Runs the pipeline (or the `only` stages and their inputs).
@@ -19,11 +20,7 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     let store = project.store()?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keyer = project.keyer(&store)?;
-    let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let executor =
-        Executor { pipeline: &project.pipeline, dag: &project.dag, store: &store, keyer: &keyer, pins, selected, jobs };
-    let outcomes = executor.run(&Progress::new());
+    let outcomes = execute(&project, &store, &keyer, selected, jobs);
     let mut memo = keyer.into_memo();
     if memo.files_hashed() > 0 {
         #[allow(clippy::cast_precision_loss)]
@@ -36,6 +33,20 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     roots::register(&project.root, &project.lock_path)
         .map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
     summarize(&project, &outcomes)
+}
+
+/// Runs the `selected` stages of `project` against `store`, pins taken from the lockfile.
+pub(super) fn execute(
+    project: &Project,
+    store: &Store,
+    keyer: &Keyer,
+    selected: Vec<bool>,
+    jobs: Option<usize>,
+) -> BTreeMap<usize, Outcome> {
+    let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let (pipeline, dag) = (&project.pipeline, &project.dag);
+    Executor { pipeline, dag, store, keyer, pins, selected, jobs }.run(&Progress::new())
 }
 
 /// The stages to consider: all, or the named ones and everything they read.

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::inspect::table;
-use super::run::{refuse_unimplemented, select};
+use super::run::{execute, refuse_unimplemented, select};
 use super::Failure;
 use crate::cache::Store;
-use crate::run::executor::{Executor, Outcome};
+use crate::run::executor::Outcome;
 use crate::run::keys::Keyer;
-use crate::run::progress::Progress;
 use crate::run::project::Project;
 
 /// Re-runs the pipeline (or the `only` stages and their inputs) and compares outputs with the lockfile.
@@ -37,11 +36,7 @@ pub(super) fn verify(
     let store = Store::open(scratch.path()).map_err(|e| message(&e))?;
     let _lock = store.lock().map_err(|e| message(&e))?;
     let keyer = Keyer::new(store.memo().map_err(|e| message(&e))?);
-    let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let executor =
-        Executor { pipeline: &project.pipeline, dag: &project.dag, store: &store, keyer: &keyer, pins, selected, jobs };
-    let outcomes = executor.run(&Progress::new());
+    let outcomes = execute(&project, &store, &keyer, selected, jobs);
     compare(&project, &outcomes)
 }
 

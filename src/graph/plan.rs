@@ -89,8 +89,9 @@ fn stage_status(
     keyer: &Keyer,
 ) -> Status {
     let stage = &pipeline.stages[i];
-    let Some(info) = registry::kind(&stage.kind) else {
-        return Status::Blocked(format!("stage kind `{}` is declared but not implemented yet", stage.kind));
+    let info = match registry::implemented(&stage.kind) {
+        Ok(info) => info,
+        Err(why) => return Status::Blocked(why),
     };
     let mut inputs = BTreeMap::new();
     let mut stale_inputs = Vec::new();

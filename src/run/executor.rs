@@ -150,8 +150,9 @@ impl Executor<'_> {
     /// Keys one stage, then finds it in the store or runs it.
     fn execute(&self, i: usize, inputs: &BTreeMap<String, (InputKey, Entry)>, progress: &Progress) -> Outcome {
         let stage = &self.pipeline.stages[i];
-        let Some(info) = registry::kind(&stage.kind) else {
-            return Outcome::Failed(format!("stage kind `{}` is declared but not implemented yet", stage.kind));
+        let info = match registry::implemented(&stage.kind) {
+            Ok(info) => info,
+            Err(why) => return Outcome::Failed(why),
         };
         let input_keys: BTreeMap<String, InputKey> =
             inputs.iter().map(|(k, (key, _))| (k.clone(), key.clone())).collect();

@@ -28,3 +28,12 @@ pub const KINDS: &[KindInfo] = &[
 pub fn kind(kind: &str) -> Option<KindInfo> {
     KINDS.iter().copied().find(|k| k.name == kind)
 }
+
+/// The implementation facts of `kind`, or the one message every caller gives
+/// for a kind the stdlib declares but nothing implements yet.
+///
+/// # Errors
+/// When `kind` has no implementation.
+pub fn implemented(kind_name: &str) -> Result<KindInfo, String> {
+    kind(kind_name).ok_or_else(|| format!("stage kind `{kind_name}` is declared but not implemented yet"))
+}
