@@ -16,15 +16,17 @@ fn main() {
         return;
     };
     println!("cargo:rustc-env=MSNR_LIBTORCH_LIB={}", lib.display());
-    compile_autocast_shim(&lib);
+    compile_shim(&lib);
     // Every binary (the worker, tests, benches) finds libtorch without LD_LIBRARY_PATH;
     // an rpath loads nothing by itself, so the front end still never loads libtorch.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    for bin in [WORKER] {
-        if lib.join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed");
-            println!("cargo:rustc-link-arg-bin={bin}=-ltorch_cuda");
-            println!("cargo:rustc-link-arg-bin={bin}=-Wl,--as-needed");
+    // The worker, the tests and the benches (vit_step) use CUDA where present: without these
+    // args `--as-needed` drops libtorch_cuda and they silently run on the CPU.
+    if lib.join("libtorch_cuda.so").exists() {
+        for target in [format!("-bin={WORKER}"), "-tests".into(), "-benches".into()] {
+            for arg in ["-Wl,--no-as-needed", "-ltorch_cuda", "-Wl,--as-needed"] {
+                println!("cargo:rustc-link-arg{target}={arg}");
+            }
         }
     }
 }
@@ -43,10 +45,10 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-/// Compiles `src/stages/train/autocast.cpp` (sets libtorch's CUDA autocast
-/// dtype, which tch does not bind) against the headers beside `lib`.
-fn compile_autocast_shim(lib: &std::path::Path) {
-    let src = "src/stages/train/autocast.cpp";
+/// Compiles `src/shim.cpp` (the libtorch calls tch does not bind: autocast dtype, pinned
+/// memory, fused `AdamW`) against the headers beside `lib`.
+fn compile_shim(lib: &std::path::Path) {
+    let src = "src/shim.cpp";
     println!("cargo:rerun-if-changed={src}");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()
@@ -57,5 +59,5 @@ fn compile_autocast_shim(lib: &std::path::Path) {
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .warnings(false)
-        .compile("msnr_autocast");
+        .compile("msnr_shim");
 }

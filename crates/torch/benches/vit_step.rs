@@ -5,9 +5,12 @@
 //! autocast on CUDA. Prints one JSON line per model, like the reference, so the
 //! two can be compared in the same run on the same card.
 //!
-//! `cargo bench -p msnr-torch --bench vit_step -- [--configs S,B] [--batch 256] [--steps 50] [--tiny]`
-//! (`--tiny`: a 2-block ViT on 8x8 latents, a quick CPU check). `benches/gpu_check.sh` runs
-//! it beside the PyTorch reference on a GPU machine.
+//! `cargo bench -p msnr-torch --bench vit_step -- [--configs S,B] [--batch 256] [--steps 50] [--tiny]
+//! [--phase step|fwd|fwdbwd|opt]` (`--tiny`: a 2-block ViT on 8x8 latents, a quick CPU check;
+//! `--phase`: time only the forward with its loss, forward and backward, or the optimizer update,
+//! beside `vit_phases.py`, to find where a gap to the reference lies). Without `--tiny` it
+//! refuses to run without CUDA rather than time the CPU. `benches/gpu_check.sh` runs it beside
+//! the PyTorch reference on a GPU machine.
 
 use std::time::Instant;
 
@@ -29,10 +32,12 @@ struct Args {
     batch: i64,
     steps: usize,
     tiny: bool,
+    phase: String,
 }
 
 fn args() -> Args {
-    let mut a = Args { configs: vec!["S".into(), "B".into()], batch: 256, steps: 50, tiny: false };
+    let mut a =
+        Args { configs: vec!["S".into(), "B".into()], batch: 256, steps: 50, tiny: false, phase: "step".into() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -40,6 +45,7 @@ fn args() -> Args {
             "--batch" => a.batch = it.next().and_then(|v| v.parse().ok()).unwrap_or(256),
             "--steps" => a.steps = it.next().and_then(|v| v.parse().ok()).unwrap_or(50),
             "--tiny" => a.tiny = true,
+            "--phase" => a.phase = it.next().unwrap_or_default(),
             _ => {}
         }
     }
@@ -65,6 +71,14 @@ fn config(name: &str, tiny: bool) -> ViTConfig {
 fn main() {
     let a = args();
     let device = Device::cuda_if_available();
+    if !a.tiny && !device.is_cuda() {
+        eprintln!("vit_step: no CUDA device (is libtorch_cuda linked and a GPU present?); --tiny runs on the CPU");
+        std::process::exit(2);
+    }
+    if !["step", "fwd", "fwdbwd", "opt"].contains(&a.phase.as_str()) {
+        eprintln!("vit_step: --phase is one of step, fwd, fwdbwd, opt");
+        std::process::exit(2);
+    }
     let precision = if device.is_cuda() { Precision::Bf16 } else { Precision::Fp32 };
     for name in &a.configs {
         let cfg = config(name, a.tiny);
@@ -83,16 +97,26 @@ fn main() {
         let x0 = Tensor::randn([batch, 4, size, size], (Kind::Float, device));
         let y = Tensor::randint(1000, [batch], (Kind::Int64, device));
         let mut sampler = TimestepSampler::new(1000, 0);
+        let phase = a.phase.as_str();
         let mut step = || {
+            if phase == "opt" {
+                opt.step(&params);
+                return params.data().get(0);
+            }
             let t = sampler.sample(usize::try_from(batch).expect("batch"), device);
             let eps = x0.randn_like();
             let xt = q_sample(&sched, &x0, &eps, &t);
             let pred = autocast(precision, || net.forward_t(&xt, &t, Some(&y), true));
             let terms = loss(&pred, &x0, &t, &factors).expect("shapes agree");
+            if phase == "fwd" {
+                return terms.loss;
+            }
             params.zero_grad();
             terms.loss.backward();
             params.attach_grads();
-            opt.step(&params);
+            if phase == "step" {
+                opt.step(&params);
+            }
             terms.loss
         };
         for _ in 0..warmup {
@@ -110,7 +134,7 @@ fn main() {
         let (ms, ips, params_m) =
             (1000.0 * secs / steps as f64, (batch as f64) * (steps as f64) / secs, params.numel() as f64 / 1e6);
         println!(
-            "{{\"impl\": \"msnr\", \"model\": \"ViT-{name}/2\", \"params_m\": {params_m:.1}, \"batch\": {batch}, \"steps\": {steps}, \"step_ms\": {ms:.2}, \"img_per_s\": {ips:.1}, \"loss\": {:.4}, \"device\": \"{device:?}\"}}",
+            "{{\"impl\": \"msnr\", \"phase\": \"{phase}\", \"model\": \"ViT-{name}/2\", \"params_m\": {params_m:.1}, \"batch\": {batch}, \"steps\": {steps}, \"step_ms\": {ms:.2}, \"img_per_s\": {ips:.1}, \"loss\": {:.4}, \"device\": \"{device:?}\"}}",
             last.double_value(&[])
         );
     }

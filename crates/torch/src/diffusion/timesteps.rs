@@ -43,13 +43,16 @@ impl TimestepSampler {
     }
 
     /// `n` timesteps as an `Int64` tensor of shape `[n]` on `device`. On CUDA the host buffer
-    /// is pinned and copied without blocking the host.
+    /// is pinned and copied without blocking the host (a blocking copy if pinning fails).
     pub fn sample(&mut self, n: usize, device: Device) -> Tensor {
         let values: Vec<i64> = (0..n).map(|_| self.next_timestep()).collect();
         let host = Tensor::from_slice(&values);
         match device {
             Device::Cpu => host,
-            _ => host.pin_memory(device).to_device_(device, Kind::Int64, true, false),
+            _ => match crate::shim::pin_memory(&host) {
+                Ok(pinned) => pinned.to_device_(device, Kind::Int64, true, false),
+                Err(_) => host.to_device(device),
+            },
         }
     }
 

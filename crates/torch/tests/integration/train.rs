@@ -145,3 +145,16 @@ fn a_diverging_loss_stops_naming_the_step_and_caches_nothing() {
     let store: Vec<_> = std::fs::read_dir(dir.path().join(".msnr/store")).expect("store").collect();
     assert_eq!(store.len(), 2, "only the digits and their crops are cached");
 }
+
+#[test]
+fn cuda_forced_without_a_gpu_fails_clearly_without_a_panic() {
+    if tch::Cuda::is_available() {
+        return; // the GPU check (benches/gpu_check.sh) covers CUDA training
+    }
+    let dir = project(&PIPELINE.replace("steps = 12", "steps = 2"));
+    let out = msnr(dir.path()).env("MSNR_DEVICE", "cuda").output().expect("msnr runs");
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("device is cuda, but libtorch finds no usable CUDA device"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

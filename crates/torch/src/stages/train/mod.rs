@@ -46,6 +46,13 @@ use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let cfg = TrainConfig::from_spec(spec)?;
     let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    if device.is_cuda() && !tch::Cuda::is_available() {
+        return Err(StageError::Failed(
+            "device is cuda, but libtorch finds no usable CUDA device (no NVIDIA driver, or a GPU \
+             it cannot use); unset MSNR_DEVICE=cuda or set the stage's device = cpu"
+                .into(),
+        ));
+    }
     let data = TrainData::load(spec.input("data")?, device)?;
     let mut vs = VarStore::new(device);
     let net = build_net(&cfg, &data, &vs)?;

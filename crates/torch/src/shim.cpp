@@ -1,0 +1,62 @@
+// The libtorch calls msnr needs that tch 0.24 does not bind (see shim.rs). Each function
+// catches C++ exceptions and reports them through `err` (a buffer of `err_len` bytes,
+// NUL-terminated), returning 0; 1 means success.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+
+#include <cstring>
+#include <exception>
+
+namespace {
+int fail(const std::exception& e, char* err, size_t err_len) {
+  if (err_len > 0) {
+    std::strncpy(err, e.what(), err_len - 1);
+    err[err_len - 1] = '\0';
+  }
+  return 0;
+}
+}  // namespace
+
+// Enters CUDA autocast with dtype bf16 (else fp16), as `torch.autocast("cuda", dtype)`'s
+// __enter__ does; returns whether autocast was enabled before (for msnr_autocast_exit).
+extern "C" int msnr_autocast_enter(int bf16) {
+  bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
+  at::autocast::set_autocast_dtype(at::kCUDA, bf16 ? at::kBFloat16 : at::kHalf);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::increment_nesting();
+  return prev ? 1 : 0;
+}
+
+// Leaves autocast as `torch.autocast.__exit__` does: the cast cache is cleared when the
+// outermost region ends (the weights change before the next forward).
+extern "C" void msnr_autocast_exit(int prev) {
+  if (at::autocast::decrement_nesting() == 0) {
+    at::autocast::clear_cache();
+  }
+  at::autocast::set_autocast_enabled(at::kCUDA, prev != 0);
+}
+
+// `t.pin_memory()` without the deprecated device argument tch always passes.
+extern "C" int msnr_pin_memory(const at::Tensor* t, at::Tensor** out, char* err, size_t err_len) {
+  try {
+    *out = new at::Tensor(t->pin_memory());
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// One AdamW update of a single (flat) parameter tensor with ATen's fused kernel, the one
+// `torch.optim.AdamW(fused=True)` calls: `step` is a float32 tensor holding the step count
+// (already incremented), as PyTorch keeps `state["step"]` for the fused path.
+extern "C" int msnr_fused_adamw(at::Tensor* param, at::Tensor* grad, at::Tensor* exp_avg, at::Tensor* exp_avg_sq,
+                                at::Tensor* step, double lr, double beta1, double beta2, double weight_decay,
+                                double eps, char* err, size_t err_len) {
+  try {
+    at::_fused_adamw_({*param}, {*grad}, {*exp_avg}, {*exp_avg_sq}, {}, {*step}, lr, beta1, beta2, weight_decay, eps,
+                      /*amsgrad=*/false, /*maximize=*/false);
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}

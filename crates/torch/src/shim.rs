@@ -1,0 +1,173 @@
+//! The libtorch calls msnr needs that tch 0.24 does not bind, through a small C++ file
+//! (`shim.cpp`, compiled by the build script against the same libtorch headers):
+//!
+//! - CUDA autocast with a chosen dtype (tch's `autocast` can only enable libtorch's default,
+//!   float16, and calls API that libtorch 2.11 deprecates with a warning on every call);
+//! - `pin_memory` without the deprecated device argument (the same warning, every step);
+//! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`).
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use tch::{TchError, Tensor};
+
+extern "C" {
+    fn msnr_autocast_enter(bf16: c_int) -> c_int;
+    fn msnr_autocast_exit(prev: c_int);
+    fn msnr_pin_memory(t: *const c_void, out: *mut *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
+    #[allow(clippy::too_many_arguments)] // mirrors ATen's signature
+    fn msnr_fused_adamw(
+        param: *mut c_void,
+        grad: *mut c_void,
+        exp_avg: *mut c_void,
+        exp_avg_sq: *mut c_void,
+        step: *mut c_void,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}
+
+/// Runs `f` under CUDA autocast in bf16 (`bf16`) or fp16, as `with torch.autocast("cuda",
+/// dtype)`: nested regions are allowed, the cast cache is cleared when the outermost one ends,
+/// and the previous state is restored even if `f` panics. CPU tensors are unaffected.
+pub fn autocast<T>(bf16: bool, f: impl FnOnce() -> T) -> T {
+    /// Leaves the region on drop, so a panic inside `f` does not leave autocast on.
+    struct Region(c_int);
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: thread-local libtorch state; no pointers.
+            unsafe { msnr_autocast_exit(self.0) };
+        }
+    }
+    // SAFETY: thread-local libtorch state; no pointers.
+    let _region = Region(unsafe { msnr_autocast_enter(c_int::from(bf16)) });
+    f()
+}
+
+/// A copy of the CPU tensor `t` in page-locked memory, so that a `non_blocking` copy to
+/// CUDA does not make the host wait.
+///
+/// # Errors
+/// What libtorch reports, e.g. when no CUDA driver is present.
+pub fn pin_memory(t: &Tensor) -> Result<Tensor, TchError> {
+    let mut err = [0 as c_char; 512];
+    let mut out: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `t` outlives the call; on success `out` is a heap `at::Tensor` owned by the
+    // returned Tensor, which frees it with `delete` as tch does for its own tensors.
+    unsafe {
+        if msnr_pin_memory(t.as_ptr().cast(), &raw mut out, err.as_mut_ptr(), err.len()) == 0 {
+            return Err(error(&err));
+        }
+        Ok(Tensor::from_ptr(out.cast()))
+    }
+}
+
+/// `AdamW` hyperparameters of one fused step.
+#[derive(Debug, Clone, Copy)]
+pub struct FusedAdamW {
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Denominator epsilon.
+    pub eps: f64,
+}
+
+/// One `AdamW` update of `param` in place with `ATen`'s fused kernel (one launch over the flat
+/// buffers), updating the moments; `step` is a float32 tensor on the same device holding the
+/// 1-based step count of this update.
+///
+/// # Errors
+/// What libtorch reports (e.g. tensors on different devices or of different sizes).
+pub fn fused_adamw(
+    param: &Tensor,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    step: &Tensor,
+    h: FusedAdamW,
+) -> Result<(), TchError> {
+    // ATen's CPU kernel trusts the sizes: check them here.
+    for (name, t) in [("grad", grad), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)] {
+        if t.size() != param.size() || t.device() != param.device() {
+            return Err(TchError::Shape(format!(
+                "fused AdamW: {name} is {:?} on {:?}, the parameter {:?} on {:?}",
+                t.size(),
+                t.device(),
+                param.size(),
+                param.device()
+            )));
+        }
+    }
+    let mut err = [0 as c_char; 512];
+    let ptr = |t: &Tensor| t.as_ptr().cast_mut().cast::<c_void>();
+    // SAFETY: every tensor outlives the call; the kernel writes only into the tensors' storage.
+    let ok = unsafe {
+        msnr_fused_adamw(
+            ptr(param),
+            ptr(grad),
+            ptr(exp_avg),
+            ptr(exp_avg_sq),
+            ptr(step),
+            h.lr,
+            h.beta1,
+            h.beta2,
+            h.weight_decay,
+            h.eps,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    if ok == 0 {
+        return Err(error(&err));
+    }
+    Ok(())
+}
+
+/// The NUL-terminated message the shim wrote.
+fn error(buf: &[c_char]) -> TchError {
+    // SAFETY: the shim always NUL-terminates within the buffer (and the buffer starts zeroed).
+    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    TchError::Torch(msg.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind};
+
+    use super::*;
+
+    #[test]
+    fn autocast_regions_nest_and_restore() {
+        let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+        let y = autocast(true, || autocast(false, || x.matmul(&x)));
+        // CPU tensors are untouched by CUDA autocast.
+        assert_eq!(y.kind(), Kind::Float);
+        // SAFETY: reads thread-local state only.
+        let after = unsafe { msnr_autocast_enter(1) };
+        unsafe { msnr_autocast_exit(after) };
+        assert_eq!(after, 0, "autocast is off again after the regions");
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_not_aborts() {
+        let h = FusedAdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, weight_decay: 0.0, eps: 1e-8 };
+        let step = Tensor::ones([], (Kind::Float, Device::Cpu));
+        let p = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        let short = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        let err = fused_adamw(&p, &short, &p.zeros_like(), &p.zeros_like(), &step, h).unwrap_err();
+        assert!(err.to_string().contains("grad is [3]"), "{err}");
+        // An exception thrown inside libtorch comes back as its message.
+        let ints = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+        let err = fused_adamw(&ints, &ints, &ints, &ints, &step, h).unwrap_err().to_string();
+        assert!(!err.is_empty(), "libtorch's message is kept");
+    }
+}
