@@ -6,9 +6,11 @@
 //! two can be compared in the same run on the same card.
 //!
 //! `cargo bench -p msnr-torch --bench vit_step -- [--configs S,B] [--batch 256] [--steps 50] [--tiny]
-//! [--phase step|fwd|fwdbwd|opt]` (`--tiny`: a 2-block ViT on 8x8 latents, a quick CPU check;
+//! [--phase step|fwd|fwdbwd|opt] [--trace FILE]` (`--tiny`: a 2-block ViT on 8x8 latents, a quick CPU check;
 //! `--phase`: time only the forward with its loss, forward and backward, or the optimizer update,
-//! beside `vit_phases.py`, to find where a gap to the reference lies). Without `--tiny` it
+//! beside `vit_phases.py`, to find where a gap to the reference lies; `--trace`: after timing,
+//! profile 5 more steps into a Chrome trace, which `trace_summary.py` compares with the
+//! reference's `vit_phases.py --trace`). Without `--tiny` it
 //! refuses to run without CUDA rather than time the CPU. `benches/gpu_check.sh` runs it beside
 //! the PyTorch reference on a GPU machine.
 
@@ -33,11 +35,18 @@ struct Args {
     steps: usize,
     tiny: bool,
     phase: String,
+    trace: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a =
-        Args { configs: vec!["S".into(), "B".into()], batch: 256, steps: 50, tiny: false, phase: "step".into() };
+    let mut a = Args {
+        configs: vec!["S".into(), "B".into()],
+        batch: 256,
+        steps: 50,
+        tiny: false,
+        phase: "step".into(),
+        trace: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -46,6 +55,7 @@ fn args() -> Args {
             "--steps" => a.steps = it.next().and_then(|v| v.parse().ok()).unwrap_or(50),
             "--tiny" => a.tiny = true,
             "--phase" => a.phase = it.next().unwrap_or_default(),
+            "--trace" => a.trace = it.next(),
             _ => {}
         }
     }
@@ -130,6 +140,15 @@ fn main() {
         }
         sync(device);
         let secs = start.elapsed().as_secs_f64();
+        if let Some(trace) = &a.trace {
+            let path = format!("{trace}.{name}.json");
+            msnr_torch::shim::profile_start().expect("profiler starts");
+            for _ in 0..5 {
+                let _ = step();
+            }
+            sync(device);
+            msnr_torch::shim::profile_stop(std::path::Path::new(&path)).expect("trace written");
+        }
         #[allow(clippy::cast_precision_loss)]
         let (ms, ips, params_m) =
             (1000.0 * secs / steps as f64, (batch as f64) * (steps as f64) / secs, params.numel() as f64 / 1e6);

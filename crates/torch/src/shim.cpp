@@ -3,6 +3,7 @@
 // NUL-terminated), returning 0; 1 means success.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <cstring>
 #include <exception>
@@ -55,6 +56,33 @@ extern "C" int msnr_fused_adamw(at::Tensor* param, at::Tensor* grad, at::Tensor*
   try {
     at::_fused_adamw_({*param}, {*grad}, {*exp_avg}, {*exp_avg_sq}, {}, {*step}, lr, beta1, beta2, weight_decay, eps,
                       /*amsgrad=*/false, /*maximize=*/false);
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// Starts libtorch's Kineto profiler (CPU operators and CUDA kernels), as `torch.profiler.profile`
+// does; msnr_profile_stop writes the Chrome trace.
+extern "C" int msnr_profile_start(char* err, size_t err_len) {
+  try {
+    namespace impl = torch::profiler::impl;
+    impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+    std::set<impl::ActivityType> activities{impl::ActivityType::CPU};
+    if (at::hasCUDA()) {
+      activities.insert(impl::ActivityType::CUDA);
+    }
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+extern "C" int msnr_profile_stop(const char* path, char* err, size_t err_len) {
+  try {
+    torch::autograd::profiler::disableProfiler()->save(path);
     return 1;
   } catch (const std::exception& e) {
     return fail(e, err, err_len);

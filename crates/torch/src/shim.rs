@@ -4,7 +4,8 @@
 //! - CUDA autocast with a chosen dtype (tch's `autocast` can only enable libtorch's default,
 //!   float16, and calls API that libtorch 2.11 deprecates with a warning on every call);
 //! - `pin_memory` without the deprecated device argument (the same warning, every step);
-//! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`).
+//! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`);
+//! - libtorch's Kineto profiler (for the benchmarks: a Chrome trace like `torch.profiler`'s).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
@@ -13,6 +14,8 @@ use tch::{TchError, Tensor};
 extern "C" {
     fn msnr_autocast_enter(bf16: c_int) -> c_int;
     fn msnr_autocast_exit(prev: c_int);
+    fn msnr_profile_start(err: *mut c_char, err_len: usize) -> c_int;
+    fn msnr_profile_stop(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
     fn msnr_pin_memory(t: *const c_void, out: *mut *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
     #[allow(clippy::too_many_arguments)] // mirrors ATen's signature
     fn msnr_fused_adamw(
@@ -132,6 +135,36 @@ pub fn fused_adamw(
     Ok(())
 }
 
+/// Starts libtorch's profiler (CPU operators, and CUDA kernels where CUDA is present) for
+/// this process until [`profile_stop`].
+///
+/// # Errors
+/// What libtorch reports (e.g. a profiler already running).
+pub fn profile_start() -> Result<(), TchError> {
+    let mut err = [0 as c_char; 512];
+    // SAFETY: the buffer outlives the call, which NUL-terminates what it writes.
+    if unsafe { msnr_profile_start(err.as_mut_ptr(), err.len()) } == 0 {
+        return Err(error(&err));
+    }
+    Ok(())
+}
+
+/// Stops the profiler and writes its Chrome trace (the format `torch.profiler`'s
+/// `export_chrome_trace` writes) to `path`.
+///
+/// # Errors
+/// A path that is not valid UTF-8 without NULs, no running profiler, or the file not written.
+pub fn profile_stop(path: &std::path::Path) -> Result<(), TchError> {
+    let bad = || TchError::FileFormat(format!("{}: not a usable trace path", path.display()));
+    let c_path = std::ffi::CString::new(path.to_str().ok_or_else(bad)?).map_err(|_| bad())?;
+    let mut err = [0 as c_char; 512];
+    // SAFETY: both buffers outlive the call; the shim only reads `c_path`.
+    if unsafe { msnr_profile_stop(c_path.as_ptr(), err.as_mut_ptr(), err.len()) } == 0 {
+        return Err(error(&err));
+    }
+    Ok(())
+}
+
 /// The NUL-terminated message the shim wrote.
 fn error(buf: &[c_char]) -> TchError {
     // SAFETY: the shim always NUL-terminates within the buffer (and the buffer starts zeroed).
@@ -155,6 +188,18 @@ mod tests {
         let after = unsafe { msnr_autocast_enter(1) };
         unsafe { msnr_autocast_exit(after) };
         assert_eq!(after, 0, "autocast is off again after the regions");
+    }
+
+    #[test]
+    fn the_profiler_writes_a_chrome_trace_of_the_operators() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.json");
+        profile_start().unwrap();
+        let x = Tensor::ones([64, 64], (Kind::Float, Device::Cpu));
+        let _ = x.matmul(&x).sum(Kind::Float);
+        profile_stop(&path).unwrap();
+        let trace = std::fs::read_to_string(&path).unwrap();
+        assert!(trace.contains("traceEvents") && trace.contains("aten::mm"), "{}", &trace[..trace.len().min(500)]);
     }
 
     #[test]
