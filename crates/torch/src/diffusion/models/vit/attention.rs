@@ -45,7 +45,10 @@ impl Attention {
         // `unbind`, as Python's `q, k, v = qkv` does: its backward stacks the three gradients in
         // one kernel, where three `select`s would each scatter into a zeroed qkv-sized tensor
         // and sum them (about 3 GB of memory traffic per ViT-B/2 block at batch 256).
-        let [query, key, value]: [Tensor; 3] = qkv.unbind(0).try_into().expect("qkv has 3 parts");
+        let mut parts = qkv.unbind(0).into_iter();
+        let (Some(query), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            unreachable!("dimension 0 of qkv has size 3")
+        };
         let attended =
             Tensor::scaled_dot_product_attention(&query, &key, &value, None::<&Tensor>, 0.0, false, None, false);
         self.proj.forward(&attended.transpose(1, 2).reshape([batch, tokens, width]))
