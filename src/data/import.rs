@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::convert::decode;
+use super::convert::decode_window;
 use super::error::DataError;
 use super::folder::ImageFolder;
 use super::manifest::{DType, Manifest};
-use super::raster::Raster;
+use super::raster::{Raster, Window};
 use super::writer::DatasetWriter;
 use crate::stages::Reporter;
 
@@ -18,7 +18,28 @@ use crate::stages::Reporter;
 pub const CHUNK: usize = 256;
 
 /// A per-image step after decoding (a crop recipe); `Err` is a message about that image.
-pub type Transform<'a> = &'a (dyn Fn(Raster) -> Result<Raster, String> + Sync);
+pub type Apply<'a> = &'a (dyn Fn(Raster) -> Result<Raster, String> + Sync);
+
+/// Which part of a `width x height` image a step reads, if not all of it.
+pub type Want<'a> = &'a (dyn Fn(usize, usize) -> Option<Window> + Sync);
+
+/// A per-image step and the part of each image it reads: decoders give `apply` only that
+/// window (JPEGs decode no more than it), so `apply` must accept the window as its image.
+#[derive(Clone, Copy)]
+pub struct Transform<'a> {
+    /// The window of a `width x height` image the step reads (`None`: all of it).
+    pub window: Want<'a>,
+    /// The step.
+    pub apply: Apply<'a>,
+}
+
+impl<'a> Transform<'a> {
+    /// A step that reads whole images.
+    #[must_use]
+    pub fn whole(apply: Apply<'a>) -> Self {
+        Self { window: &|_, _| None, apply }
+    }
+}
 
 /// One transformed image, already in the dataset's CHW layout.
 pub struct Item {
@@ -38,8 +59,8 @@ impl From<Raster> for Item {
     }
 }
 
-/// Decodes every file of `folder` to `channels` channels, applies `transform`,
-/// and writes the dataset into `out_dir`.
+/// Decodes every file of `folder` to `channels` channels (only the window `transform`
+/// reads), applies `transform`, and writes the dataset into `out_dir`.
 ///
 /// # Errors
 /// The first failing file in folder order (unreadable, corrupt, rejected by
@@ -54,6 +75,7 @@ pub fn import_files(
     out_dir: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Manifest, DataError> {
+    let Transform { window, apply } = transform;
     let total = folder.files.len() as u64;
     let mut sink = UniformSink::new(out_dir, folder.classes.clone());
     let chunks: Vec<&[(PathBuf, i64)]> = folder.files.chunks(CHUNK).collect();
@@ -61,8 +83,8 @@ pub fn import_files(
         chunk
             .par_iter()
             .map(|(path, _)| {
-                let raster = decode(path, channels)?;
-                transform(raster).map(Item::from).map_err(|message| DataError::invalid(path, message))
+                let raster = decode_window(path, channels, window)?;
+                apply(raster).map(Item::from).map_err(|message| DataError::invalid(path, message))
             })
             .collect()
     };

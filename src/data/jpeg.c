@@ -2,6 +2,14 @@
  * (default settings: JDCT_ISLOW, fancy upsampling), into RGB or gray.
  * Built by the root build.rs; wrapped by src/data/jpeg.rs.
  *
+ * A caller that needs only a window of the image (a center crop) can say
+ * so after the header is read; libjpeg-turbo then skips the rows above it
+ * (entropy decoding only), stops after its last row, and skips the IDCT and
+ * color conversion of the columns outside it (jpeg_crop_scanline). The window's
+ * pixels are those of a full decode: the decoded columns reach MARGIN pixels
+ * past the window on each side, since fancy chroma upsampling reads one
+ * neighbouring chroma sample (tests/fixtures/data compare every window).
+ *
  * Errors never exit: the error manager longjmps back and the message is
  * copied for the caller. Running out of input (a truncated file) is an
  * error, as in Pillow ("image file is truncated"); libjpeg's other warnings
@@ -10,6 +18,7 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jpeglib.h>
@@ -21,6 +30,28 @@
 
 /* Gives the caller's buffer for `len` bytes (NULL if it cannot). */
 typedef unsigned char *(*msnr_jpeg_alloc)(void *ctx, size_t len);
+
+/* Given the image's width and height, returns 1 and fills window[4] (left,
+ * top, width, height; inside the image) to decode only that window, or 0 for
+ * the whole image. */
+typedef int (*msnr_jpeg_window)(void *ctx, size_t width, size_t height, size_t *window);
+
+/* Decoded columns on each side of a window (fancy upsampling reads one chroma
+ * sample, two luma pixels, beyond a column). */
+#define MARGIN 2
+
+#if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 1005000
+#define MSNR_JPEG_WINDOWS 1
+#else
+#define MSNR_JPEG_WINDOWS 0
+#endif
+
+/* Whether the data ends with the EOI marker: a window decode stops early and
+ * would not notice a file truncated below the window, which a full decode
+ * (and Pillow) reports, so only complete files are decoded by window. */
+static int ends_with_eoi(const unsigned char *data, size_t len) {
+    return len >= 2 && data[len - 2] == 0xFF && data[len - 1] == 0xD9;
+}
 
 struct msnr_error_mgr {
     struct jpeg_error_mgr pub;
@@ -54,15 +85,17 @@ static void copy_message(j_common_ptr cinfo, char *msg, size_t msg_len) {
     snprintf(msg, msg_len, "%s", buffer);
 }
 
-/* Decodes `data[0..len)`. On MSNR_JPEG_OK, `alloc(ctx, w * h * c)` received
- * the pixels (rows top to bottom, channels interleaved) and *width, *height,
- * *channels (3 or 1) describe them. On MSNR_JPEG_ERROR, `msg` holds
+/* Decodes `data[0..len)`, or only the window `want` asks for (`want` may be
+ * NULL). On MSNR_JPEG_OK, `alloc(ctx, w * h * c)` received the pixels (rows
+ * top to bottom, channels interleaved) and *width, *height, *channels (3 or
+ * 1) describe them. On MSNR_JPEG_ERROR, `msg` holds
  * libjpeg's message. MSNR_JPEG_NOT_HANDLED: CMYK/YCCK or other color spaces. */
-int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc alloc, void *ctx, size_t *width,
-                     size_t *height, int *channels, char *msg, size_t msg_len) {
+int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc alloc, msnr_jpeg_window want, void *ctx,
+                     size_t *width, size_t *height, int *channels, char *msg, size_t msg_len) {
     struct jpeg_decompress_struct cinfo;
     struct msnr_error_mgr err;
     unsigned char *pixels = NULL;
+    unsigned char *volatile row = NULL; /* a window's decoded row, freed on every path */
     volatile int status = MSNR_JPEG_OK;
 
     if (msg != NULL && msg_len > 0) {
@@ -76,6 +109,7 @@ int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc allo
     if (setjmp(err.jump)) {
         copy_message((j_common_ptr)&cinfo, msg, msg_len);
         jpeg_destroy_decompress(&cinfo);
+        free(row);
         return MSNR_JPEG_ERROR;
     }
     jpeg_create_decompress(&cinfo);
@@ -93,7 +127,53 @@ int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc allo
         status = MSNR_JPEG_NOT_HANDLED;
         break;
     }
-    if (status == MSNR_JPEG_OK) {
+    size_t window[4] = {0, 0, 0, 0};
+    if (status == MSNR_JPEG_OK && MSNR_JPEG_WINDOWS && want != NULL && ends_with_eoi(data, len) &&
+        want(ctx, cinfo.image_width, cinfo.image_height, window)) {
+#if MSNR_JPEG_WINDOWS
+        size_t comps, left = window[0], top = window[1], w = window[2], h = window[3], y;
+        JDIMENSION xoff, cropped;
+        if (w == 0 || h == 0 || left + w > cinfo.image_width || top + h > cinfo.image_height) {
+            if (msg != NULL && msg_len > 0) {
+                snprintf(msg, msg_len, "window %zux%zu at (%zu, %zu) outside the %ux%u image", w, h, left, top,
+                         cinfo.image_width, cinfo.image_height);
+            }
+            jpeg_destroy_decompress(&cinfo);
+            return MSNR_JPEG_ERROR;
+        }
+        jpeg_start_decompress(&cinfo);
+        comps = (size_t)cinfo.output_components;
+        xoff = (JDIMENSION)(left > MARGIN ? left - MARGIN : 0);
+        cropped = (JDIMENSION)((left + w + MARGIN < cinfo.output_width ? left + w + MARGIN : cinfo.output_width) - xoff);
+        if (cropped < cinfo.output_width) {
+            jpeg_crop_scanline(&cinfo, &xoff, &cropped); /* widens to iMCU boundaries */
+        }
+        pixels = alloc(ctx, w * h * comps);
+        row = malloc((size_t)cinfo.output_width * comps);
+        if (pixels == NULL || row == NULL) {
+            if (msg != NULL && msg_len > 0) {
+                snprintf(msg, msg_len, "cannot allocate %zu bytes", w * h * comps);
+            }
+            jpeg_destroy_decompress(&cinfo);
+            free(row);
+            return MSNR_JPEG_ERROR;
+        }
+        if (top > 0) {
+            jpeg_skip_scanlines(&cinfo, (JDIMENSION)top);
+        }
+        for (y = 0; y < h; y++) {
+            JSAMPROW r = row;
+            jpeg_read_scanlines(&cinfo, &r, 1);
+            memcpy(pixels + y * w * comps, row + (left - xoff) * comps, w * comps);
+        }
+        *width = w;
+        *height = h;
+        *channels = cinfo.output_components;
+        jpeg_abort_decompress(&cinfo);
+        free(row);
+        row = NULL;
+#endif
+    } else if (status == MSNR_JPEG_OK) {
         size_t stride;
         jpeg_start_decompress(&cinfo);
         stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;

@@ -3,10 +3,12 @@
 //! IDCT, fancy chroma upsampling). A safe wrapper over the C shim
 //! `src/data/jpeg.c`, which `build.rs` compiles when `jpeglib.h` is found
 //! (cfg `msnr_libjpeg`); without it JPEGs go through the `image` crate.
+//! [`decode_window`] decodes only the part of the image a crop keeps, with the
+//! same pixels as a full decode.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::raster::Raster;
+use super::raster::{Raster, Window};
 
 const OK: c_int = 0;
 const NOT_HANDLED: c_int = 2;
@@ -15,12 +17,14 @@ const NOT_HANDLED: c_int = 2;
 const MESSAGE_LEN: usize = 256;
 
 type Alloc = unsafe extern "C" fn(ctx: *mut c_void, len: usize) -> *mut u8;
+type Want = unsafe extern "C" fn(ctx: *mut c_void, width: usize, height: usize, window: *mut usize) -> c_int;
 
 extern "C" {
     fn msnr_jpeg_decode(
         data: *const u8,
         len: usize,
         alloc: Alloc,
+        want: Option<Want>,
         ctx: *mut c_void,
         width: *mut usize,
         height: *mut usize,
@@ -36,20 +40,49 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8, 0xFF])
 }
 
-/// Sizes the `Vec<u8>` at `ctx` to `len` bytes and returns its buffer, or
-/// null when that much memory cannot be had.
+/// What the C side's callbacks share: the pixel buffer and the caller's window choice.
+struct Ctx<'a> {
+    pixels: Vec<u8>,
+    window: &'a dyn Fn(usize, usize) -> Option<Window>,
+    /// Whether the C side asked for the window (it decodes whole files that lack the EOI
+    /// marker, and everything when libjpeg cannot crop, without asking).
+    asked: bool,
+}
+
+/// Sizes the pixel buffer of the [`Ctx`] at `ctx` to `len` bytes and returns it,
+/// or null when that much memory cannot be had.
 ///
 /// # Safety
-/// `ctx` must point to a live `Vec<u8>` that nothing else uses during the call.
+/// `ctx` must point to a live [`Ctx`] that nothing else uses during the call.
 unsafe extern "C" fn alloc_pixels(ctx: *mut c_void, len: usize) -> *mut u8 {
-    // SAFETY: `decode` passes a pointer to its own local `Vec<u8>`, borrowed
+    // SAFETY: `decode_window` passes a pointer to its own local `Ctx`, borrowed
     // mutably for the whole `msnr_jpeg_decode` call and not touched meanwhile.
-    let pixels = unsafe { &mut *ctx.cast::<Vec<u8>>() };
-    if pixels.try_reserve_exact(len).is_err() {
+    let ctx = unsafe { &mut *ctx.cast::<Ctx<'_>>() };
+    if ctx.pixels.try_reserve_exact(len).is_err() {
         return std::ptr::null_mut();
     }
-    pixels.resize(len, 0);
-    pixels.as_mut_ptr()
+    ctx.pixels.resize(len, 0);
+    ctx.pixels.as_mut_ptr()
+}
+
+/// Asks the [`Ctx`] at `ctx` which window of a `width x height` image to decode;
+/// writes it to `window[0..4]` (left, top, width, height) and returns 1, or 0 for all.
+///
+/// # Safety
+/// As [`alloc_pixels`]; `window` must be valid for 4 writes.
+unsafe extern "C" fn want_window(ctx: *mut c_void, width: usize, height: usize, window: *mut usize) -> c_int {
+    // SAFETY: as in `alloc_pixels`.
+    let ctx = unsafe { &mut *ctx.cast::<Ctx<'_>>() };
+    ctx.asked = true;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (ctx.window)(width, height))) {
+        Ok(Some(w)) => {
+            // SAFETY: the C side passes a `size_t[4]`.
+            let out = unsafe { std::slice::from_raw_parts_mut(window, 4) };
+            out.copy_from_slice(&[w.left, w.top, w.width, w.height]);
+            1
+        }
+        _ => 0,
+    }
 }
 
 /// Decodes a JPEG held in memory to RGB (color JPEGs, as Pillow's mode "RGB")
@@ -62,13 +95,24 @@ unsafe extern "C" fn alloc_pixels(ctx: *mut c_void, len: usize) -> *mut u8 {
 /// libjpeg's message when the data is not a decodable JPEG, or
 /// "image file is truncated" when it ends early (as Pillow says).
 pub fn decode(bytes: &[u8]) -> Result<Option<Raster>, String> {
-    let mut pixels: Vec<u8> = Vec::new();
+    decode_window(bytes, &|_, _| None)
+}
+
+/// Like [`decode`], but `window(width, height)` may name the only part of the
+/// image needed: the result is then that window, pixel for pixel as in a full
+/// decode, and the rows below it are never decoded. (A file that does not end
+/// with the EOI marker is decoded whole, so truncation is still reported.)
+///
+/// # Errors
+/// As [`decode`], or a window outside the image.
+pub fn decode_window(bytes: &[u8], window: &dyn Fn(usize, usize) -> Option<Window>) -> Result<Option<Raster>, String> {
+    let mut ctx = Ctx { pixels: Vec::new(), window, asked: false };
     let (mut width, mut height, mut channels) = (0usize, 0usize, 0 as c_int);
     let mut message = [0 as c_char; MESSAGE_LEN];
     // SAFETY: `bytes` is valid for `bytes.len()` reads for the call; the C side
-    // only reads it. `alloc_pixels` gets `&mut pixels` as its context, which
-    // outlives the call and is not used here until it returns; the C side
-    // writes at most the `len` bytes it asked `alloc_pixels` for. The out
+    // only reads it. `alloc_pixels` and `want_window` get `&mut ctx` as their
+    // context, which outlives the call and is not used here until it returns;
+    // the C side writes at most the `len` bytes it asked `alloc_pixels` for. The out
     // pointers are to live locals, and `message` has `MESSAGE_LEN` bytes, which
     // the C side NUL-terminates (snprintf). libjpeg's own memory is freed by
     // `jpeg_destroy_decompress` on every path, errors (longjmp) included; the
@@ -78,7 +122,8 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Raster>, String> {
             bytes.as_ptr(),
             bytes.len(),
             alloc_pixels,
-            (&raw mut pixels).cast::<c_void>(),
+            Some(want_window),
+            (&raw mut ctx).cast::<c_void>(),
             &raw mut width,
             &raw mut height,
             &raw mut channels,
@@ -86,13 +131,20 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Raster>, String> {
             MESSAGE_LEN,
         )
     };
+    let (pixels, asked) = (ctx.pixels, ctx.asked);
     match status {
         OK => {
             let channels = usize::try_from(channels).map_err(|_| "libjpeg: bad component count".to_owned())?;
             if pixels.len() != width * height * channels {
                 return Err(format!("libjpeg: {width}x{height}x{channels} does not fill {} bytes", pixels.len()));
             }
-            Ok(Some(Raster::new(width, height, channels, pixels)))
+            let raster = Raster::new(width, height, channels, pixels);
+            Ok(Some(match (asked, window(width, height)) {
+                (false, Some(w)) if w.left + w.width <= width && w.top + w.height <= height => {
+                    raster.crop(w.left, w.top, w.width, w.height)
+                }
+                _ => raster,
+            }))
         }
         NOT_HANDLED => Ok(None),
         _ => {
@@ -107,7 +159,70 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Raster>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/modes").join(name)
+    }
+
+    fn window(left: usize, top: usize, width: usize, height: usize) -> Window {
+        Window { left, top, width, height }
+    }
+
+    /// Every column range with a few row ranges, and every row range with a few column
+    /// ranges (among them 2-pixel ones at both edges, a single chroma column in 4:2:0).
+    fn windows(w: usize, h: usize) -> Vec<Window> {
+        let mut out = Vec::new();
+        for left in 0..w {
+            for width in 1..=w - left {
+                for (top, height) in [(0, h), (0, 1), (h / 3, h / 4), (h - 2, 2)] {
+                    out.push(window(left, top, width, height));
+                }
+            }
+        }
+        for top in 0..h {
+            for height in 1..=h - top {
+                for (left, width) in [(0, w), (0, 2), (w / 2 - 1, 3), (w - 2, 2)] {
+                    out.push(window(left, top, width, height));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_window_has_the_pixels_of_the_full_decode() {
+        for name in ["cat420", "cat420p", "cat422", "cat422p", "cat444", "cat444p", "smooth420", "smoothgray"] {
+            let bytes = std::fs::read(fixture(&format!("{name}.jpg"))).unwrap();
+            let full = decode(&bytes).unwrap().unwrap();
+            if name.starts_with("cat") {
+                let pillow = image::open(fixture(&format!("{name}-RGB.png"))).unwrap().to_rgb8();
+                assert_eq!(full.data, pillow.into_raw(), "{name}: full decode is Pillow's");
+            }
+            for w in windows(full.width, full.height) {
+                let got = decode_window(&bytes, &|_, _| Some(w)).unwrap().unwrap();
+                assert!(got == full.crop(w.left, w.top, w.width, w.height), "{name}: window {w:?} differs");
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_never_hides_truncation_or_leaves_the_image() {
+        let bytes = std::fs::read(fixture("cat420.jpg")).unwrap();
+        let top_rows = |_, _| Some(window(0, 0, 61, 8));
+        // The missing bytes hold rows below the window: still reported, as Pillow does.
+        let cut = &bytes[..bytes.len() - 200];
+        assert_eq!(decode_window(cut, &top_rows).unwrap_err(), "image file is truncated");
+        // A complete file without the EOI marker (trailing bytes) decodes whole, then is cropped.
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"trailing");
+        let full = decode(&bytes).unwrap().unwrap();
+        assert_eq!(decode_window(&trailing, &top_rows).unwrap().unwrap(), full.crop(0, 0, 61, 8));
+        let err = decode_window(&bytes, &|_, _| Some(window(60, 0, 2, 8))).unwrap_err();
+        assert_eq!(err, "window 2x8 at (60, 0) outside the 61x83 image");
+    }
 
     #[test]
     fn corrupt_and_truncated_jpegs_are_errors() {

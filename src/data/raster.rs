@@ -1,6 +1,19 @@
 //! [`Raster`]: one decoded 8-bit image, pixels interleaved row by row (HWC),
 //! as Pillow and `numpy.asarray(img)` hold them.
 
+/// A rectangle of an image, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First column.
+    pub left: usize,
+    /// First row.
+    pub top: usize,
+    /// Columns.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+}
+
 /// An 8-bit image with 1 (L) or 3 (RGB) interleaved channels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Raster {

@@ -3,7 +3,7 @@
 
 use crate::lang::Value;
 
-use super::raster::Raster;
+use super::raster::{Raster, Window};
 use super::resample::{resize, resize_window, Filter};
 
 /// How a photo becomes a `size x size` training image.
@@ -36,6 +36,20 @@ impl CropRecipe {
             Value::Ctor { name, .. } if name == "adm" => Ok(Self::Adm),
             Value::Ctor { name, .. } => Err(format!("unknown crop recipe `{name}` (expected `scoresde` or `adm`)")),
             other => Err(format!("expected a crop recipe (`scoresde {{ center = 140 }}` or `adm {{}}`), got {other}")),
+        }
+    }
+
+    /// The part of a `width x height` image the recipe reads, when not all of it: the
+    /// `ScoreSDE` center crop (images too small for it are read whole, so that
+    /// [`Self::apply`] names their size). [`Self::apply`] gives the same result on that
+    /// window as on the whole image.
+    #[must_use]
+    pub fn window(self, width: usize, height: usize) -> Option<Window> {
+        match self {
+            Self::ScoreSde { center } if width >= center && height >= center => {
+                Some(Window { left: (width - center) / 2, top: (height - center) / 2, width: center, height: center })
+            }
+            Self::ScoreSde { .. } | Self::Adm => None,
         }
     }
 
@@ -112,6 +126,19 @@ mod tests {
         // round(5 * 64 / 128) = round(2.5) = 2 in Python 3.
         assert_eq!(scaled_side(5, 64, 128), 2);
         assert_eq!(scaled_side(7, 64, 128), 4);
+    }
+
+    #[test]
+    fn score_sde_gives_the_same_image_from_its_window() {
+        let data = (0..181 * 223 * 3).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
+        let img = Raster::new(181, 223, 3, data);
+        let recipe = CropRecipe::ScoreSde { center: 140 };
+        let w = recipe.window(181, 223).unwrap();
+        assert_eq!(w, Window { left: 20, top: 41, width: 140, height: 140 });
+        let window = img.crop(w.left, w.top, w.width, w.height);
+        assert_eq!(recipe.apply(&window, 64).unwrap(), recipe.apply(&img, 64).unwrap());
+        assert_eq!(recipe.window(139, 500), None);
+        assert_eq!(CropRecipe::Adm.window(500, 375), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::images::{channels, metrics, source_dir};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
-use crate::data::import::{import_files, Item, Transform, UniformSink};
+use crate::data::import::{import_files, Apply, Item, Transform, UniformSink};
 use crate::data::recipe::CropRecipe;
 use crate::data::{folder, DType, DataError, Dataset, Manifest, Raster};
 
@@ -28,13 +28,15 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
         .filter(|s| (1..=MAX_SIZE).contains(s))
         .ok_or_else(|| StageError::param("size", format!("must be in 1..={MAX_SIZE}, got {size}")))?;
     let recipe = CropRecipe::from_value(spec.param("recipe")?).map_err(|m| StageError::param("recipe", m))?;
-    let transform = move |raster: Raster| recipe.apply(&raster, size);
+    let apply = move |raster: Raster| recipe.apply(&raster, size);
+    let window = move |width, height| recipe.window(width, height);
     let source = source_dir(spec, "images")?;
     let manifest = if Dataset::is_dataset(&source) {
-        crop_dataset(&Dataset::open(&source)?, &transform, &spec.out_dir, reporter)?
+        crop_dataset(&Dataset::open(&source)?, &apply, &spec.out_dir, reporter)?
     } else {
         let channels = channels(spec, "channels")?;
-        import_files(&folder::scan(&source)?, channels, &transform, &spec.out_dir, reporter)?
+        let transform = Transform { window: &window, apply: &apply };
+        import_files(&folder::scan(&source)?, channels, transform, &spec.out_dir, reporter)?
     };
     Ok(metrics(&manifest))
 }
@@ -42,7 +44,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
 /// Applies `transform` to every item of an 8-bit L or RGB dataset, shard by shard.
 fn crop_dataset(
     dataset: &Dataset,
-    transform: Transform<'_>,
+    transform: Apply<'_>,
     out_dir: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Manifest, DataError> {

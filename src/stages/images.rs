@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
-use crate::data::import::import_files;
+use crate::data::import::{import_files, Transform};
 use crate::data::{folder, mnist, DType, DatasetWriter, Manifest, Raster};
 use crate::lang::Value;
 
@@ -19,7 +19,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let root = source_dir(spec, "path")?;
     let images = folder::scan(&root)?;
     let keep = |raster: Raster| Ok(raster);
-    let manifest = import_files(&images, channels, &keep, &spec.out_dir, reporter)?;
+    let manifest = import_files(&images, channels, Transform::whole(&keep), &spec.out_dir, reporter)?;
     Ok(metrics(&manifest))
 }
 
