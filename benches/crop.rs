@@ -17,6 +17,7 @@ use msnr::lang::Value;
 use msnr::stages::spec::Silent;
 
 fn main() {
+    msnr::malloc::tune(); // as the msnr binary does
     let n: usize = std::env::var("MSNR_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let tmp = tempfile::tempdir().unwrap();
     let celeba = tmp.path().join("celeba");

@@ -8,7 +8,8 @@
 //! - [`run`]: the executor, progress reporting and the worker protocol;
 //! - [`stages`]: one module per stage kind;
 //! - [`data`]: the dataset artifact format;
-//! - [`nets`]: denoiser configurations and their validation (no libtorch).
+//! - [`nets`]: denoiser configurations and their validation (no libtorch);
+//! - [`malloc`]: the allocator settings both binaries start with.
 //!
 //! Nothing here links libtorch: the diffusion numerics, the networks and the
 //! torch stages live in the `msnr-torch` crate (`crates/torch`), whose
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod data;
 pub mod graph;
 pub mod lang;
+pub mod malloc;
 pub mod nets;
 pub mod run;
 pub mod stages;

@@ -2,5 +2,6 @@
 //! libtorch (torch stages run in `msnr-worker`).
 
 fn main() -> std::process::ExitCode {
+    msnr::malloc::tune();
     msnr::cli::main()
 }

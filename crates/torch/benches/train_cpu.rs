@@ -23,6 +23,7 @@ const WARMUP: usize = 5;
 const ROUNDS: usize = 3;
 
 fn main() {
+    msnr::malloc::tune(); // as msnr-worker does
     let threads = tch::get_num_threads();
     let mut ours = Vec::new();
     let mut theirs = Vec::new();

@@ -28,6 +28,7 @@ impl Reporter for StdoutReporter {
 }
 
 fn main() -> ExitCode {
+    msnr::malloc::tune();
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: msnr-worker SPEC.json (started by `msnr run`)");
         return ExitCode::from(2);
