@@ -72,6 +72,9 @@ fn score_sde(image: &Raster, center: usize, size: usize) -> Result<Raster, Strin
     if w < center || h < center {
         return Err(format!("image is {w}x{h}, smaller than the center crop {center}x{center}"));
     }
+    if (w, h) == (center, center) {
+        return Ok(resize(image, size, size, Filter::Bicubic)); // already the window (see `window`)
+    }
     let cropped = image.crop((w - center) / 2, (h - center) / 2, center, center);
     Ok(resize(&cropped, size, size, Filter::Bicubic))
 }
@@ -88,13 +91,18 @@ fn score_sde(image: &Raster, center: usize, size: usize) -> Result<Raster, Strin
 /// return arr[crop_y : crop_y + image_size, crop_x : crop_x + image_size]
 /// ```
 fn adm(image: &Raster, size: usize) -> Raster {
-    let mut img = image.clone();
-    while img.width.min(img.height) >= 2 * size {
-        img = resize(&img, img.width / 2, img.height / 2, Filter::Box);
+    let mut halved: Option<Raster> = None;
+    loop {
+        let img = halved.as_ref().unwrap_or(image);
+        if img.width.min(img.height) < 2 * size {
+            break;
+        }
+        halved = Some(resize(img, img.width / 2, img.height / 2, Filter::Box));
     }
+    let img = halved.as_ref().unwrap_or(image);
     let (w, h) = (img.width, img.height);
     let (rw, rh) = (scaled_side(w, size, w.min(h)), scaled_side(h, size, w.min(h)));
-    resize_window(&img, (rw, rh), Filter::Bicubic, ((rw - size) / 2, (rh - size) / 2, size, size))
+    resize_window(img, (rw, rh), Filter::Bicubic, ((rw - size) / 2, (rh - size) / 2, size, size))
 }
 
 /// Python's `round(x * (size / short))`: float math, ties to even.

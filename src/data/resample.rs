@@ -147,11 +147,41 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 /// computed as the vertical pass of the transposed band (the same sums, but
 /// over whole rows, which vectorise), then transposed back.
 fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -> Raster {
+    if let Some(first) = pair_means_from(taps) {
+        return pair_means(image, rows, first, taps.len());
+    }
     let stride = image.width * image.channels;
     let band = &image.data[rows.start * stride..rows.end * stride];
     let columns = Raster::new(rows.len(), image.width, image.channels, transpose(band, image.width, image.channels));
     let out = vertical_pass(&columns, taps);
     Raster::new(taps.len(), rows.len(), image.channels, transpose(&out.data, out.width, out.channels))
+}
+
+/// The first input column when every tap averages two adjacent pixels, the next tap starting
+/// two columns further (a BOX resize by exactly 2, ADM's halving of even widths).
+fn pair_means_from(taps: &[Tap]) -> Option<usize> {
+    const MEAN: [i32; 2] = [1 << (PRECISION_BITS - 1); 2];
+    let first = taps.first()?.start;
+    let pairs = taps.iter().enumerate().all(|(i, t)| t.start == first + 2 * i && t.weights == MEAN);
+    pairs.then_some(first)
+}
+
+/// The horizontal pass for [`pair_means_from`]'s taps, directly: Pillow's sum
+/// `(HALF + a * 2^21 + b * 2^21) >> 22` is `(a + b + 1) >> 1`, the same bytes.
+fn pair_means(image: &Raster, rows: std::ops::Range<usize>, first: usize, count: usize) -> Raster {
+    let c = image.channels;
+    let stride = image.width * c;
+    let mut out = Vec::with_capacity(rows.len() * count * c);
+    for y in rows.clone() {
+        let src = &image.data[y * stride + first * c..][..2 * count * c];
+        for pair in src.chunks_exact(2 * c) {
+            let (a, b) = pair.split_at(c);
+            out.extend(
+                a.iter().zip(b).map(|(&a, &b)| u8::try_from((u16::from(a) + u16::from(b) + 1) >> 1).unwrap_or(u8::MAX)),
+            );
+        }
+    }
+    Raster::new(count, rows.len(), c, out)
 }
 
 /// Swaps the rows and columns of `width`-pixel rows of `c`-byte pixels.
@@ -223,6 +253,22 @@ mod tests {
         // Pillow: Image.frombytes("L", (4, 1), bytes([0, 10, 20, 40])).resize((2, 1), Image.BOX) -> [5, 30].
         let r = Raster::new(4, 1, 1, vec![0, 10, 20, 40]);
         assert_eq!(resize(&r, 2, 1, Filter::Box).data, vec![5, 30]);
+    }
+
+    #[test]
+    fn exact_halving_takes_the_pair_path_with_the_general_paths_bytes() {
+        let data: Vec<u8> = (0..40 * 7 * 3).map(|i| u8::try_from((i * 97) % 256).unwrap()).collect();
+        let r = Raster::new(40, 7, 3, data);
+        let taps = coefficients(40, 20, Filter::Box);
+        assert_eq!(pair_means_from(&taps), Some(0));
+        assert_eq!(pair_means_from(&coefficients(41, 20, Filter::Box)), None);
+        assert_eq!(pair_means_from(&coefficients(40, 20, Filter::Bicubic)), None);
+        // The general path: the transposed vertical pass.
+        let columns = Raster::new(7, 40, 3, transpose(&r.data, 40, 3));
+        let general = vertical_pass(&columns, &taps);
+        let general = Raster::new(20, 7, 3, transpose(&general.data, general.width, 3));
+        assert_eq!(horizontal_pass(&r, 0..7, &taps), general);
+        assert_eq!(horizontal_pass(&r, 2..5, &taps[3..9]), general.crop(3, 2, 6, 3));
     }
 
     #[test]
