@@ -27,7 +27,7 @@ use self::data::TrainData;
 use self::log::Log;
 use crate::diffusion::ema::Ema;
 use crate::diffusion::flat::FlatParams;
-use crate::diffusion::loss::loss;
+use crate::diffusion::loss::{loss, LossTerms};
 use crate::diffusion::models::{self, Denoiser, NetContext, NetSpec};
 use crate::diffusion::optimizer::AdamW;
 use crate::diffusion::scaler::LossScaler;
@@ -111,6 +111,72 @@ struct Trainer<'a> {
     started: Instant,
 }
 
+/// The losses, timesteps and unweighted MSEs of the steps since the last drain, kept on the
+/// device so that a step never waits for the GPU: they are read (one transfer each), checked
+/// and logged every [`Pending::MAX_STEPS`] steps at most, and always before a log record or a
+/// checkpoint, so a non-finite loss still stops the stage, naming its step, before anything
+/// of it is saved.
+#[derive(Default)]
+struct Pending {
+    /// The first pending step (0-based).
+    first: u64,
+    loss: Vec<Tensor>,
+    t: Vec<Tensor>,
+    mse: Vec<Tensor>,
+}
+
+impl Pending {
+    /// Steps kept before they are read anyway (bounds the device memory they hold).
+    const MAX_STEPS: usize = 64;
+
+    fn len(&self) -> usize {
+        self.loss.len()
+    }
+
+    fn push(&mut self, step: u64, terms: &LossTerms, t: &Tensor) {
+        if self.loss.is_empty() {
+            self.first = step;
+        }
+        self.loss.push(terms.loss.detach());
+        self.t.push(t.shallow_clone());
+        self.mse.push(terms.mse.detach());
+    }
+
+    /// Reads the pending steps into `log` in order; returns the last finite loss.
+    ///
+    /// # Errors
+    /// The first non-finite loss, naming its (1-based) step and the last finite loss before it.
+    fn drain(
+        &mut self,
+        log: &mut Log,
+        mut last_finite: Option<f64>,
+        steps_total: usize,
+    ) -> Result<Option<f64>, StageError> {
+        if self.loss.is_empty() {
+            return Ok(last_finite);
+        }
+        let host = |parts: &[Tensor], kind: Kind| Tensor::stack(parts, 0).to_kind(kind).to_device(Device::Cpu);
+        let losses = Vec::<f64>::try_from(host(&self.loss, Kind::Double)).unwrap_or_default();
+        let (ts, mses) = (host(&self.t, Kind::Int64), host(&self.mse, Kind::Double));
+        for (i, &value) in losses.iter().enumerate() {
+            if !value.is_finite() {
+                let last = last_finite.map_or_else(|| "none yet".to_string(), |v: f64| format!("{v:.6}"));
+                return Err(StageError::Failed(format!(
+                    "the loss became {value} at step {}; last finite loss: {last}",
+                    self.first + i as u64 + 1
+                )));
+            }
+            last_finite = Some(value);
+            let row = i64::try_from(i).unwrap_or(i64::MAX);
+            let t = Vec::<i64>::try_from(ts.get(row)).unwrap_or_default();
+            let mse = Vec::<f64>::try_from(mses.get(row)).unwrap_or_default();
+            log.add(value, &t, &mse, steps_total);
+        }
+        *self = Self::default();
+        Ok(last_finite)
+    }
+}
+
 /// One step's random draws.
 struct Batch {
     x0: Tensor,
@@ -134,68 +200,62 @@ impl Trainer<'_> {
     ) -> Result<f64, StageError> {
         let schedule = self.cfg.schedule.to_device(self.device);
         let factors = FactorTable::new(&self.cfg.schedule, self.cfg.target, self.cfg.weighting).to_device(self.device);
-        let (mut last_finite, mut last_logged) = (None, f64::NAN);
+        let mut last_finite = None;
+        let mut last_logged = f64::NAN;
+        let mut pending = Pending::default();
         for step in start..self.cfg.steps {
             let batch = self.draw(step);
-            let (value, t, mse, apply) = self.step(&schedule, &factors, &batch)?;
-            if !value.is_finite() {
-                let last = last_finite.map_or_else(|| "none yet".to_string(), |v: f64| format!("{v:.6}"));
-                return Err(StageError::Failed(format!(
-                    "the loss became {value} at step {}; last finite loss: {last}",
-                    step + 1
-                )));
-            }
-            last_finite = Some(value);
+            let (terms, apply) = self.step(&schedule, &factors, &batch)?;
+            pending.push(step, &terms, &batch.t);
             // A float16 step with overflowing gradients is skipped (the scaler backs off).
             let lr = if apply { opt.step(self.params) } else { opt.lr_at(opt.step_count() + 1) };
             if apply {
                 ema.update(self.params);
             }
-            log.add(value, &t, &mse, self.cfg.schedule.steps());
             let done = step + 1;
-            if done % self.cfg.log_every == 0 || done == self.cfg.steps {
+            let log_now = done % self.cfg.log_every == 0 || done == self.cfg.steps;
+            let checkpoint_now = done % self.cfg.checkpoint_every == 0 && done < self.cfg.steps;
+            if log_now || checkpoint_now || pending.len() >= Pending::MAX_STEPS {
+                last_finite = pending.drain(log, last_finite, self.cfg.schedule.steps())?;
+            }
+            if log_now {
                 last_logged = log.flush(done, lr)?.loss;
                 self.report(done, start, last_logged, reporter);
             }
-            if done % self.cfg.checkpoint_every == 0 && done < self.cfg.steps {
+            if checkpoint_now {
                 checkpoint::save(&spec.work_dir, done, &Parts { vs, opt, ema, scaler: &mut self.scaler })?;
             }
         }
         Ok(last_logged)
     }
 
-    /// Forward, loss, backward (loss-scaled in float16), clipping; returns the loss, per sample
-    /// t and the unweighted MSE, and whether the optimizer may step (false when float16
-    /// gradients overflowed).
+    /// Forward, loss, backward (loss-scaled in float16), clipping; returns the loss terms
+    /// (still on the device: nothing here waits for the GPU, except float16's overflow check)
+    /// and whether the optimizer may step (false when float16 gradients overflowed).
     fn step(
         &mut self,
         schedule: &ScheduleTensors,
         factors: &Tensor,
         b: &Batch,
-    ) -> Result<(f64, Vec<i64>, Vec<f64>, bool), StageError> {
+    ) -> Result<(LossTerms, bool), StageError> {
         let x_t = q_sample(schedule, &b.x0, &b.eps, &b.t);
         let target = self.cfg.target.target(schedule, &b.x0, &b.eps, &b.t);
         let pred = autocast::forward(self.cfg.precision, || self.net.forward_t(&x_t, &b.t, b.y.as_ref(), true));
         let terms = loss(&pred, &target, &b.t, factors).map_err(|e| StageError::Failed(e.to_string()))?;
-        let value = terms.loss.double_value(&[]);
-        let mut apply = value.is_finite();
-        if apply {
-            self.params.zero_grad();
-            match &self.scaler {
-                Some(scaler) => scaler.scale_loss(&terms.loss).backward(),
-                None => terms.loss.backward(),
-            }
-            self.params.attach_grads();
-            if let Some(scaler) = &mut self.scaler {
-                apply = scaler.unscale(self.params);
-            }
-            if apply && self.cfg.grad_clip > 0.0 {
-                let _ = self.params.clip_grad_norm(self.cfg.grad_clip);
-            }
+        self.params.zero_grad();
+        match &self.scaler {
+            Some(scaler) => scaler.scale_loss(&terms.loss).backward(),
+            None => terms.loss.backward(),
         }
-        let t = Vec::<i64>::try_from(b.t.to_device(Device::Cpu)).unwrap_or_default();
-        let mse = Vec::<f64>::try_from(terms.mse.to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
-        Ok((value, t, mse, apply))
+        self.params.attach_grads();
+        let mut apply = true;
+        if let Some(scaler) = &mut self.scaler {
+            apply = scaler.unscale(self.params);
+        }
+        if apply && self.cfg.grad_clip > 0.0 {
+            let _ = self.params.clip_grad_norm(self.cfg.grad_clip);
+        }
+        Ok((terms, apply))
     }
 
     /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k).
