@@ -53,7 +53,10 @@ fn args() -> Args {
             "--configs" => a.configs = it.next().unwrap_or_default().split(',').map(String::from).collect(),
             "--batch" => a.batch = it.next().and_then(|v| v.parse().ok()).unwrap_or(256),
             "--steps" => a.steps = it.next().and_then(|v| v.parse().ok()).unwrap_or(50),
-            "--tiny" => a.tiny = true,
+            "--tiny" => {
+                a.tiny = true;
+                a.configs = vec!["tiny".into()];
+            }
             "--phase" => a.phase = it.next().unwrap_or_default(),
             "--trace" => a.trace = it.next(),
             _ => {}
