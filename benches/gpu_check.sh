@@ -6,7 +6,8 @@
 #
 # `run` does, on the same card in one call: msnr's ViT-S/2 and ViT-B/2 training step (bf16, batch 256)
 # against the PyTorch eager reference (ref_vit_minsnr.py, shared/bench), alternating (B twice), the
-# forward / forward+backward / optimizer phases of ViT-B/2 on both sides (vit_phases.py), and a
+# forward / forward+backward / optimizer phases of ViT-B/2 on both sides (vit_phases.py), their
+# GPU kernels side by side (Chrome traces of 5 steps each, trace_summary.py), and a
 # CUDA train stage through `msnr run` in bf16 and in fp16 with loss scaling (worker, autocast, checkpoints). Record the figures and the
 # card in benches/RESULTS.md.
 set -euo pipefail
@@ -23,7 +24,7 @@ case "${1:-}" in
     cp "$(ls -t target/release/deps/vit_step-* | grep -v '\.d$' | head -1)" gpu/vit_step
     strip gpu/msnr gpu/msnr-worker gpu/vit_step   # debug info would exceed what a device call carries
     cp -L /usr/lib/x86_64-linux-gnu/libjpeg.so.62 gpu/ 2>/dev/null || true   # the front end links it
-    cp ../shared/bench/ref_vit_minsnr.py crates/torch/benches/vit_phases.py gpu/
+    cp ../shared/bench/ref_vit_minsnr.py crates/torch/benches/vit_phases.py crates/torch/benches/trace_summary.py gpu/
     readelf -d gpu/vit_step gpu/msnr-worker | grep -c 'libtorch_cuda' | grep -qx 2 || { echo "vit_step or msnr-worker lacks libtorch_cuda: it would time the CPU" >&2; exit 1; }
     du -sh gpu
     ;;
@@ -53,6 +54,10 @@ case "${1:-}" in
       peak 45 ./vit_step --configs B --batch 256 --steps 50 --phase "$phase"
       peak 45 python3 vit_phases.py --configs B --batch 256 --steps 50 --phase "$phase"
     done
+    # Kernel-level comparison of 5 full ViT-B/2 steps (Chrome traces of both sides).
+    timeout 60 ./vit_step --configs B --batch 256 --steps 5 --trace /tmp/ours >/dev/null 2>&1
+    timeout 60 python3 vit_phases.py --configs B --batch 256 --steps 5 --trace /tmp/ref >/dev/null 2>&1
+    timeout 60 python3 trace_summary.py /tmp/ours.B.json /tmp/ref.B.json >> "$log" 2>&1
     mkdir -p /tmp/p/.msnr && cd /tmp/p
     printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = unet { channels = 64, mults = [1, 2], attention = [14] }, batch = 128, steps = 200, precision = p, checkpoint_every = 100 }\n}\n' > p.msnr
     timeout 90 "$root/gpu/msnr" run p.msnr >> "$log" 2>&1; echo "msnr run rc=$?" >> "$log"
