@@ -225,7 +225,7 @@ mod tests {
             for _ in 0..1500 {
                 let mut m = bytes.clone();
                 match next(3) {
-                    0 => (0..1 + next(8)).for_each(|_| {
+                    0 => (0..=next(8)).for_each(|_| {
                         let at = next(m.len());
                         m[at] = u8::try_from(next(256)).unwrap();
                     }),
