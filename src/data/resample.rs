@@ -13,6 +13,8 @@
 //! (`fast_image_resize` follows the same scheme with 16-bit weights and differs
 //! from Pillow by a level on ~20% of pixels, hence this port.)
 
+use std::ops::Range;
+
 use super::raster::Raster;
 
 /// Fractional bits of the fixed-point weights (Pillow's `PRECISION_BITS`).
@@ -150,11 +152,14 @@ fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -
     if let Some(first) = pair_means_from(taps) {
         return pair_means(image, rows, first, taps.len());
     }
-    let stride = image.width * image.channels;
-    let band = &image.data[rows.start * stride..rows.end * stride];
-    let columns = Raster::new(rows.len(), image.width, image.channels, transpose(band, image.width, image.channels));
-    let out = vertical_pass(&columns, taps);
-    Raster::new(taps.len(), rows.len(), image.channels, transpose(&out.data, out.width, out.channels))
+    // Only the columns the taps read are transposed (a window's taps read fewer).
+    let lo = taps.iter().map(|t| t.start).min().unwrap_or(0);
+    let hi = taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(lo);
+    let shifted: Vec<Tap> = taps.iter().map(|t| Tap { start: t.start - lo, weights: t.weights.clone() }).collect();
+    let c = image.channels;
+    let columns = Raster::new(rows.len(), hi - lo, c, transpose(&image.data, image.width, c, rows.clone(), lo..hi));
+    let out = vertical_pass(&columns, &shifted);
+    Raster::new(taps.len(), rows.len(), c, transpose(&out.data, out.width, c, 0..out.height, 0..out.width))
 }
 
 /// The first input column when every tap averages two adjacent pixels, the next tap starting
@@ -169,41 +174,56 @@ fn pair_means_from(taps: &[Tap]) -> Option<usize> {
 /// The horizontal pass for [`pair_means_from`]'s taps, directly: Pillow's sum
 /// `(HALF + a * 2^21 + b * 2^21) >> 22` is `(a + b + 1) >> 1`, the same bytes.
 fn pair_means(image: &Raster, rows: std::ops::Range<usize>, first: usize, count: usize) -> Raster {
-    let c = image.channels;
-    let stride = image.width * c;
-    let mut out = Vec::with_capacity(rows.len() * count * c);
-    for y in rows.clone() {
-        let src = &image.data[y * stride + first * c..][..2 * count * c];
-        for pair in src.chunks_exact(2 * c) {
-            let (a, b) = pair.split_at(c);
-            out.extend(
-                a.iter().zip(b).map(|(&a, &b)| u8::try_from((u16::from(a) + u16::from(b) + 1) >> 1).unwrap_or(u8::MAX)),
-            );
-        }
+    match image.channels {
+        1 => pair_means_n::<1>(image, rows, first, count),
+        3 => pair_means_n::<3>(image, rows, first, count),
+        c => unreachable!("rasters have 1 or 3 channels, not {c}"),
     }
-    Raster::new(count, rows.len(), c, out)
 }
 
-/// Swaps the rows and columns of `width`-pixel rows of `c`-byte pixels.
-fn transpose(data: &[u8], width: usize, c: usize) -> Vec<u8> {
+fn pair_means_n<const C: usize>(image: &Raster, rows: std::ops::Range<usize>, first: usize, count: usize) -> Raster {
+    let stride = image.width * C;
+    let mut out = vec![0; rows.len() * count * C];
+    for (y, out_row) in rows.clone().zip(out.chunks_exact_mut(count * C)) {
+        let src = &image.data[y * stride + first * C..][..2 * count * C];
+        for (pair, o) in src.chunks_exact(2 * C).zip(out_row.chunks_exact_mut(C)) {
+            for ch in 0..C {
+                // At most (255 + 255 + 1) >> 1 = 255: the cast keeps every value.
+                #[allow(clippy::cast_possible_truncation)]
+                let mean = ((u16::from(pair[ch]) + u16::from(pair[C + ch]) + 1) >> 1) as u8;
+                o[ch] = mean;
+            }
+        }
+    }
+    Raster::new(count, rows.len(), C, out)
+}
+
+/// The `rows x cols` window of an image of `width`-pixel rows of `c`-byte pixels, transposed
+/// (`cols.len()` rows of `rows.len()` pixels).
+fn transpose(data: &[u8], width: usize, c: usize, rows: Range<usize>, cols: Range<usize>) -> Vec<u8> {
     match c {
-        1 => transpose_n::<1>(data, width),
-        3 => transpose_n::<3>(data, width),
+        1 => transpose_n::<1>(data, width, rows, cols),
+        3 => transpose_n::<3>(data, width, rows, cols),
         c => unreachable!("rasters have 1 or 3 channels, not {c}"),
     }
 }
 
 /// Blocked over `TILE` source rows, so both sides stream through the cache.
-fn transpose_n<const C: usize>(data: &[u8], width: usize) -> Vec<u8> {
+fn transpose_n<const C: usize>(data: &[u8], width: usize, rows: Range<usize>, cols: Range<usize>) -> Vec<u8> {
     const TILE: usize = 16;
-    let height = data.len() / (width * C);
-    let mut out = vec![0; data.len()];
+    let (height, w) = (rows.len(), cols.len());
+    let mut out = vec![0; height * w * C];
+    let mut srcs: [&[u8]; TILE] = [&[]; TILE];
     for y0 in (0..height).step_by(TILE) {
-        let rows = y0..(y0 + TILE).min(height);
-        for x in 0..width {
-            let column = &mut out[(x * height + rows.start) * C..(x * height + rows.end) * C];
-            for (y, dst) in rows.clone().zip(column.chunks_exact_mut(C)) {
-                dst.copy_from_slice(&data[(y * width + x) * C..][..C]);
+        let tile = y0..(y0 + TILE).min(height);
+        for (slot, y) in srcs.iter_mut().zip(tile.clone()) {
+            *slot = &data[((rows.start + y) * width + cols.start) * C..][..w * C];
+        }
+        let srcs = &srcs[..tile.len()];
+        for x in 0..w {
+            let column = &mut out[(x * height + tile.start) * C..(x * height + tile.end) * C];
+            for (src, dst) in srcs.iter().zip(column.chunks_exact_mut(C)) {
+                dst.copy_from_slice(&src[x * C..][..C]);
             }
         }
     }
@@ -264,9 +284,9 @@ mod tests {
         assert_eq!(pair_means_from(&coefficients(41, 20, Filter::Box)), None);
         assert_eq!(pair_means_from(&coefficients(40, 20, Filter::Bicubic)), None);
         // The general path: the transposed vertical pass.
-        let columns = Raster::new(7, 40, 3, transpose(&r.data, 40, 3));
+        let columns = Raster::new(7, 40, 3, transpose(&r.data, 40, 3, 0..7, 0..40));
         let general = vertical_pass(&columns, &taps);
-        let general = Raster::new(20, 7, 3, transpose(&general.data, general.width, 3));
+        let general = Raster::new(20, 7, 3, transpose(&general.data, general.width, 3, 0..20, 0..7));
         assert_eq!(horizontal_pass(&r, 0..7, &taps), general);
         assert_eq!(horizontal_pass(&r, 2..5, &taps[3..9]), general.crop(3, 2, 6, 3));
     }
