@@ -70,8 +70,8 @@ fn msnr_ms_per_step() -> f64 {
         let t = sampler.sample(32, Device::Cpu);
         let eps = x0.randn_like();
         let xt = q_sample(&sched, &x0, &eps, &t);
+        params.clear_grads(); // as the train stage: before the forward pass
         let terms = loss(&net.forward_t(&xt, &t, Some(&y), true), &eps, &t, &factors).expect("shapes agree");
-        params.zero_grad();
         terms.loss.backward();
         params.attach_grads();
         let _ = params.clip_grad_norm(1.0);

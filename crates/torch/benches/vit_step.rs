@@ -116,6 +116,9 @@ fn main() {
                 opt.step(&params);
                 return params.data().get(0);
             }
+            if phase != "fwd" {
+                params.clear_grads(); // as the train stage: before the forward pass
+            }
             let t = sampler.sample(usize::try_from(batch).expect("batch"), device);
             let eps = x0.randn_like();
             let xt = q_sample(&sched, &x0, &eps, &t);
@@ -124,7 +127,6 @@ fn main() {
             if phase == "fwd" {
                 return terms.loss;
             }
-            params.zero_grad();
             terms.loss.backward();
             params.attach_grads();
             if phase == "step" {

@@ -88,3 +88,6 @@ extern "C" int msnr_profile_stop(const char* path, char* err, size_t err_len) {
     return fail(e, err, err_len);
   }
 }
+
+// `t.grad = None`: drops a variable's gradient (tch can only zero it).
+extern "C" void msnr_clear_grad(at::Tensor* t) { t->mutable_grad() = at::Tensor(); }

@@ -4,6 +4,7 @@
 //! - CUDA autocast with a chosen dtype (tch's `autocast` can only enable libtorch's default,
 //!   float16, and calls API that libtorch 2.11 deprecates with a warning on every call);
 //! - `pin_memory` without the deprecated device argument (the same warning, every step);
+//! - `p.grad = None` (tch can only zero a gradient, which keeps its memory);
 //! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`);
 //! - libtorch's Kineto profiler (for the benchmarks: a Chrome trace like `torch.profiler`'s).
 
@@ -14,6 +15,7 @@ use tch::{TchError, Tensor};
 extern "C" {
     fn msnr_autocast_enter(bf16: c_int) -> c_int;
     fn msnr_autocast_exit(prev: c_int);
+    fn msnr_clear_grad(t: *mut c_void);
     fn msnr_profile_start(err: *mut c_char, err_len: usize) -> c_int;
     fn msnr_profile_stop(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
     fn msnr_pin_memory(t: *const c_void, out: *mut *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
@@ -67,6 +69,12 @@ pub fn pin_memory(t: &Tensor) -> Result<Tensor, TchError> {
         }
         Ok(Tensor::from_ptr(out.cast()))
     }
+}
+
+/// Drops `var`'s gradient (Python's `var.grad = None`), freeing its memory.
+pub fn clear_grad(var: &Tensor) {
+    // SAFETY: `var` outlives the call; resetting its gradient does not touch its data.
+    unsafe { msnr_clear_grad(var.as_ptr().cast_mut().cast()) };
 }
 
 /// `AdamW` hyperparameters of one fused step.

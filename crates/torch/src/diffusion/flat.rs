@@ -4,11 +4,11 @@
 //! flattened parameters and `PyTorch`'s `fused`/`foreach` optimizers.
 //!
 //! Each variable of the `VarStore` is re-pointed (`set_data`, Python's `p.data = view`) at its
-//! slice of `data`. Gradients: autograd allocates a variable's first gradient itself; the first
-//! [`FlatParams::attach_grads`] after a backward copies it into its slice of `grad` and
-//! re-points it there, after which autograd accumulates in place (`AccumulateGrad` adds into
-//! a defined gradient), so later steps copy nothing. Gradients must be zeroed in place
-//! ([`FlatParams::zero_grad`]), never set to undefined.
+//! slice of `data`. Gradients follow `PyTorch`'s `zero_grad(set_to_none=True)`:
+//! [`FlatParams::clear_grads`] drops the variables' gradients and the flat `grad` buffer's
+//! memory before the forward pass, so that neither occupies memory while the activations peak;
+//! autograd then creates each gradient itself during backward (no accumulation kernels), and
+//! [`FlatParams::attach_grads`] copies them into a fresh flat buffer and drops them again.
 
 use std::path::Path;
 
@@ -135,29 +135,35 @@ impl FlatParams {
         });
     }
 
-    /// Makes every defined gradient a view into `grad` (copying it there the first time); call
-    /// after each backward, before reading `grad`. Costs no kernel once attached. A parameter
-    /// that received no gradient keeps zeros in its slice.
+    /// Copies the gradients of the last backward into a fresh flat `grad` buffer (one copy per
+    /// variable; a variable that received none gets zeros) and drops the variables' own, so only
+    /// the flat buffer holds them. Call after each backward, before reading `grad`.
     pub fn attach_grads(&self) {
         tch::no_grad(|| {
+            let fresh = Tensor::empty([self.numel()], (self.data.kind(), self.data.device()));
+            self.grad.shallow_clone().set_data(&fresh);
             for slot in &self.slots {
-                let mut grad = slot.var.grad();
-                if !grad.defined() {
-                    continue;
-                }
+                let grad = slot.var.grad();
                 let mut view = slot.view(&self.grad);
-                if grad.data_ptr() != view.data_ptr() {
+                if grad.defined() {
                     view.copy_(&grad);
-                    grad.set_data(&view);
+                    crate::shim::clear_grad(&slot.var);
+                } else {
+                    let _ = view.zero_();
                 }
             }
         });
     }
 
-    /// Zeroes all gradients in place (one kernel).
-    pub fn zero_grad(&self) {
+    /// Drops every gradient, the variables' and the flat buffer's memory (as `PyTorch`'s
+    /// `zero_grad(set_to_none=True)`); call before the forward pass whose backward
+    /// [`Self::attach_grads`] will collect.
+    pub fn clear_grads(&self) {
+        for slot in &self.slots {
+            crate::shim::clear_grad(&slot.var);
+        }
         tch::no_grad(|| {
-            let _ = self.grad.shallow_clone().zero_();
+            self.grad.shallow_clone().set_data(&Tensor::empty([0], (self.data.kind(), self.data.device())));
         });
     }
 
@@ -280,17 +286,23 @@ mod tests {
     }
 
     #[test]
-    fn gradients_accumulate_in_the_flat_buffer_after_the_first_attach() {
+    fn each_backwards_gradients_land_in_the_flat_buffer_alone() {
         let (vs, lin) = model();
         let flat = FlatParams::new(&vs).unwrap();
         let x = Tensor::ones([4, 3], (Kind::Float, Device::Cpu));
         for _ in 0..3 {
-            flat.zero_grad();
+            flat.clear_grads();
+            assert_eq!(flat.grad().numel(), 0, "no gradient memory during the forward pass");
             lin.forward(&x).sum(Kind::Float).backward();
             flat.attach_grads();
             assert_eq!(Vec::<f32>::try_from(flat.grad()).unwrap(), [4.0; 8]);
+            assert!(!lin.ws.grad().defined() && !lin.bs.as_ref().unwrap().grad().defined(), "only the flat copy");
         }
-        assert_eq!(lin.ws.grad().data_ptr(), flat.named_views(flat.grad())[1].1.data_ptr());
+        // A variable without a gradient (not in the graph) gets zeros.
+        flat.clear_grads();
+        lin.ws.sum(Kind::Float).backward();
+        flat.attach_grads();
+        assert_eq!(Vec::<f32>::try_from(flat.grad()).unwrap(), [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
     }
 
     #[test]

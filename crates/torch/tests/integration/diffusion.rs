@@ -211,7 +211,7 @@ fn run_adamw(prefix: &str, config: AdamWConfig, max_norm: Option<f64>, device: D
     let mut opt = AdamW::new(&flat, config);
     let (mut lrs, mut norms) = (vec![], vec![]);
     for k in 0..5 {
-        flat.zero_grad();
+        flat.clear_grads();
         backward_with(&vs, &fx, &format!("{prefix}/grad{k}"));
         flat.attach_grads();
         if let Some(max_norm) = max_norm {
@@ -305,7 +305,7 @@ fn adamw_step_timing() {
     loss_of(&vs).backward();
     time("tch nn::AdamW", &mut || stock.step());
     let flat = FlatParams::new(&vs).unwrap();
-    flat.zero_grad();
+    flat.clear_grads();
     loss_of(&vs).backward();
     flat.attach_grads();
     let mut ours = AdamW::new(&flat, AdamWConfig { lr: 1e-4, ..AdamWConfig::default() });

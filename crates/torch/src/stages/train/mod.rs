@@ -238,11 +238,13 @@ impl Trainer<'_> {
         factors: &Tensor,
         b: &Batch,
     ) -> Result<(LossTerms, bool), StageError> {
+        // The last step's gradients go before the forward pass, so they never share memory with
+        // its activations.
+        self.params.clear_grads();
         let x_t = q_sample(schedule, &b.x0, &b.eps, &b.t);
         let target = self.cfg.target.target(schedule, &b.x0, &b.eps, &b.t);
         let pred = autocast::forward(self.cfg.precision, || self.net.forward_t(&x_t, &b.t, b.y.as_ref(), true));
         let terms = loss(&pred, &target, &b.t, factors).map_err(|e| StageError::Failed(e.to_string()))?;
-        self.params.zero_grad();
         match &self.scaler {
             Some(scaler) => scaler.scale_loss(&terms.loss).backward(),
             None => terms.loss.backward(),
