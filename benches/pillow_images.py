@@ -10,10 +10,11 @@ the last line.
 
 import os
 import sys
-import time
 
 import numpy as np
 from PIL import Image
+
+from pillow_timing import report_best_of_five
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -26,15 +27,7 @@ def load(folder):
 
 def main():
     folder = sys.argv[1]
-    best, best_cpu = float("inf"), 0.0
-    for _ in range(5):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        array = load(folder)
-        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        if wall < best:
-            best, best_cpu = wall, cpu
-    print(f"{array.shape[0]} images {array.shape[1:]}", file=sys.stderr)
-    print(best, best_cpu)
+    report_best_of_five(lambda: load(folder))
 
 
 if __name__ == "__main__":

@@ -57,13 +57,7 @@ pub fn decode_window(
         }
     }
     let image = reader.decode().map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
-    let raster = convert(image, channels);
-    Ok(match window(raster.width, raster.height) {
-        Some(w) if w.left + w.width <= raster.width && w.top + w.height <= raster.height => {
-            raster.crop(w.left, w.top, w.width, w.height)
-        }
-        _ => raster,
-    })
+    Ok(convert(image, channels).cut_to(window))
 }
 
 /// libjpeg's RGB or gray raster as an image (no copy).

@@ -139,12 +139,8 @@ pub fn decode_window(bytes: &[u8], window: &dyn Fn(usize, usize) -> Option<Windo
                 return Err(format!("libjpeg: {width}x{height}x{channels} does not fill {} bytes", pixels.len()));
             }
             let raster = Raster::new(width, height, channels, pixels);
-            Ok(Some(match (asked, window(width, height)) {
-                (false, Some(w)) if w.left + w.width <= width && w.top + w.height <= height => {
-                    raster.crop(w.left, w.top, w.width, w.height)
-                }
-                _ => raster,
-            }))
+            // Decoded whole without asking: cut it here.
+            Ok(Some(if asked { raster } else { raster.cut_to(window) }))
         }
         NOT_HANDLED => Ok(None),
         _ => {

@@ -70,6 +70,18 @@ impl Raster {
         out
     }
 
+    /// This image cut to the window `window(width, height)` names, when it names one inside the
+    /// image; else the image itself. (How decoders that decode whole images honour a window.)
+    #[must_use]
+    pub fn cut_to(self, window: &dyn Fn(usize, usize) -> Option<Window>) -> Self {
+        match window(self.width, self.height) {
+            Some(w) if w.left + w.width <= self.width && w.top + w.height <= self.height => {
+                self.crop(w.left, w.top, w.width, w.height)
+            }
+            _ => self,
+        }
+    }
+
     /// The `width x height` window whose top-left corner is `(left, top)`; like
     /// Pillow's `img.crop((left, top, left + width, top + height))` inside the image.
     ///

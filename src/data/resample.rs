@@ -100,12 +100,7 @@ pub fn resize_window(
         None => image.crop(left, first, w, last - first),
     };
     match rows {
-        Some(mut taps) => {
-            for tap in &mut taps {
-                tap.start -= first;
-            }
-            vertical_pass(&band, &taps)
-        }
+        Some(taps) => vertical_pass(&band, &taps, first),
         None => band,
     }
 }
@@ -155,10 +150,9 @@ fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -
     // Only the columns the taps read are transposed (a window's taps read fewer).
     let lo = taps.iter().map(|t| t.start).min().unwrap_or(0);
     let hi = taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(lo);
-    let shifted: Vec<Tap> = taps.iter().map(|t| Tap { start: t.start - lo, weights: t.weights.clone() }).collect();
     let c = image.channels;
     let columns = Raster::new(rows.len(), hi - lo, c, transpose(&image.data, image.width, c, rows.clone(), lo..hi));
-    let out = vertical_pass(&columns, &shifted);
+    let out = vertical_pass(&columns, taps, lo);
     Raster::new(taps.len(), rows.len(), c, transpose(&out.data, out.width, c, 0..out.height, 0..out.width))
 }
 
@@ -230,34 +224,35 @@ fn transpose_n<const C: usize>(data: &[u8], width: usize, rows: Range<usize>, co
     out
 }
 
-/// Pillow's `ImagingResampleVertical_8bpc`, a whole output row at a time.
-fn vertical_pass(image: &Raster, taps: &[Tap]) -> Raster {
+/// Pillow's `ImagingResampleVertical_8bpc`, a whole output row at a time; `image` holds the
+/// source rows from `first` on (a tap starting at row `r` reads `image` row `r - first`).
+fn vertical_pass(image: &Raster, taps: &[Tap], first: usize) -> Raster {
     let stride = image.width * image.channels;
     let mut out = vec![0; taps.len() * stride];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { vertical_avx2(&image.data, stride, taps, &mut out) };
+        unsafe { vertical_avx2(&image.data, stride, taps, first, &mut out) };
         return Raster::new(image.width, taps.len(), image.channels, out);
     }
-    vertical(&image.data, stride, taps, &mut out);
+    vertical(&image.data, stride, taps, first, &mut out);
     Raster::new(image.width, taps.len(), image.channels, out)
 }
 
 /// [`vertical`] compiled for AVX2 (8 lanes of `i32` multiply-add).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn vertical_avx2(data: &[u8], stride: usize, taps: &[Tap], out: &mut [u8]) {
-    vertical(data, stride, taps, out);
+unsafe fn vertical_avx2(data: &[u8], stride: usize, taps: &[Tap], first: usize, out: &mut [u8]) {
+    vertical(data, stride, taps, first, out);
 }
 
 #[inline(always)] // so that `vertical_avx2` compiles it with AVX2
 #[allow(clippy::inline_always)]
-fn vertical(data: &[u8], stride: usize, taps: &[Tap], out: &mut [u8]) {
+fn vertical(data: &[u8], stride: usize, taps: &[Tap], first: usize, out: &mut [u8]) {
     let mut sums = vec![0_i32; stride];
     for (tap, out_row) in taps.iter().zip(out.chunks_exact_mut(stride)) {
         sums.fill(HALF);
-        for (src, &w) in data[tap.start * stride..].chunks_exact(stride).zip(&tap.weights) {
+        for (src, &w) in data[(tap.start - first) * stride..].chunks_exact(stride).zip(&tap.weights) {
             sums.iter_mut().zip(src).for_each(|(s, &p)| *s += i32::from(p) * w);
         }
         out_row.iter_mut().zip(&sums).for_each(|(o, &s)| *o = clip8(s));
@@ -285,7 +280,7 @@ mod tests {
         assert_eq!(pair_means_from(&coefficients(40, 20, Filter::Bicubic)), None);
         // The general path: the transposed vertical pass.
         let columns = Raster::new(7, 40, 3, transpose(&r.data, 40, 3, 0..7, 0..40));
-        let general = vertical_pass(&columns, &taps);
+        let general = vertical_pass(&columns, &taps, 0);
         let general = Raster::new(20, 7, 3, transpose(&general.data, general.width, 3, 0..20, 0..7));
         assert_eq!(horizontal_pass(&r, 0..7, &taps), general);
         assert_eq!(horizontal_pass(&r, 2..5, &taps[3..9]), general.crop(3, 2, 6, 3));

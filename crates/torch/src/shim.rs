@@ -59,16 +59,12 @@ pub fn autocast<T>(bf16: bool, f: impl FnOnce() -> T) -> T {
 /// # Errors
 /// What libtorch reports, e.g. when no CUDA driver is present.
 pub fn pin_memory(t: &Tensor) -> Result<Tensor, TchError> {
-    let mut err = [0 as c_char; 512];
     let mut out: *mut c_void = std::ptr::null_mut();
-    // SAFETY: `t` outlives the call; on success `out` is a heap `at::Tensor` owned by the
-    // returned Tensor, which frees it with `delete` as tch does for its own tensors.
-    unsafe {
-        if msnr_pin_memory(t.as_ptr().cast(), &raw mut out, err.as_mut_ptr(), err.len()) == 0 {
-            return Err(error(&err));
-        }
-        Ok(Tensor::from_ptr(out.cast()))
-    }
+    // SAFETY: `t` outlives the call.
+    checked(|err, len| unsafe { msnr_pin_memory(t.as_ptr().cast(), &raw mut out, err, len) })?;
+    // SAFETY: on success `out` is a heap `at::Tensor` owned by the returned Tensor, which frees
+    // it with `delete` as tch does for its own tensors.
+    Ok(unsafe { Tensor::from_ptr(out.cast()) })
 }
 
 /// Drops `var`'s gradient (Python's `var.grad = None`), freeing its memory.
@@ -118,10 +114,9 @@ pub fn fused_adamw(
             )));
         }
     }
-    let mut err = [0 as c_char; 512];
     let ptr = |t: &Tensor| t.as_ptr().cast_mut().cast::<c_void>();
     // SAFETY: every tensor outlives the call; the kernel writes only into the tensors' storage.
-    let ok = unsafe {
+    checked(|err, len| unsafe {
         msnr_fused_adamw(
             ptr(param),
             ptr(grad),
@@ -133,14 +128,10 @@ pub fn fused_adamw(
             h.beta2,
             h.weight_decay,
             h.eps,
-            err.as_mut_ptr(),
-            err.len(),
+            err,
+            len,
         )
-    };
-    if ok == 0 {
-        return Err(error(&err));
-    }
-    Ok(())
+    })
 }
 
 /// Starts libtorch's profiler (CPU operators, and CUDA kernels where CUDA is present) for
@@ -149,12 +140,8 @@ pub fn fused_adamw(
 /// # Errors
 /// What libtorch reports (e.g. a profiler already running).
 pub fn profile_start() -> Result<(), TchError> {
-    let mut err = [0 as c_char; 512];
-    // SAFETY: the buffer outlives the call, which NUL-terminates what it writes.
-    if unsafe { msnr_profile_start(err.as_mut_ptr(), err.len()) } == 0 {
-        return Err(error(&err));
-    }
-    Ok(())
+    // SAFETY: only the error buffer is passed.
+    checked(|err, len| unsafe { msnr_profile_start(err, len) })
 }
 
 /// Stops the profiler and writes its Chrome trace (the format `torch.profiler`'s
@@ -165,19 +152,20 @@ pub fn profile_start() -> Result<(), TchError> {
 pub fn profile_stop(path: &std::path::Path) -> Result<(), TchError> {
     let bad = || TchError::FileFormat(format!("{}: not a usable trace path", path.display()));
     let c_path = std::ffi::CString::new(path.to_str().ok_or_else(bad)?).map_err(|_| bad())?;
-    let mut err = [0 as c_char; 512];
-    // SAFETY: both buffers outlive the call; the shim only reads `c_path`.
-    if unsafe { msnr_profile_stop(c_path.as_ptr(), err.as_mut_ptr(), err.len()) } == 0 {
-        return Err(error(&err));
-    }
-    Ok(())
+    // SAFETY: `c_path` outlives the call; the shim only reads it.
+    checked(|err, len| unsafe { msnr_profile_stop(c_path.as_ptr(), err, len) })
 }
 
-/// The NUL-terminated message the shim wrote.
-fn error(buf: &[c_char]) -> TchError {
+/// Runs a shim call with an error buffer; its return value 0 becomes the message the shim
+/// wrote there, as an error.
+fn checked(call: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), TchError> {
+    let mut err = [0 as c_char; 512];
+    if call(err.as_mut_ptr(), err.len()) != 0 {
+        return Ok(());
+    }
     // SAFETY: the shim always NUL-terminates within the buffer (and the buffer starts zeroed).
-    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    TchError::Torch(msg.to_string_lossy().into_owned())
+    let msg = unsafe { CStr::from_ptr(err.as_ptr()) };
+    Err(TchError::Torch(msg.to_string_lossy().into_owned()))
 }
 
 #[cfg(test)]
