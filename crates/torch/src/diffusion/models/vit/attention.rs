@@ -40,14 +40,16 @@ impl Attention {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let (batch, tokens, width) = dims3(x);
         let bias = Tensor::cat(&[&self.q_bias, &self.v_bias.zeros_like(), &self.v_bias], 0);
-        // [batch, tokens, 3, heads, d] -> [3, batch, heads, tokens, d]
-        let qkv = x.linear(&self.qkv, Some(&bias)).reshape([batch, tokens, 3, self.heads, -1]).permute([2, 0, 3, 1, 4]);
-        // `unbind`, as Python's `q, k, v = qkv` does: its backward stacks the three gradients in
-        // one kernel, where three `select`s would each scatter into a zeroed qkv-sized tensor
-        // and sum them (about 3 GB of memory traffic per ViT-B/2 block at batch 256).
-        let mut parts = qkv.unbind(0).into_iter();
+        let qkv = x.linear(&self.qkv, Some(&bias)).view([batch, tokens, 3, self.heads, -1]);
+        // q, k and v as `split`s along the packed dimension (then [batch, heads, tokens, d] views):
+        // `split`'s backward is one `cat` along that dimension, which writes the gradient of the
+        // projection in its own [batch, tokens, 3, heads, d] layout. The reference's
+        // `permute(2, 0, 3, 1, 4)` + `unbind` costs a `stack` and then a copy back to that layout
+        // (measured on an H100: 0.6 + 0.37 ms per ViT-B/2 block at batch 256); three `select`s
+        // would each scatter into a zeroed qkv-sized tensor. Same values either way.
+        let mut parts = qkv.split(1, 2).into_iter().map(|part| part.squeeze_dim(2).transpose(1, 2));
         let (Some(query), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
-            unreachable!("dimension 0 of qkv has size 3")
+            unreachable!("dimension 2 of qkv has size 3")
         };
         let attended =
             Tensor::scaled_dot_product_attention(&query, &key, &value, None::<&Tensor>, 0.0, false, None, false);
@@ -76,7 +78,7 @@ mod tests {
             attn.q_bias.copy_(&Tensor::randn([16], (Kind::Float, Device::Cpu)));
             attn.v_bias.copy_(&Tensor::randn([16], (Kind::Float, Device::Cpu)));
         });
-        let input = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu));
+        let input = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let (w, zero) = (attn.qkv.chunk(3, 0), attn.q_bias.zeros_like());
         let split = |h: Tensor| h.reshape([2, 5, 2, 8]).transpose(1, 2);
         let query = split(input.linear(&w[0], Some(&attn.q_bias)));
@@ -84,8 +86,19 @@ mod tests {
         let value = split(input.linear(&w[2], Some(&attn.v_bias)));
         let weights = (query.matmul(&key.transpose(-2, -1)) / 8f64.sqrt()).softmax(-1, Kind::Float);
         let expected = attn.proj.forward(&weights.matmul(&value).transpose(1, 2).reshape([2, 5, 16]));
-        let diff = (attn.forward(&input) - expected).abs().max().double_value(&[]);
+        let ours = attn.forward(&input);
+        let diff = (&ours - &expected).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{diff}");
+        // The backward through the split-unpacked q, k, v: the same gradients for the input,
+        // the packed projection and the biases.
+        let upstream = ours.randn_like();
+        let grads = |out: &Tensor| {
+            Tensor::run_backward(&[out * &upstream], &[&input, &attn.qkv, &attn.q_bias, &attn.v_bias], true, false)
+        };
+        for (a, b) in grads(&ours).iter().zip(grads(&expected).iter()) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{diff}");
+        }
     }
 
     #[test]
