@@ -13,6 +13,8 @@
 //! (`fast_image_resize` follows the same scheme with 16-bit weights and differs
 //! from Pillow by a level on ~20% of pixels, hence this port.)
 
+mod pairs;
+
 use std::ops::Range;
 
 use super::raster::Raster;
@@ -144,8 +146,8 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 /// computed as the vertical pass of the transposed band (the same sums, but
 /// over whole rows, which vectorise), then transposed back.
 fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -> Raster {
-    if let Some(first) = pair_means_from(taps) {
-        return pair_means(image, rows, first, taps.len());
+    if let Some(segments) = pairs::segments(taps) {
+        return pairs::horizontal(image, rows, taps, &segments);
     }
     // Only the columns the taps read are transposed (a window's taps read fewer).
     let lo = taps.iter().map(|t| t.start).min().unwrap_or(0);
@@ -154,42 +156,6 @@ fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -
     let columns = Raster::new(rows.len(), hi - lo, c, transpose(&image.data, image.width, c, rows.clone(), lo..hi));
     let out = vertical_pass(&columns, taps, lo);
     Raster::new(taps.len(), rows.len(), c, transpose(&out.data, out.width, c, 0..out.height, 0..out.width))
-}
-
-/// The first input column when every tap averages two adjacent pixels, the next tap starting
-/// two columns further (a BOX resize by exactly 2, ADM's halving of even widths).
-fn pair_means_from(taps: &[Tap]) -> Option<usize> {
-    const MEAN: [i32; 2] = [1 << (PRECISION_BITS - 1); 2];
-    let first = taps.first()?.start;
-    let pairs = taps.iter().enumerate().all(|(i, t)| t.start == first + 2 * i && t.weights == MEAN);
-    pairs.then_some(first)
-}
-
-/// The horizontal pass for [`pair_means_from`]'s taps, directly: Pillow's sum
-/// `(HALF + a * 2^21 + b * 2^21) >> 22` is `(a + b + 1) >> 1`, the same bytes.
-fn pair_means(image: &Raster, rows: std::ops::Range<usize>, first: usize, count: usize) -> Raster {
-    match image.channels {
-        1 => pair_means_n::<1>(image, rows, first, count),
-        3 => pair_means_n::<3>(image, rows, first, count),
-        c => unreachable!("rasters have 1 or 3 channels, not {c}"),
-    }
-}
-
-fn pair_means_n<const C: usize>(image: &Raster, rows: std::ops::Range<usize>, first: usize, count: usize) -> Raster {
-    let stride = image.width * C;
-    let mut out = vec![0; rows.len() * count * C];
-    for (y, out_row) in rows.clone().zip(out.chunks_exact_mut(count * C)) {
-        let src = &image.data[y * stride + first * C..][..2 * count * C];
-        for (pair, o) in src.chunks_exact(2 * C).zip(out_row.chunks_exact_mut(C)) {
-            for ch in 0..C {
-                // At most (255 + 255 + 1) >> 1 = 255: the cast keeps every value.
-                #[allow(clippy::cast_possible_truncation)]
-                let mean = ((u16::from(pair[ch]) + u16::from(pair[C + ch]) + 1) >> 1) as u8;
-                o[ch] = mean;
-            }
-        }
-    }
-    Raster::new(count, rows.len(), C, out)
 }
 
 /// The `rows x cols` window of an image of `width`-pixel rows of `c`-byte pixels, transposed
@@ -251,6 +217,11 @@ unsafe fn vertical_avx2(data: &[u8], stride: usize, taps: &[Tap], first: usize, 
 fn vertical(data: &[u8], stride: usize, taps: &[Tap], first: usize, out: &mut [u8]) {
     let mut sums = vec![0_i32; stride];
     for (tap, out_row) in taps.iter().zip(out.chunks_exact_mut(stride)) {
+        if let Some(row) = tap.pair() {
+            let rows = &data[(row - first) * stride..];
+            pairs::average_rows(&rows[..stride], &rows[stride..2 * stride], out_row);
+            continue;
+        }
         sums.fill(HALF);
         for (src, &w) in data[(tap.start - first) * stride..].chunks_exact(stride).zip(&tap.weights) {
             sums.iter_mut().zip(src).for_each(|(s, &p)| *s += i32::from(p) * w);
@@ -270,20 +241,57 @@ mod tests {
         assert_eq!(resize(&r, 2, 1, Filter::Box).data, vec![5, 30]);
     }
 
+    /// Pillow's two passes written plainly (`ImagingResampleHorizontal_8bpc`, then
+    /// `ImagingResampleVertical_8bpc`, one pixel and channel at a time): what every fast path
+    /// must reproduce.
+    fn plain(image: &Raster, width: usize, height: usize, filter: Filter) -> Raster {
+        let c = image.channels;
+        let pass = |src: &[u8], (w, h): (usize, usize), taps: &[Tap], horizontal: bool| -> Vec<u8> {
+            let (ow, oh) = if horizontal { (taps.len(), h) } else { (w, taps.len()) };
+            let mut out = vec![0; ow * oh * c];
+            for y in 0..oh {
+                for x in 0..ow {
+                    for ch in 0..c {
+                        let tap = &taps[if horizontal { x } else { y }];
+                        let at = |k: usize| if horizontal { (y * w + k) * c + ch } else { (k * w + x) * c + ch };
+                        let sum = (0..tap.weights.len())
+                            .fold(HALF, |s, k| s + tap.weights[k] * i32::from(src[at(tap.start + k)]));
+                        out[(y * ow + x) * c + ch] = clip8(sum);
+                    }
+                }
+            }
+            out
+        };
+        let h = pass(&image.data, (image.width, image.height), &coefficients(image.width, width, filter), true);
+        let v = pass(&h, (width, image.height), &coefficients(image.height, height, filter), false);
+        Raster::new(width, height, c, v)
+    }
+
     #[test]
-    fn exact_halving_takes_the_pair_path_with_the_general_paths_bytes() {
-        let data: Vec<u8> = (0..40 * 7 * 3).map(|i| u8::try_from((i * 97) % 256).unwrap()).collect();
-        let r = Raster::new(40, 7, 3, data);
-        let taps = coefficients(40, 20, Filter::Box);
-        assert_eq!(pair_means_from(&taps), Some(0));
-        assert_eq!(pair_means_from(&coefficients(41, 20, Filter::Box)), None);
-        assert_eq!(pair_means_from(&coefficients(40, 20, Filter::Bicubic)), None);
-        // The general path: the transposed vertical pass.
-        let columns = Raster::new(7, 40, 3, transpose(&r.data, 40, 3, 0..7, 0..40));
-        let general = vertical_pass(&columns, &taps, 0);
-        let general = Raster::new(20, 7, 3, transpose(&general.data, general.width, 3, 0..20, 0..7));
-        assert_eq!(horizontal_pass(&r, 0..7, &taps), general);
-        assert_eq!(horizontal_pass(&r, 2..5, &taps[3..9]), general.crop(3, 2, 6, 3));
+    fn every_path_gives_pillows_bytes() {
+        // Even and odd halvings (pair paths, with and without general taps), ADM's sizes, a
+        // box reduction that is not a halving, and bicubic (the transposed general path).
+        let cases = [
+            ((40, 7), (20, 3), Filter::Box),
+            ((41, 9), (20, 4), Filter::Box),
+            ((501, 375), (250, 187), Filter::Box),
+            ((375, 333), (187, 166), Filter::Box),
+            ((250, 187), (125, 93), Filter::Box),
+            ((37, 29), (11, 13), Filter::Box),
+            ((125, 93), (86, 64), Filter::Bicubic),
+            ((23, 17), (31, 9), Filter::Bicubic),
+        ];
+        for ((w, h), (ow, oh), filter) in cases {
+            for c in [1, 3] {
+                let data = (0..w * h * c).map(|i| u8::try_from((i * 97 + i / 7) % 256).unwrap()).collect();
+                let image = Raster::new(w, h, c, data);
+                let expected = plain(&image, ow, oh, filter);
+                assert_eq!(resize(&image, ow, oh, filter), expected, "{w}x{h}x{c} -> {ow}x{oh} {filter:?}");
+                let window = (ow / 4, oh / 3, ow / 2, oh / 2);
+                let cut = expected.crop(window.0, window.1, window.2, window.3);
+                assert_eq!(resize_window(&image, (ow, oh), filter, window), cut, "{w}x{h}x{c} window");
+            }
+        }
     }
 
     #[test]
