@@ -111,6 +111,7 @@ fn pair_means<const C: usize>(src: &[u8], out: &mut [u8]) {
 /// output bytes are done; the caller finishes the rest.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
+#[allow(clippy::cast_ptr_alignment)] // `loadu`/`storeu` take unaligned pointers
 unsafe fn pair_means_ssse3<const C: usize>(src: &[u8], out: &mut [u8]) -> usize {
     use std::arch::x86_64::{__m128i, _mm_avg_epu8, _mm_loadu_si128, _mm_shuffle_epi8, _mm_storeu_si128};
     let pairs = 16 / (2 * C);
