@@ -15,7 +15,10 @@
 
 mod pairs;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ops::Range;
+use std::rc::Rc;
 
 use super::raster::Raster;
 
@@ -23,7 +26,7 @@ use super::raster::Raster;
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// The Pillow resampling filters the crop recipes use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Filter {
     /// `Image.BOX`: each output pixel averages the input pixels it covers.
     Box,
@@ -90,27 +93,49 @@ pub fn resize_window(
 ) -> Raster {
     let (left, top, w, h) = window;
     assert!(w > 0 && h > 0 && left + w <= full.0 && top + h <= full.1, "resize window inside the output");
-    let columns = (full.0 != image.width).then(|| coefficients(image.width, full.0, filter)[left..left + w].to_vec());
-    let rows = (full.1 != image.height).then(|| coefficients(image.height, full.1, filter)[top..top + h].to_vec());
+    let all_columns = (full.0 != image.width).then(|| coefficients(image.width, full.0, filter));
+    let all_rows = (full.1 != image.height).then(|| coefficients(image.height, full.1, filter));
+    let columns = all_columns.as_deref().map(|taps| &taps[left..left + w]);
+    let rows = all_rows.as_deref().map(|taps| &taps[top..top + h]);
     // Rows the vertical pass reads (all, or the window when there is none).
-    let (first, last) = match &rows {
+    let (first, last) = match rows {
         Some(taps) => (taps[0].start, taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0)),
         None => (top, top + h),
     };
-    let band = match &columns {
+    let band = match columns {
         Some(taps) => horizontal_pass(image, first..last, taps),
         None => image.crop(left, first, w, last - first),
     };
     match rows {
-        Some(taps) => vertical_pass(&band, &taps, first),
+        Some(taps) => vertical_pass(&band, taps, first),
         None => band,
     }
+}
+
+/// [`compute_coefficients`], remembered per thread: a dataset's photos share a few sizes, and
+/// computing the taps (an allocation each) cost about as much as halving a photo's rows.
+fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Rc<[Tap]> {
+    /// Sizes remembered at most; past it the memory starts over.
+    const CAPACITY: usize = 1024;
+    thread_local! {
+        static MEMORY: RefCell<HashMap<(usize, usize, Filter), Rc<[Tap]>>> = RefCell::new(HashMap::new());
+    }
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() >= CAPACITY {
+            memory.clear();
+        }
+        Rc::clone(
+            memory
+                .entry((in_size, out_size, filter))
+                .or_insert_with(|| compute_coefficients(in_size, out_size, filter).into()),
+        )
+    })
 }
 
 /// Pillow's `precompute_coeffs(in_size, 0, in_size, out_size)` followed by
 /// `normalize_coeffs_8bpc`.
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<Tap> {
+fn compute_coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<Tap> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter.support() * filter_scale;
