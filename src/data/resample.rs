@@ -117,8 +117,9 @@ pub fn resize_window(
 fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Rc<[Tap]> {
     /// Sizes remembered at most; past it the memory starts over.
     const CAPACITY: usize = 1024;
+    type Memory = HashMap<(usize, usize, Filter), Rc<[Tap]>>;
     thread_local! {
-        static MEMORY: RefCell<HashMap<(usize, usize, Filter), Rc<[Tap]>>> = RefCell::new(HashMap::new());
+        static MEMORY: RefCell<Memory> = RefCell::new(HashMap::new());
     }
     MEMORY.with_borrow_mut(|memory| {
         if memory.len() >= CAPACITY {
