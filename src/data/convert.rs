@@ -7,7 +7,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageFormat, ImageReader};
 
 use super::error::DataError;
-use super::raster::{Raster, Window};
+use super::raster::{Raster, Region, Window};
 
 /// Pillow's grayscale of one RGB pixel: ITU-R 601-2 luma,
 /// `L = R * 299/1000 + G * 587/1000 + B * 114/1000`, which Pillow computes in
@@ -27,12 +27,12 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 /// # Errors
 /// When the file cannot be read or is not a decodable image; the message names it.
 pub fn decode(path: &Path, channels: usize) -> Result<Raster, DataError> {
-    decode_window(path, channels, &|_, _| None)
+    Ok(decode_window(path, channels, &|_, _| None)?.0)
 }
 
 /// Like [`decode`], but gives only the window `window(width, height)` names (all of the image
 /// when it names none). JPEGs then decode only that window (see [`super::jpeg::decode_window`]),
-/// other formats decode whole and are cropped.
+/// other formats decode whole and are cropped. With where the raster lies in the image.
 ///
 /// # Errors
 /// As [`decode`].
@@ -40,12 +40,12 @@ pub fn decode_window(
     path: &Path,
     channels: usize,
     window: &(dyn Fn(usize, usize) -> Option<Window> + Sync),
-) -> Result<Raster, DataError> {
+) -> Result<(Raster, Region), DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     #[cfg(msnr_libjpeg)]
     if super::jpeg::is_jpeg(&bytes) {
         match super::jpeg::decode_window(&bytes, window) {
-            Ok(Some(raster)) => return Ok(convert(libjpeg_image(raster), channels)),
+            Ok(Some((raster, region))) => return Ok((convert(libjpeg_image(raster), channels), region)),
             Ok(None) => {} // CMYK / YCCK: the image crate converts those
             Err(e) => return Err(DataError::invalid(path, format!("cannot decode image: {e}"))),
         }

@@ -10,21 +10,22 @@ use super::convert::decode_window;
 use super::error::DataError;
 use super::folder::ImageFolder;
 use super::manifest::{DType, Manifest};
-use super::raster::{Raster, Window};
+use super::raster::{Raster, Region, Window};
 use super::writer::DatasetWriter;
 use crate::stages::Reporter;
 
 /// Files decoded in parallel between two writes (bounds memory on big folders).
 pub const CHUNK: usize = 256;
 
-/// A per-image step after decoding (a crop recipe); `Err` is a message about that image.
-pub type Apply<'a> = &'a (dyn Fn(Raster) -> Result<Raster, String> + Sync);
+/// A per-image step after decoding (a crop recipe), given the raster and where it lies in its
+/// image; `Err` is a message about that image.
+pub type Apply<'a> = &'a (dyn Fn(Raster, Region) -> Result<Raster, String> + Sync);
 
 /// Which part of a `width x height` image a step reads, if not all of it.
 pub type Want<'a> = &'a (dyn Fn(usize, usize) -> Option<Window> + Sync);
 
-/// A per-image step and the part of each image it reads: decoders give `apply` only that
-/// window (JPEGs decode no more than it), so `apply` must accept the window as its image.
+/// A per-image step and the part of each image it reads: decoders give `apply` that window
+/// (JPEGs decode no more than it) or, where they cannot, the whole image, with its [`Region`].
 #[derive(Clone, Copy)]
 pub struct Transform<'a> {
     /// The window of a `width x height` image the step reads (`None`: all of it).
@@ -83,8 +84,8 @@ pub fn import_files(
         chunk
             .par_iter()
             .map(|(path, _)| {
-                let raster = decode_window(path, channels, window)?;
-                apply(raster).map(Item::from).map_err(|message| DataError::invalid(path, message))
+                let (raster, region) = decode_window(path, channels, window)?;
+                apply(raster, region).map(Item::from).map_err(|message| DataError::invalid(path, message))
             })
             .collect()
     };

@@ -8,7 +8,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use super::raster::{Raster, Window};
+use super::raster::{Raster, Region, Window};
 
 const OK: c_int = 0;
 const NOT_HANDLED: c_int = 2;
@@ -44,9 +44,9 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 struct Ctx<'a> {
     pixels: Vec<u8>,
     window: &'a dyn Fn(usize, usize) -> Option<Window>,
-    /// Whether the C side asked for the window (it decodes whole files that lack the EOI
-    /// marker, and everything when libjpeg cannot crop, without asking).
-    asked: bool,
+    /// Where the window the C side asked for and got lies (it decodes whole files that lack
+    /// the EOI marker, and everything when libjpeg cannot crop, without asking).
+    placed: Option<Region>,
 }
 
 /// Sizes the pixel buffer of the [`Ctx`] at `ctx` to `len` bytes and returns it,
@@ -73,9 +73,9 @@ unsafe extern "C" fn alloc_pixels(ctx: *mut c_void, len: usize) -> *mut u8 {
 unsafe extern "C" fn want_window(ctx: *mut c_void, width: usize, height: usize, window: *mut usize) -> c_int {
     // SAFETY: as in `alloc_pixels`.
     let ctx = unsafe { &mut *ctx.cast::<Ctx<'_>>() };
-    ctx.asked = true;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (ctx.window)(width, height))) {
         Ok(Some(w)) => {
+            ctx.placed = Some(Region { origin: (w.left, w.top), size: (width, height) });
             // SAFETY: the C side passes a `size_t[4]`.
             let out = unsafe { std::slice::from_raw_parts_mut(window, 4) };
             out.copy_from_slice(&[w.left, w.top, w.width, w.height]);
@@ -95,18 +95,22 @@ unsafe extern "C" fn want_window(ctx: *mut c_void, width: usize, height: usize, 
 /// libjpeg's message when the data is not a decodable JPEG, or
 /// "image file is truncated" when it ends early (as Pillow says).
 pub fn decode(bytes: &[u8]) -> Result<Option<Raster>, String> {
-    decode_window(bytes, &|_, _| None)
+    Ok(decode_window(bytes, &|_, _| None)?.map(|(raster, _)| raster))
 }
 
 /// Like [`decode`], but `window(width, height)` may name the only part of the
 /// image needed: the result is then that window, pixel for pixel as in a full
-/// decode, and the rows below it are never decoded. (A file that does not end
-/// with the EOI marker is decoded whole, so truncation is still reported.)
+/// decode, and the rows below it are never decoded; with where it lies in the
+/// image. (A file that does not end with the EOI marker is decoded whole, so
+/// truncation is still reported.)
 ///
 /// # Errors
 /// As [`decode`], or a window outside the image.
-pub fn decode_window(bytes: &[u8], window: &dyn Fn(usize, usize) -> Option<Window>) -> Result<Option<Raster>, String> {
-    let mut ctx = Ctx { pixels: Vec::new(), window, asked: false };
+pub fn decode_window(
+    bytes: &[u8],
+    window: &dyn Fn(usize, usize) -> Option<Window>,
+) -> Result<Option<(Raster, Region)>, String> {
+    let mut ctx = Ctx { pixels: Vec::new(), window, placed: None };
     let (mut width, mut height, mut channels) = (0usize, 0usize, 0 as c_int);
     let mut message = [0 as c_char; MESSAGE_LEN];
     // SAFETY: `bytes` is valid for `bytes.len()` reads for the call; the C side
@@ -131,7 +135,7 @@ pub fn decode_window(bytes: &[u8], window: &dyn Fn(usize, usize) -> Option<Windo
             MESSAGE_LEN,
         )
     };
-    let (pixels, asked) = (ctx.pixels, ctx.asked);
+    let (pixels, placed) = (ctx.pixels, ctx.placed);
     match status {
         OK => {
             let channels = usize::try_from(channels).map_err(|_| "libjpeg: bad component count".to_owned())?;
@@ -140,7 +144,10 @@ pub fn decode_window(bytes: &[u8], window: &dyn Fn(usize, usize) -> Option<Windo
             }
             let raster = Raster::new(width, height, channels, pixels);
             // Decoded whole without asking: cut it here.
-            Ok(Some(if asked { raster } else { raster.cut_to(window) }))
+            Ok(Some(match placed {
+                Some(region) => (raster, region),
+                None => raster.cut_to(window),
+            }))
         }
         NOT_HANDLED => Ok(None),
         _ => {
@@ -198,8 +205,9 @@ mod tests {
                 assert_eq!(full.data, pillow.into_raw(), "{name}: full decode is Pillow's");
             }
             for w in windows(full.width, full.height) {
-                let got = decode_window(&bytes, &|_, _| Some(w)).unwrap().unwrap();
+                let (got, region) = decode_window(&bytes, &|_, _| Some(w)).unwrap().unwrap();
                 assert!(got == full.crop(w.left, w.top, w.width, w.height), "{name}: window {w:?} differs");
+                assert_eq!(region, Region { origin: (w.left, w.top), size: (full.width, full.height) });
             }
         }
     }
@@ -232,7 +240,7 @@ mod tests {
                     _ => m.truncate(next(m.len())),
                 }
                 let center = |w: usize, h: usize| (w > 4 && h > 4).then(|| window(w / 4, h / 4, w / 2, h / 2));
-                if let Ok(Some(r)) = decode_window(&m, &center) {
+                if let Ok(Some((r, _))) = decode_window(&m, &center) {
                     assert_eq!(r.data.len(), r.width * r.height * r.channels);
                 }
                 if let Ok(Some(r)) = decode(&m) {
@@ -253,7 +261,8 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.extend_from_slice(b"trailing");
         let full = decode(&bytes).unwrap().unwrap();
-        assert_eq!(decode_window(&trailing, &top_rows).unwrap().unwrap(), full.crop(0, 0, 61, 8));
+        let (got, region) = decode_window(&trailing, &top_rows).unwrap().unwrap();
+        assert_eq!((got, region), (full.crop(0, 0, 61, 8), Region { origin: (0, 0), size: (61, 83) }));
         let err = decode_window(&bytes, &|_, _| Some(window(60, 0, 2, 8))).unwrap_err();
         assert_eq!(err, "window 2x8 at (60, 0) outside the 61x83 image");
     }

@@ -28,6 +28,6 @@ pub mod writer;
 
 pub use error::DataError;
 pub use manifest::{DType, Manifest, ShardInfo};
-pub use raster::Raster;
+pub use raster::{Raster, Region};
 pub use reader::{Dataset, Images, Shard};
 pub use writer::DatasetWriter;

@@ -14,6 +14,24 @@ pub struct Window {
     pub height: usize,
 }
 
+/// Where a raster lies in the image it was decoded from: it holds the pixels from `origin` on
+/// of an image of `size` (all of them, or the window a step asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// The column and row of the raster's first pixel in the image.
+    pub origin: (usize, usize),
+    /// The image's width and height.
+    pub size: (usize, usize),
+}
+
+impl Region {
+    /// All of a `width x height` image.
+    #[must_use]
+    pub fn whole(width: usize, height: usize) -> Self {
+        Self { origin: (0, 0), size: (width, height) }
+    }
+}
+
 /// An 8-bit image with 1 (L) or 3 (RGB) interleaved channels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Raster {
@@ -71,14 +89,16 @@ impl Raster {
     }
 
     /// This image cut to the window `window(width, height)` names, when it names one inside the
-    /// image; else the image itself. (How decoders that decode whole images honour a window.)
+    /// image; else the image itself; with where the result lies in this image. (How decoders that
+    /// decode whole images honour a window.)
     #[must_use]
-    pub fn cut_to(self, window: &dyn Fn(usize, usize) -> Option<Window>) -> Self {
+    pub fn cut_to(self, window: &dyn Fn(usize, usize) -> Option<Window>) -> (Self, Region) {
+        let size = (self.width, self.height);
         match window(self.width, self.height) {
             Some(w) if w.left + w.width <= self.width && w.top + w.height <= self.height => {
-                self.crop(w.left, w.top, w.width, w.height)
+                (self.crop(w.left, w.top, w.width, w.height), Region { origin: (w.left, w.top), size })
             }
-            _ => self,
+            _ => (self, Region::whole(size.0, size.1)),
         }
     }
 

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
 
-use super::raster::Raster;
+use super::raster::{Raster, Region};
 
 /// Fractional bits of the fixed-point weights (Pillow's `PRECISION_BITS`).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -91,25 +91,57 @@ pub fn resize_window(
     filter: Filter,
     window: (usize, usize, usize, usize),
 ) -> Raster {
+    resize_region(image, Region::whole(image.width, image.height), full, filter, window)
+}
+
+/// [`resize_window`] of an image of which `image` holds only a part (`region`), enough for the
+/// window: the columns and rows [`source_span`] names for it.
+///
+/// # Panics
+/// When a side is zero, the window leaves the resized image, or the window's taps read outside
+/// `image` (callers check).
+#[must_use]
+pub fn resize_region(
+    image: &Raster,
+    region: Region,
+    full: (usize, usize),
+    filter: Filter,
+    window: (usize, usize, usize, usize),
+) -> Raster {
     let (left, top, w, h) = window;
+    let (x0, y0) = region.origin;
     assert!(w > 0 && h > 0 && left + w <= full.0 && top + h <= full.1, "resize window inside the output");
-    let all_columns = (full.0 != image.width).then(|| coefficients(image.width, full.0, filter));
-    let all_rows = (full.1 != image.height).then(|| coefficients(image.height, full.1, filter));
+    let all_columns = (full.0 != region.size.0).then(|| coefficients(region.size.0, full.0, filter));
+    let all_rows = (full.1 != region.size.1).then(|| coefficients(region.size.1, full.1, filter));
     let columns = all_columns.as_deref().map(|taps| &taps[left..left + w]);
     let rows = all_rows.as_deref().map(|taps| &taps[top..top + h]);
-    // Rows the vertical pass reads (all, or the window when there is none).
+    // Rows the vertical pass reads (all, or the window when there is none), in the image.
     let (first, last) = match rows {
         Some(taps) => (taps[0].start, taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0)),
         None => (top, top + h),
     };
+    let band_rows = first - y0..last - y0;
     let band = match columns {
-        Some(taps) => horizontal_pass(image, first..last, taps),
-        None => image.crop(left, first, w, last - first),
+        Some(taps) => horizontal_pass(image, band_rows, taps, x0),
+        None => image.crop(left - x0, band_rows.start, w, band_rows.len()),
     };
     match rows {
         Some(taps) => vertical_pass(&band, taps, first),
         None => band,
     }
+}
+
+/// The input pixels (columns or rows) that outputs `out` of resizing `in_size` pixels to
+/// `out_size` read.
+#[must_use]
+pub fn source_span(in_size: usize, out_size: usize, filter: Filter, out: Range<usize>) -> Range<usize> {
+    if in_size == out_size {
+        return out; // a copy
+    }
+    let taps = coefficients(in_size, out_size, filter);
+    let taps = &taps[out];
+    let start = taps.iter().map(|t| t.start).min().unwrap_or(0);
+    start..taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(start)
 }
 
 /// [`compute_coefficients`], remembered per thread: a dataset's photos share a few sizes, and
@@ -170,16 +202,18 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
 /// Pillow's `ImagingResampleHorizontal_8bpc` over the rows `rows` of `image`,
 /// computed as the vertical pass of the transposed band (the same sums, but
-/// over whole rows, which vectorise), then transposed back.
-fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap]) -> Raster {
+/// over whole rows, which vectorise), then transposed back; `image` holds the columns from `x0` on (a tap starting at column `x` reads `image` column
+/// `x - x0`).
+fn horizontal_pass(image: &Raster, rows: std::ops::Range<usize>, taps: &[Tap], x0: usize) -> Raster {
     if let Some(segments) = pairs::segments(taps) {
-        return pairs::horizontal(image, rows, taps, &segments);
+        return pairs::horizontal(image, rows, taps, &segments, x0);
     }
     // Only the columns the taps read are transposed (a window's taps read fewer).
     let lo = taps.iter().map(|t| t.start).min().unwrap_or(0);
     let hi = taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(lo);
     let c = image.channels;
-    let columns = Raster::new(rows.len(), hi - lo, c, transpose(&image.data, image.width, c, rows.clone(), lo..hi));
+    let columns = transpose(&image.data, image.width, c, rows.clone(), lo - x0..hi - x0);
+    let columns = Raster::new(rows.len(), hi - lo, c, columns);
     let out = vertical_pass(&columns, taps, lo);
     Raster::new(taps.len(), rows.len(), c, transpose(&out.data, out.width, c, 0..out.height, 0..out.width))
 }

@@ -10,7 +10,7 @@ use super::images::{channels, metrics, source_dir};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
 use crate::data::import::{import_files, Apply, Item, Transform, UniformSink};
 use crate::data::recipe::CropRecipe;
-use crate::data::{folder, DType, DataError, Dataset, Manifest, Raster};
+use crate::data::{folder, DType, DataError, Dataset, Manifest, Raster, Region};
 
 /// The largest accepted output side.
 pub const MAX_SIZE: usize = 16384;
@@ -28,8 +28,8 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
         .filter(|s| (1..=MAX_SIZE).contains(s))
         .ok_or_else(|| StageError::param("size", format!("must be in 1..={MAX_SIZE}, got {size}")))?;
     let recipe = CropRecipe::from_value(spec.param("recipe")?).map_err(|m| StageError::param("recipe", m))?;
-    let apply = move |raster: Raster| recipe.apply(&raster, size);
-    let window = move |width, height| recipe.window(width, height);
+    let apply = move |raster: Raster, region: Region| recipe.apply(&raster, region, size);
+    let window = move |width, height| recipe.window(width, height, size);
     let source = source_dir(spec, "images")?;
     let manifest = if Dataset::is_dataset(&source) {
         crop_dataset(&Dataset::open(&source)?, &apply, &spec.out_dir, reporter)?
@@ -67,7 +67,7 @@ fn crop_dataset(
             .map(|(j, chw)| {
                 let raster = Raster::from_chw(chw, m.channels, m.height, m.width);
                 let item = done + j;
-                transform(raster)
+                transform(raster, Region::whole(m.width, m.height))
                     .map(Item::from)
                     .map_err(|e| DataError::invalid(dataset.dir(), format!("item {item}: {e}")))
             })

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
 use crate::data::import::{import_files, Transform};
-use crate::data::{folder, mnist, DType, DatasetWriter, Manifest, Raster};
+use crate::data::{folder, mnist, DType, DatasetWriter, Manifest, Raster, Region};
 use crate::lang::Value;
 
 /// `kind images -> dataset { path: files, channels: int = 3 }`.
@@ -18,7 +18,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let channels = channels(spec, "channels")?;
     let root = source_dir(spec, "path")?;
     let images = folder::scan(&root)?;
-    let keep = |raster: Raster| Ok(raster);
+    let keep = |raster: Raster, _: Region| Ok(raster);
     let manifest = import_files(&images, channels, Transform::whole(&keep), &spec.out_dir, reporter)?;
     Ok(metrics(&manifest))
 }

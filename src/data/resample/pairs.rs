@@ -56,16 +56,23 @@ pub(super) fn segments(taps: &[Tap]) -> Option<Vec<Segment>> {
     (4 * pairs >= 3 * taps.len()).then_some(segments)
 }
 
-/// Pillow's horizontal pass over the rows `rows` of `image` with [`segments`]' plan of `taps`.
-pub(super) fn horizontal(image: &Raster, rows: Range<usize>, taps: &[Tap], segments: &[Segment]) -> Raster {
+/// Pillow's horizontal pass over the rows `rows` of `image` with [`segments`]' plan of `taps`;
+/// `image` holds the columns from `x0` on.
+pub(super) fn horizontal(image: &Raster, rows: Range<usize>, taps: &[Tap], segments: &[Segment], x0: usize) -> Raster {
     match image.channels {
-        1 => horizontal_n::<1>(image, rows, taps, segments),
-        3 => horizontal_n::<3>(image, rows, taps, segments),
+        1 => horizontal_n::<1>(image, rows, taps, segments, x0),
+        3 => horizontal_n::<3>(image, rows, taps, segments, x0),
         c => unreachable!("rasters have 1 or 3 channels, not {c}"),
     }
 }
 
-fn horizontal_n<const C: usize>(image: &Raster, rows: Range<usize>, taps: &[Tap], segments: &[Segment]) -> Raster {
+fn horizontal_n<const C: usize>(
+    image: &Raster,
+    rows: Range<usize>,
+    taps: &[Tap],
+    segments: &[Segment],
+    x0: usize,
+) -> Raster {
     let stride = image.width * C;
     let mut out = vec![0; rows.len() * taps.len() * C];
     for (y, out_row) in rows.clone().zip(out.chunks_exact_mut(taps.len() * C)) {
@@ -73,12 +80,12 @@ fn horizontal_n<const C: usize>(image: &Raster, rows: Range<usize>, taps: &[Tap]
         for segment in segments {
             match *segment {
                 Segment::Pairs { out, len, src: first } => {
-                    pair_means::<C>(&src[first * C..][..2 * len * C], &mut out_row[out * C..][..len * C]);
+                    pair_means::<C>(&src[(first - x0) * C..][..2 * len * C], &mut out_row[out * C..][..len * C]);
                 }
                 Segment::General(i) => {
                     let tap = &taps[i];
                     for ch in 0..C {
-                        let pixels = src[tap.start * C + ch..].iter().step_by(C);
+                        let pixels = src[(tap.start - x0) * C + ch..].iter().step_by(C);
                         let sum = tap.weights.iter().zip(pixels).fold(HALF, |s, (&w, &p)| s + w * i32::from(p));
                         out_row[i * C + ch] = clip8(sum);
                     }
