@@ -63,6 +63,10 @@ impl DatasetWriter {
         if usize::try_from(label).map_or(true, |l| l >= classes) {
             return Err(DataError::Usage(format!("label {label} outside 0..{classes}")));
         }
+        if self.images.is_empty() {
+            // The whole shard at once: growing by doubling would copy it about twice over.
+            self.images.reserve_exact(self.shard_items * image.len());
+        }
         self.images.extend_from_slice(image);
         self.labels.push(label);
         if self.labels.len() >= self.shard_items {
