@@ -8,12 +8,18 @@
 #[path = "data_support/mod.rs"]
 mod data_support;
 
-use data_support::{best_of, python_timing, report, spec, write_photos};
+use std::path::Path;
+
+use data_support::{best_of, child, own_timing, print_timing, python_timing, report, spec, write_photos, Timing};
 use msnr::lang::Value;
 use msnr::stages::spec::Silent;
 
 fn main() {
     msnr::malloc::tune(); // as the msnr binary does
+    if let Some((_, dir)) = child() {
+        print_timing(time_import(&dir));
+        return;
+    }
     let n: usize = std::env::var("MSNR_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let tmp = tempfile::tempdir().unwrap();
     println!("images stage vs Pillow, {} rayon threads", rayon::current_num_threads());
@@ -27,13 +33,19 @@ fn main() {
     for (width, height, ext, count) in cases {
         let dir = tmp.path().join(format!("{width}x{height}-{ext}"));
         write_photos(&dir, count, |_| (width, height), ext);
-        let out = tmp.path().join("out");
-        let ours = best_of(5, || {
-            let _ = std::fs::remove_dir_all(&out);
-            let params = [("path", Value::Path(dir.clone())), ("channels", Value::Int(3))];
-            msnr::stages::images::run(&spec("images", &out, &params), &Silent).unwrap();
-        });
+        let ours = own_timing("images", &dir);
         let theirs = python_timing("pillow_images.py", &[dir.to_str().unwrap()]);
         report(&format!("{count} x {width}x{height} {ext}"), count, ours, theirs);
     }
+}
+
+/// The best of five `images` stage runs (RGB) on `dir`.
+fn time_import(dir: &Path) -> Timing {
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("out");
+    best_of(5, || {
+        let _ = std::fs::remove_dir_all(&out);
+        let params = [("path", Value::Path(dir.to_owned())), ("channels", Value::Int(3))];
+        msnr::stages::images::run(&spec("images", &out, &params), &Silent).unwrap();
+    })
 }

@@ -78,7 +78,7 @@ pub fn import_files(
 ) -> Result<Manifest, DataError> {
     let Transform { window, apply } = transform;
     let total = folder.files.len() as u64;
-    let mut sink = UniformSink::new(out_dir, folder.classes.clone());
+    let mut sink = UniformSink::new(out_dir, folder.classes.clone(), folder.files.len());
     let chunks: Vec<&[(PathBuf, i64)]> = folder.files.chunks(CHUNK).collect();
     let decode_chunk = |chunk: &[(PathBuf, i64)]| -> Vec<Result<Item, DataError>> {
         chunk
@@ -113,14 +113,16 @@ pub fn import_files(
 pub struct UniformSink {
     out_dir: PathBuf,
     classes: Vec<String>,
+    count: usize,
     first: Option<(PathBuf, DatasetWriter)>,
 }
 
 impl UniformSink {
-    /// A sink writing a `u8` dataset with `classes` into `out_dir`.
+    /// A sink writing a `u8` dataset of `count` items with `classes` into `out_dir` (each shard
+    /// goes to its file as its items come, see [`DatasetWriter::expecting`]).
     #[must_use]
-    pub fn new(out_dir: &Path, classes: Vec<String>) -> Self {
-        Self { out_dir: out_dir.to_owned(), classes, first: None }
+    pub fn new(out_dir: &Path, classes: Vec<String>, count: usize) -> Self {
+        Self { out_dir: out_dir.to_owned(), classes, count, first: None }
     }
 
     /// Appends `item`, read from `source` (named in errors), with `label`.
@@ -132,7 +134,8 @@ impl UniformSink {
             slot
         } else {
             let shape = [item.channels, item.height, item.width];
-            let writer = DatasetWriter::create(&self.out_dir, shape, DType::U8, self.classes.clone())?;
+            let writer =
+                DatasetWriter::create(&self.out_dir, shape, DType::U8, self.classes.clone())?.expecting(self.count);
             self.first.insert((source.to_owned(), writer))
         };
         let m = writer.manifest();

@@ -56,7 +56,7 @@ fn crop_dataset(
             format!("crop needs an 8-bit L or RGB image dataset, not {what}"),
         ));
     }
-    let mut sink = UniformSink::new(out_dir, m.classes.clone());
+    let mut sink = UniformSink::new(out_dir, m.classes.clone(), m.count);
     let mut done = 0;
     for i in 0..m.shards.len() {
         let shard = dataset.read_shard(i)?;
