@@ -8,8 +8,8 @@
 # against the PyTorch eager reference (ref_vit_minsnr.py, shared/bench), alternating (B twice), the
 # forward / forward+backward / optimizer phases of ViT-B/2 on both sides (vit_phases.py), their
 # GPU kernels side by side (Chrome traces of 5 steps each, trace_summary.py), and a
-# CUDA train stage through `msnr run` in bf16 and in fp16 with loss scaling (worker, autocast, checkpoints). Record the figures and the
-# card in benches/RESULTS.md.
+# CUDA train stage through `msnr run` in bf16 and in fp16 with loss scaling (worker, autocast, checkpoints), with
+# the MNIST UNet and with a small seed ViT. Record the figures and the card in benches/RESULTS.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "${1:-}" in
@@ -61,6 +61,12 @@ case "${1:-}" in
     mkdir -p /tmp/p/.msnr && cd /tmp/p
     printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = unet { channels = 64, mults = [1, 2], attention = [14] }, batch = 128, steps = 200, precision = p, checkpoint_every = 100 }\n}\n' > p.msnr
     timeout 90 "$root/gpu/msnr" run p.msnr >> "$log" 2>&1; echo "msnr run rc=$?" >> "$log"
+    echo "libtorch warnings in the worker logs: $(cat .msnr/store/*/out/log.jsonl .msnr/work/*/* 2>/dev/null | grep -c 'Warning')" >> "$log"
+    # The seed ViT through the train stage (one stage at a time), then a second run that must find it cached.
+    mkdir -p /tmp/v/.msnr && cd /tmp/v
+    printf 'stage d = mnist {}\nsweep p in [bf16, fp16] {\n  stage m = train { data = d, net = vit { depth = 6, width = 384, heads = 6, patch = 4 }, batch = 256, steps = 300, precision = p, checkpoint_every = 150 }\n}\n' > p.msnr
+    timeout 150 "$root/gpu/msnr" run -j 1 p.msnr >> "$log" 2>&1; echo "msnr run (vit) rc=$?" >> "$log"
+    timeout 20 "$root/gpu/msnr" run p.msnr >> "$log" 2>&1; echo "second run (vit) rc=$?" >> "$log"
     echo "libtorch warnings in the worker logs: $(cat .msnr/store/*/out/log.jsonl .msnr/work/*/* 2>/dev/null | grep -c 'Warning')" >> "$log"
     cat "$log"
     ;;
