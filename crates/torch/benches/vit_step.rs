@@ -125,7 +125,9 @@ fn main() {
             let pred = autocast(precision, || net.forward_t(&xt, &t, Some(&y), true));
             let terms = loss(&pred, &x0, &t, &factors).expect("shapes agree");
             if phase == "fwd" {
-                return terms.loss;
+                // Detached, as `vit_phases.py` does: holding the graph until the next forward
+                // ended kept two steps of activations alive (twice the reference's peak).
+                return terms.loss.detach();
             }
             terms.loss.backward();
             params.attach_grads();
