@@ -105,12 +105,15 @@ fn training_writes_a_model_artifact_with_log_and_metrics() {
 }
 
 #[test]
-fn killed_training_resumes_to_bitwise_identical_weights() {
-    let whole = project(PIPELINE);
+fn killed_training_resumes_to_bitwise_identical_outputs() {
+    // Checkpoints between log records (every 3 steps, records every 4), so the log's sums
+    // since its last record must travel in the checkpoint too.
+    let pipeline = PIPELINE.replace("checkpoint_every = 4", "checkpoint_every = 3");
+    let whole = project(&pipeline);
     let out = msnr(whole.path()).output().expect("msnr runs");
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let killed = project(PIPELINE);
+    let killed = project(&pipeline);
     let mut child = msnr(killed.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("msnr starts");
     let work = killed.path().join(".msnr/work");
     let start = Instant::now();
@@ -131,6 +134,11 @@ fn killed_training_resumes_to_bitwise_identical_weights() {
     for file in ["model.safetensors", "ema.safetensors"] {
         let (a, b) = (tensors(&model_dir(whole.path()).join(file)), tensors(&model_dir(killed.path()).join(file)));
         assert!(a == b, "{file}: resumed weights differ from the uninterrupted run");
+    }
+    // Every output file, the log included, byte for byte (so `msnr verify` agrees too).
+    for file in ["model.safetensors", "ema.safetensors", "config.json", "log.jsonl"] {
+        let read = |dir: &Path| std::fs::read(model_dir(dir).join(file)).expect("output file");
+        assert!(read(whole.path()) == read(killed.path()), "{file} differs after the resume");
     }
 }
 

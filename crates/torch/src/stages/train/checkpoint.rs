@@ -1,14 +1,17 @@
-//! Checkpoints in the stage's work folder: model, EMA and optimizer state and
-//! the step, written to `ckpt.tmp/` and swapped in by rename, so a crash at any
-//! moment leaves either the previous or the new checkpoint whole. Every random
-//! draw of step `k` derives from (seed, k), so no generator state is needed to
-//! resume exactly.
+//! Checkpoints in the stage's work folder: model, EMA and optimizer state, the
+//! step, the loss scaler and the log's sums since its last record. Written to
+//! `ckpt.tmp/`, flushed to disk, and swapped in by rename (the previous one kept
+//! as `ckpt.old/` until the new one is in place), so a crash or power loss at
+//! any moment leaves a whole checkpoint; one that cannot be read falls back to
+//! the other. Every random draw of step `k` derives from (seed, k), so no
+//! generator state is needed to resume exactly.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 
+use super::log::{SavedSums, Sums};
 use crate::diffusion::ema::Ema;
 use crate::diffusion::optimizer::AdamW;
 use crate::diffusion::scaler::LossScaler;
@@ -22,6 +25,9 @@ struct State {
     /// The float16 loss scaler's state, when training in float16.
     #[serde(default)]
     scaler: Option<LossScaler>,
+    /// The log's sums since its last record.
+    #[serde(default)]
+    log: SavedSums,
 }
 
 /// The training state a checkpoint holds.
@@ -34,6 +40,8 @@ pub struct Parts<'a> {
     pub ema: &'a mut Ema,
     /// The float16 loss scaler, if any.
     pub scaler: &'a mut Option<LossScaler>,
+    /// The log's sums since its last record.
+    pub log: &'a mut Sums,
 }
 
 fn dir(work: &Path) -> PathBuf {
@@ -43,7 +51,7 @@ fn dir(work: &Path) -> PathBuf {
 /// Saves after `step` completed steps.
 ///
 /// # Errors
-/// When a file cannot be written.
+/// When a file cannot be written or flushed.
 ///
 /// # Panics
 /// Never: the step state always serializes.
@@ -56,26 +64,59 @@ pub fn save(work: &Path, step: u64, parts: &Parts<'_>) -> Result<(), StageError>
     parts.vs.save(tmp.join("model.safetensors")).map_err(|e| failed(&e))?;
     parts.opt.save(&tmp.join("opt.safetensors")).map_err(|e| failed(&e))?;
     parts.ema.save(&tmp.join("ema.safetensors")).map_err(|e| failed(&e))?;
-    let state = serde_json::to_vec(&State { step, scaler: *parts.scaler }).expect("state serializes");
+    let state = State { step, scaler: *parts.scaler, log: (*parts.log).into() };
+    let state = serde_json::to_vec(&state).expect("state serializes");
     std::fs::write(tmp.join("state.json"), state).map_err(|e| StageError::io(tmp.join("state.json"), e))?;
-    let old = work.join("ckpt.old");
-    let _ = std::fs::remove_dir_all(&old);
-    if dir(work).exists() {
-        std::fs::rename(dir(work), &old).map_err(|e| StageError::io(dir(work), e))?;
+    for file in FILES {
+        sync(&tmp.join(file))?;
     }
-    std::fs::rename(&tmp, dir(work)).map_err(|e| StageError::io(dir(work), e))?;
+    sync(&tmp)?;
+    let (current, old) = (dir(work), work.join("ckpt.old"));
+    if current.exists() {
+        // Only now is `old` redundant: `current` is whole and becomes the new `old`.
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&current, &old).map_err(|e| StageError::io(&current, e))?;
+    }
+    std::fs::rename(&tmp, &current).map_err(|e| StageError::io(&current, e))?;
+    sync(work)?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
 
-/// Loads the newest whole checkpoint, if any, and returns its step.
+/// The files of a checkpoint; `state.json` is written last.
+const FILES: [&str; 4] = ["model.safetensors", "opt.safetensors", "ema.safetensors", "state.json"];
+
+/// Flushes a file or folder (its entries) to disk.
+fn sync(path: &Path) -> Result<(), StageError> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| StageError::io(path, e))
+}
+
+/// Loads the newest checkpoint that reads back whole, if any, and returns its step.
 ///
 /// # Errors
-/// A checkpoint that exists but cannot be read (its files named).
+/// When checkpoints exist but none can be read (the first one's files named).
 pub fn load(work: &Path, parts: &mut Parts<'_>) -> Result<Option<u64>, StageError> {
-    let Some(found) = [dir(work), work.join("ckpt.old")].into_iter().find(|d| d.join("state.json").exists()) else {
-        return Ok(None);
-    };
+    let found: Vec<PathBuf> =
+        [dir(work), work.join("ckpt.old")].into_iter().filter(|d| d.join("state.json").exists()).collect();
+    let mut first_error = None;
+    for dir in &found {
+        match load_from(dir, parts) {
+            Ok(step) => return Ok(Some(step)),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    match first_error {
+        Some(StageError::Failed(message)) => {
+            Err(StageError::Failed(format!("{message} (delete {} to train from the start)", work.display())))
+        }
+        Some(other) => Err(other),
+        None => Ok(None),
+    }
+}
+
+/// Reads the checkpoint in `found` into `parts`: every part is overwritten, so a failed attempt
+/// leaves nothing that a later one keeps.
+fn load_from(found: &Path, parts: &mut Parts<'_>) -> Result<u64, StageError> {
     let failed = |e: &dyn std::fmt::Display| StageError::Failed(format!("reading checkpoint {}: {e}", found.display()));
     let state: State = serde_json::from_slice(&std::fs::read(found.join("state.json")).map_err(|e| failed(&e))?)
         .map_err(|e| failed(&e))?;
@@ -83,5 +124,80 @@ pub fn load(work: &Path, parts: &mut Parts<'_>) -> Result<Option<u64>, StageErro
     parts.opt.load(&found.join("opt.safetensors")).map_err(|e| failed(&e))?;
     parts.ema.load(&found.join("ema.safetensors")).map_err(|e| failed(&e))?;
     *parts.scaler = state.scaler;
-    Ok(Some(state.step))
+    *parts.log = state.log.into();
+    Ok(state.step)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::{self, Module as _};
+    use tch::{Device, Kind, Tensor};
+
+    use super::*;
+    use crate::diffusion::flat::FlatParams;
+    use crate::diffusion::optimizer::AdamWConfig;
+
+    /// A tiny model's training state: store, flat parameters, optimizer, EMA.
+    struct Run {
+        vs: VarStore,
+        params: FlatParams,
+        opt: AdamW,
+        ema: Ema,
+        scaler: Option<LossScaler>,
+        sums: Sums,
+    }
+
+    fn run() -> Run {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root() / "lin", 3, 2, nn::LinearConfig::default());
+        let params = FlatParams::new(&vs).unwrap();
+        let (opt, ema) = (AdamW::new(&params, AdamWConfig::default()), Ema::new(&params, 0.9, false));
+        let mut run = Run { vs, params, opt, ema, scaler: None, sums: Sums::default() };
+        for _ in 0..3 {
+            run.params.clear_grads();
+            lin.forward(&Tensor::ones([4, 3], (Kind::Float, Device::Cpu))).sum(Kind::Float).backward();
+            run.params.attach_grads();
+            run.opt.step(&run.params);
+            run.ema.update(&run.params);
+        }
+        run
+    }
+
+    fn save_run(work: &Path, step: u64, r: &mut Run) {
+        let parts = Parts { vs: &mut r.vs, opt: &mut r.opt, ema: &mut r.ema, scaler: &mut r.scaler, log: &mut r.sums };
+        save(work, step, &parts).unwrap();
+    }
+
+    fn load_run(work: &Path, r: &mut Run) -> Result<Option<u64>, StageError> {
+        let mut parts =
+            Parts { vs: &mut r.vs, opt: &mut r.opt, ema: &mut r.ema, scaler: &mut r.scaler, log: &mut r.sums };
+        load(work, &mut parts)
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_previous_one_and_two_name_the_fix() {
+        let work = tempfile::tempdir().unwrap();
+        let mut trained = run();
+        save_run(work.path(), 3, &mut trained);
+        assert!(!work.path().join("ckpt.old").exists() && !work.path().join("ckpt.tmp").exists());
+        // A crash between the two renames of the next save: only `ckpt.old` is whole, and a
+        // damaged `ckpt` is there too (e.g. after a power loss).
+        std::fs::rename(work.path().join("ckpt"), work.path().join("ckpt.old")).unwrap();
+        std::fs::create_dir(work.path().join("ckpt")).unwrap();
+        std::fs::write(work.path().join("ckpt/state.json"), b"{\"step\": 9}").unwrap();
+        let mut fresh = run();
+        let _ = fresh.params.data().shallow_clone().fill_(0.0);
+        assert_eq!(load_run(work.path(), &mut fresh).unwrap(), Some(3));
+        assert!(fresh.params.data().equal(trained.params.data()), "the previous checkpoint's weights");
+        // The next save keeps the whole one until the new one is in place, then drops it.
+        save_run(work.path(), 6, &mut fresh);
+        assert!(!work.path().join("ckpt.old").exists());
+        assert_eq!(load_run(work.path(), &mut run()).unwrap(), Some(6));
+        // Nothing readable: an error that says how to start over.
+        std::fs::write(work.path().join("ckpt/model.safetensors"), b"torn").unwrap();
+        let err = load_run(work.path(), &mut run()).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors") || err.contains("ckpt"), "{err}");
+        assert!(err.contains("to train from the start"), "{err}");
+    }
 }

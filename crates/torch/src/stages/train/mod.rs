@@ -24,7 +24,7 @@ use tch::{Device, Kind, Tensor};
 use self::checkpoint::Parts;
 use self::config::{Precision, TrainConfig};
 use self::data::TrainData;
-use self::log::Log;
+use self::log::{Log, Sums};
 use crate::diffusion::ema::Ema;
 use crate::diffusion::flat::FlatParams;
 use crate::diffusion::loss::{loss, LossTerms};
@@ -60,9 +60,10 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let mut opt = AdamW::new(&params, cfg.adamw);
     let mut ema = Ema::new(&params, cfg.ema, cfg.ema_warmup);
     let mut scaler = (cfg.precision == Precision::Fp16).then(LossScaler::default);
+    let mut sums = Sums::default();
     let start = checkpoint::load(
         &spec.work_dir,
-        &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema, scaler: &mut scaler },
+        &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema, scaler: &mut scaler, log: &mut sums },
     )?
     .unwrap_or(0);
     if start > 0 {
@@ -70,7 +71,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     }
     let mut trainer =
         Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, scaler, started: Instant::now() };
-    let mut log = Log::open(&spec.work_dir, start)?;
+    let mut log = Log::open(&spec.work_dir, start, sums)?;
     let last = trainer.train(start, &mut opt, &mut ema, &mut log, spec, &mut vs, reporter)?;
     write_outputs(spec, &vs, &params, &ema, &data, &log)?;
     let mut metrics = BTreeMap::new();
@@ -142,39 +143,38 @@ impl Pending {
         self.mse.push(terms.mse.detach());
     }
 
-    /// Reads the pending steps into `log` in order; returns the last finite loss.
+    /// Reads the pending steps into `log` in order.
     ///
     /// # Errors
     /// The first non-finite loss, naming its (1-based) step and the last finite loss before it.
-    fn drain(
-        &mut self,
-        log: &mut Log,
-        mut last_finite: Option<f64>,
-        steps_total: usize,
-    ) -> Result<Option<f64>, StageError> {
+    fn drain(&mut self, log: &mut Log, steps_total: usize) -> Result<(), StageError> {
         if self.loss.is_empty() {
-            return Ok(last_finite);
+            return Ok(());
         }
         let host = |parts: &[Tensor], kind: Kind| Tensor::stack(parts, 0).to_kind(kind).to_device(Device::Cpu);
         let losses = Vec::<f64>::try_from(host(&self.loss, Kind::Double)).unwrap_or_default();
         let (ts, mses) = (host(&self.t, Kind::Int64), host(&self.mse, Kind::Double));
         for (i, &value) in losses.iter().enumerate() {
             if !value.is_finite() {
-                let last = last_finite.map_or_else(|| "none yet".to_string(), |v: f64| format!("{v:.6}"));
                 return Err(StageError::Failed(format!(
-                    "the loss became {value} at step {}; last finite loss: {last}",
-                    self.first + i as u64 + 1
+                    "the loss became {value} at step {}; last finite loss: {}",
+                    self.first + i as u64 + 1,
+                    last_loss(log)
                 )));
             }
-            last_finite = Some(value);
             let row = i64::try_from(i).unwrap_or(i64::MAX);
             let t = Vec::<i64>::try_from(ts.get(row)).unwrap_or_default();
             let mse = Vec::<f64>::try_from(mses.get(row)).unwrap_or_default();
             log.add(value, &t, &mse, steps_total);
         }
         *self = Self::default();
-        Ok(last_finite)
+        Ok(())
     }
+}
+
+/// The log's last finite loss, for error messages.
+fn last_loss(log: &Log) -> String {
+    log.last_loss().map_or_else(|| "none yet".to_string(), |v| format!("{v:.6}"))
 }
 
 /// One step's random draws.
@@ -200,7 +200,6 @@ impl Trainer<'_> {
     ) -> Result<f64, StageError> {
         let schedule = self.cfg.schedule.to_device(self.device);
         let factors = FactorTable::new(&self.cfg.schedule, self.cfg.target, self.cfg.weighting).to_device(self.device);
-        let mut last_finite = None;
         let mut last_logged = f64::NAN;
         let mut pending = Pending::default();
         for step in start..self.cfg.steps {
@@ -216,14 +215,24 @@ impl Trainer<'_> {
             let log_now = done % self.cfg.log_every == 0 || done == self.cfg.steps;
             let checkpoint_now = done % self.cfg.checkpoint_every == 0 && done < self.cfg.steps;
             if log_now || checkpoint_now || pending.len() >= Pending::MAX_STEPS {
-                last_finite = pending.drain(log, last_finite, self.cfg.schedule.steps())?;
+                pending.drain(log, self.cfg.schedule.steps())?;
+                // A finite loss can still come with non-finite gradients (no loss scaler to
+                // skip them): never log, checkpoint or write such weights.
+                if !self.params_finite() {
+                    return Err(StageError::Failed(format!(
+                        "the parameters became non-finite by step {done}; last finite loss: {}",
+                        last_loss(log)
+                    )));
+                }
             }
             if log_now {
                 last_logged = log.flush(done, lr)?.loss;
                 self.report(done, start, last_logged, reporter);
             }
             if checkpoint_now {
-                checkpoint::save(&spec.work_dir, done, &Parts { vs, opt, ema, scaler: &mut self.scaler })?;
+                let mut sums = log.sums();
+                let parts = Parts { vs, opt, ema, scaler: &mut self.scaler, log: &mut sums };
+                checkpoint::save(&spec.work_dir, done, &parts)?;
             }
         }
         Ok(last_logged)
@@ -258,6 +267,11 @@ impl Trainer<'_> {
             let _ = self.params.clip_grad_norm(self.cfg.grad_clip);
         }
         Ok((terms, apply))
+    }
+
+    /// Whether every trainable parameter is finite (one reduction; waits for the device).
+    fn params_finite(&self) -> bool {
+        tch::no_grad(|| self.params.data().isfinite().all().int64_value(&[]) != 0)
     }
 
     /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k).
