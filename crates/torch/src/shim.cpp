@@ -19,9 +19,11 @@ int fail(const std::exception& e, char* err, size_t err_len) {
 }  // namespace
 
 // Enters CUDA autocast with dtype bf16 (else fp16), as `torch.autocast("cuda", dtype)`'s
-// __enter__ does; returns whether autocast was enabled before (for msnr_autocast_exit).
-extern "C" int msnr_autocast_enter(int bf16) {
+// __enter__ does; returns whether autocast was enabled before and writes the dtype it had to
+// *prev_dtype (a c10::ScalarType), both for msnr_autocast_exit.
+extern "C" int msnr_autocast_enter(int bf16, int* prev_dtype) {
   bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
+  *prev_dtype = static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
   at::autocast::set_autocast_dtype(at::kCUDA, bf16 ? at::kBFloat16 : at::kHalf);
   at::autocast::set_autocast_enabled(at::kCUDA, true);
   at::autocast::increment_nesting();
@@ -29,12 +31,20 @@ extern "C" int msnr_autocast_enter(int bf16) {
 }
 
 // Leaves autocast as `torch.autocast.__exit__` does: the cast cache is cleared when the
-// outermost region ends (the weights change before the next forward).
-extern "C" void msnr_autocast_exit(int prev) {
+// outermost region ends (the weights change before the next forward), and the enabled flag
+// and dtype are what they were before the region.
+extern "C" void msnr_autocast_exit(int prev, int prev_dtype) {
   if (at::autocast::decrement_nesting() == 0) {
     at::autocast::clear_cache();
   }
   at::autocast::set_autocast_enabled(at::kCUDA, prev != 0);
+  at::autocast::set_autocast_dtype(at::kCUDA, static_cast<at::ScalarType>(prev_dtype));
+}
+
+// Whether CUDA autocast is on for this thread; *bf16: whether its dtype is bfloat16.
+extern "C" int msnr_autocast_state(int* bf16) {
+  *bf16 = at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16 ? 1 : 0;
+  return at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0;
 }
 
 // `t.pin_memory()` without the deprecated device argument tch always passes.

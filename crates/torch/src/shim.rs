@@ -13,8 +13,9 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use tch::{TchError, Tensor};
 
 extern "C" {
-    fn msnr_autocast_enter(bf16: c_int) -> c_int;
-    fn msnr_autocast_exit(prev: c_int);
+    fn msnr_autocast_enter(bf16: c_int, prev_dtype: *mut c_int) -> c_int;
+    fn msnr_autocast_exit(prev: c_int, prev_dtype: c_int);
+    fn msnr_autocast_state(bf16: *mut c_int) -> c_int;
     fn msnr_clear_grad(t: *mut c_void);
     fn msnr_profile_start(err: *mut c_char, err_len: usize) -> c_int;
     fn msnr_profile_stop(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
@@ -38,19 +39,35 @@ extern "C" {
 
 /// Runs `f` under CUDA autocast in bf16 (`bf16`) or fp16, as `with torch.autocast("cuda",
 /// dtype)`: nested regions are allowed, the cast cache is cleared when the outermost one ends,
-/// and the previous state is restored even if `f` panics. CPU tensors are unaffected.
+/// and the previous state (on or off, and the dtype) is restored even if `f` panics. CPU
+/// tensors are unaffected.
 pub fn autocast<T>(bf16: bool, f: impl FnOnce() -> T) -> T {
     /// Leaves the region on drop, so a panic inside `f` does not leave autocast on.
-    struct Region(c_int);
+    struct Region {
+        enabled: c_int,
+        dtype: c_int,
+    }
     impl Drop for Region {
         fn drop(&mut self) {
             // SAFETY: thread-local libtorch state; no pointers.
-            unsafe { msnr_autocast_exit(self.0) };
+            unsafe { msnr_autocast_exit(self.enabled, self.dtype) };
         }
     }
-    // SAFETY: thread-local libtorch state; no pointers.
-    let _region = Region(unsafe { msnr_autocast_enter(c_int::from(bf16)) });
+    let mut dtype = 0;
+    // SAFETY: thread-local libtorch state; `dtype` is a live local.
+    let enabled = unsafe { msnr_autocast_enter(c_int::from(bf16), &raw mut dtype) };
+    let _region = Region { enabled, dtype };
     f()
+}
+
+/// Whether CUDA autocast is on for this thread, and whether its dtype is bf16 (else fp16 or
+/// another).
+#[must_use]
+pub fn autocast_state() -> (bool, bool) {
+    let mut bf16 = 0;
+    // SAFETY: thread-local libtorch state; `bf16` is a live local.
+    let enabled = unsafe { msnr_autocast_state(&raw mut bf16) } != 0;
+    (enabled, bf16 != 0)
 }
 
 /// A copy of the CPU tensor `t` in page-locked memory, so that a `non_blocking` copy to
@@ -175,15 +192,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn autocast_regions_nest_and_restore() {
-        let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
-        let y = autocast(true, || autocast(false, || x.matmul(&x)));
+    fn autocast_regions_nest_and_restore_flag_and_dtype() {
+        // The thread's CUDA autocast state is kept by libtorch even without a GPU.
+        let before = autocast_state();
+        assert!(!before.0, "off outside any region");
+        let (outer, inner, after_inner) = autocast(true, || {
+            let inner = autocast(false, autocast_state);
+            (autocast_state(), inner, autocast_state())
+        });
+        assert_eq!(inner, (true, false), "the inner region runs in fp16");
+        assert_eq!(outer, (true, true));
+        assert_eq!(after_inner, (true, true), "leaving the inner region restores bf16");
+        assert_eq!(autocast_state(), before, "and leaving the outer one, the state before");
+        // A panic inside a region still leaves it.
+        let _ = std::panic::catch_unwind(|| autocast(true, || panic!("inside")));
+        assert_eq!(autocast_state(), before);
         // CPU tensors are untouched by CUDA autocast.
-        assert_eq!(y.kind(), Kind::Float);
-        // SAFETY: reads thread-local state only.
-        let after = unsafe { msnr_autocast_enter(1) };
-        unsafe { msnr_autocast_exit(after) };
-        assert_eq!(after, 0, "autocast is off again after the regions");
+        let x = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+        assert_eq!(autocast(true, || x.matmul(&x)).kind(), Kind::Float);
     }
 
     #[test]
