@@ -50,13 +50,23 @@ pub fn decode_window(
             Err(e) => return Err(DataError::invalid(path, format!("cannot decode image: {e}"))),
         }
     }
+    let color_type = png_color_type(&bytes);
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| DataError::io(path, e))?;
     if reader.format().is_none() {
         if let Ok(format) = ImageFormat::from_path(path) {
             reader.set_format(format);
         }
     }
-    let image = reader.decode().map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
+    let mut image = reader.decode().map_err(|e| DataError::invalid(path, format!("cannot decode image: {e}")))?;
+    if let DynamicImage::ImageLumaA16(la) = &image {
+        if color_type == Some(0) {
+            // A 16-bit gray PNG whose tRNS chunk the decoder expanded to alpha: Pillow opens
+            // it as plain `I;16` (the transparency stays in `info`).
+            let gray =
+                image::ImageBuffer::from_fn(la.width(), la.height(), |x, y| image::Luma([la.get_pixel(x, y).0[0]]));
+            image = DynamicImage::ImageLuma16(gray);
+        }
+    }
     Ok(convert(image, channels).cut_to(window))
 }
 
@@ -75,8 +85,9 @@ fn libjpeg_image(raster: Raster) -> DynamicImage {
 
 /// Converts a decoded image to L (`channels == 1`) or RGB (otherwise) as
 /// Pillow's `convert` does: alpha is dropped, gray is replicated to RGB, RGB
-/// becomes L by [`luma`], and 16-bit samples keep their high byte (Pillow's
-/// PNG raw mode `RGB;16B`).
+/// becomes L by [`luma`]. 16-bit color and gray+alpha samples keep their high
+/// byte (Pillow reads them with raw modes `RGB;16B`, `LA;16B`); 16-bit gray is
+/// Pillow's mode `I;16`, whose conversion to L or RGB clips at 255.
 #[must_use]
 pub fn convert(image: DynamicImage, channels: usize) -> Raster {
     let (w, h) = (image.width() as usize, image.height() as usize);
@@ -93,7 +104,7 @@ fn gray(image: &DynamicImage) -> Option<Vec<u8>> {
     match image {
         DynamicImage::ImageLuma8(g) => Some(g.as_raw().clone()),
         DynamicImage::ImageLumaA8(g) => Some(g.pixels().map(|p| p.0[0]).collect()),
-        DynamicImage::ImageLuma16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
+        DynamicImage::ImageLuma16(g) => Some(g.pixels().map(|p| clip_to_byte(p.0[0])).collect()),
         DynamicImage::ImageLumaA16(g) => Some(g.pixels().map(|p| high_byte(p.0[0])).collect()),
         _ => None,
     }
@@ -110,6 +121,16 @@ fn rgb(image: DynamicImage) -> Vec<u8> {
 
 fn high_byte(v: u16) -> u8 {
     v.to_be_bytes()[0]
+}
+
+/// Pillow's `I;16` to `L`: values above 255 become 255.
+fn clip_to_byte(v: u16) -> u8 {
+    u8::try_from(v).unwrap_or(u8::MAX)
+}
+
+/// A PNG's color type (IHDR byte 25: 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA).
+fn png_color_type(bytes: &[u8]) -> Option<u8> {
+    (bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.get(12..16) == Some(b"IHDR")).then(|| bytes.get(25).copied())?
 }
 
 #[cfg(test)]
@@ -135,6 +156,27 @@ mod tests {
         let la = DynamicImage::ImageLumaA8(GrayAlphaImage::from_raw(1, 1, vec![42, 0]).unwrap());
         assert_eq!(convert(la.clone(), 3).data, vec![42, 42, 42]);
         assert_eq!(convert(la.clone(), 1).data, vec![42]);
+    }
+
+    #[test]
+    fn sixteen_bit_gray_clips_as_pillows_i16_and_gray_alpha_keeps_the_high_byte() {
+        // Pillow 13: Image.fromarray(np.array([[0, 100, 255, 256, 1000, 65535]], np.uint16))
+        //   saved as PNG, reopened (mode I;16), .convert("L") -> [0, 100, 255, 255, 255, 255].
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("depth.png");
+        let values = [0_u16, 100, 255, 256, 1000, 65535];
+        image::ImageBuffer::<image::Luma<u16>, _>::from_raw(6, 1, values.to_vec()).unwrap().save(&path).unwrap();
+        assert_eq!(png_color_type(&std::fs::read(&path).unwrap()), Some(0));
+        assert_eq!(decode(&path, 1).unwrap().data, [0, 100, 255, 255, 255, 255]);
+        assert_eq!(decode(&path, 3).unwrap().data[..6], [0, 0, 0, 100, 100, 100]);
+        // A true 16-bit gray+alpha PNG: Pillow's LA;16B keeps the high byte.
+        let la = dir.path().join("la.png");
+        image::ImageBuffer::<image::LumaA<u16>, _>::from_raw(2, 1, vec![0x1234, 9, 0xFF00, 9])
+            .unwrap()
+            .save(&la)
+            .unwrap();
+        assert_eq!(png_color_type(&std::fs::read(&la).unwrap()), Some(4));
+        assert_eq!(decode(&la, 1).unwrap().data, [0x12, 0xFF]);
     }
 
     #[test]

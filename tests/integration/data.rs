@@ -83,7 +83,7 @@ fn adm_center_crop_arr_matches_pillow() {
 #[test]
 fn mode_conversions_match_pillow_exactly() {
     let modes = fixtures().join("data/modes");
-    for name in ["rgb", "rgba", "palette", "la", "gray"] {
+    for name in ["rgb", "rgba", "palette", "la", "gray", "gray16", "gray16trns"] {
         for (channels, suffix) in [(3, "RGB"), (1, "L")] {
             let ours = convert::decode(&modes.join(format!("{name}.png")), channels).unwrap();
             let theirs = convert::decode(&modes.join(format!("{name}-{suffix}.png")), channels).unwrap();
