@@ -54,6 +54,9 @@ impl DType {
     }
 }
 
+/// The largest item a dataset may hold (4 GiB: a 16384 x 16384 x 4 float32 latent fits).
+pub const MAX_ITEM_BYTES: usize = 1 << 32;
+
 /// One shard file and how many items it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,9 +152,12 @@ impl Manifest {
         if self.version != VERSION {
             return Err(format!("`version` {} is not supported (this msnr reads version {VERSION})", self.version));
         }
-        if self.item_len() == 0 {
-            let (c, h, w) = (self.channels, self.height, self.width);
-            return Err(format!("item shape [{c}, {h}, {w}] has a zero dimension"));
+        let (c, h, w) = (self.channels, self.height, self.width);
+        let bytes = c.checked_mul(h).and_then(|n| n.checked_mul(w)).and_then(|n| n.checked_mul(self.dtype.size()));
+        match bytes {
+            Some(0) => return Err(format!("item shape [{c}, {h}, {w}] has a zero dimension")),
+            Some(n) if n <= MAX_ITEM_BYTES => {}
+            _ => return Err(format!("item shape [{c}, {h}, {w}] is too large (over {MAX_ITEM_BYTES} bytes an item)")),
         }
         if self.classes.is_empty() {
             return Err("`classes` is empty".into());
@@ -166,8 +172,9 @@ impl Manifest {
                 return Err(format!("shard file {:?} is not a plain `.safetensors` file name", shard.file));
             }
         }
-        let total: usize = self.shards.iter().map(|s| s.count).sum();
-        if total != self.count {
+        let total = self.shards.iter().try_fold(0_usize, |sum, s| sum.checked_add(s.count));
+        if total != Some(self.count) {
+            let total = total.map_or_else(|| "more than can be counted".to_string(), |t| t.to_string());
             return Err(format!("`count` is {} but the shards hold {total} items", self.count));
         }
         Ok(())
@@ -197,6 +204,20 @@ mod tests {
         let mut m = manifest();
         m.count = 6;
         assert_eq!(m.validate().unwrap_err(), "`count` is 6 but the shards hold 5 items");
+    }
+
+    #[test]
+    fn shapes_and_counts_that_overflow_are_errors() {
+        let mut m = manifest();
+        (m.channels, m.height) = (1 << 32, 1 << 32);
+        assert!(m.validate().unwrap_err().contains("is too large"));
+        let mut m = manifest();
+        (m.height, m.width) = (1 << 16, 1 << 16);
+        assert!(m.validate().unwrap_err().contains("is too large"), "over 4 GiB an item");
+        let mut m = manifest();
+        m.shards[0].count = usize::MAX;
+        m.shards.push(m.shards[0].clone());
+        assert!(m.validate().unwrap_err().contains("more than can be counted"));
     }
 
     #[test]

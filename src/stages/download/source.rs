@@ -69,7 +69,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        // Two hex digits exactly (`from_str_radix` alone would take "+1").
+        let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let hex = hex.and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -120,5 +122,6 @@ mod tests {
     #[test]
     fn decodes_percent_escapes() {
         assert_eq!(percent_decode("a%41%zz%4"), "aA%zz%4");
+        assert_eq!(percent_decode("%+1%-1%2f"), "%+1%-1/", "two hex digits exactly");
     }
 }
