@@ -9,6 +9,8 @@
  * pixels are those of a full decode: the decoded columns reach MARGIN pixels
  * past the window on each side, since fancy chroma upsampling reads one
  * neighbouring chroma sample (tests/fixtures/data compare every window).
+ * Progressive files whose coefficients are incomplete are decoded whole: libjpeg
+ * smooths their blocks with their neighbours' (see smooths_blocks).
  *
  * Errors never exit: the error manager longjmps back and the message is
  * copied for the caller. Running out of input (a truncated file) is an
@@ -36,11 +38,19 @@ typedef unsigned char *(*msnr_jpeg_alloc)(void *ctx, size_t len);
  * the whole image. */
 typedef int (*msnr_jpeg_window)(void *ctx, size_t width, size_t height, size_t *window);
 
+/* The most pixels an image may have: Pillow's decompression-bomb limit (twice
+ * Image.MAX_IMAGE_PIXELS), above which Pillow refuses to open it. */
+#define MAX_PIXELS ((size_t)178956970)
+
 /* Decoded columns on each side of a window (fancy upsampling reads one chroma
  * sample, two luma pixels, beyond a column). */
 #define MARGIN 2
 
-#if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 1005000
+/* Window decoding needs jpeg_crop_scanline and jpeg_skip_scanlines (1.5), and
+ * their fixes: 1.5.3 (crop of gray JPEGs with a sampling factor other than 1),
+ * 2.0.0 (skip then read could loop forever on progressive 4:2:0 / 4:4:0).
+ * Older libraries decode whole images, which is always right. */
+#if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 2000000
 #define MSNR_JPEG_WINDOWS 1
 #else
 #define MSNR_JPEG_WINDOWS 0
@@ -85,13 +95,34 @@ static void copy_message(j_common_ptr cinfo, char *msg, size_t msg_len) {
     snprintf(msg, msg_len, "%s", buffer);
 }
 
+/* Whether libjpeg will smooth blocks when it outputs this image: a progressive
+ * JPEG whose coefficients are not all fully refined (scans missing, or cut
+ * short by corrupt data) gets inter-block smoothing, which reads neighbouring
+ * blocks, and a cropped decode has other neighbours at its edges. Such files
+ * are decoded whole. (Conservative: libjpeg smooths under narrower conditions.) */
+static int smooths_blocks(j_decompress_ptr cinfo) {
+    int ci, k;
+    if (!cinfo->progressive_mode || !cinfo->do_block_smoothing || cinfo->coef_bits == NULL) {
+        return 0;
+    }
+    for (ci = 0; ci < cinfo->num_components; ci++) {
+        for (k = 0; k < DCTSIZE2; k++) {
+            if (cinfo->coef_bits[ci][k] != 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Decodes `data[0..len)`, or only the window `want` asks for (`want` may be
- * NULL). On MSNR_JPEG_OK, `alloc(ctx, w * h * c)` received the pixels (rows
+ * NULL; *windowed says whether the result is that window or the whole image).
+ * On MSNR_JPEG_OK, `alloc(ctx, w * h * c)` received the pixels (rows
  * top to bottom, channels interleaved) and *width, *height, *channels (3 or
  * 1) describe them. On MSNR_JPEG_ERROR, `msg` holds
  * libjpeg's message. MSNR_JPEG_NOT_HANDLED: CMYK/YCCK or other color spaces. */
 int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc alloc, msnr_jpeg_window want, void *ctx,
-                     size_t *width, size_t *height, int *channels, char *msg, size_t msg_len) {
+                     int *windowed, size_t *width, size_t *height, int *channels, char *msg, size_t msg_len) {
     struct jpeg_decompress_struct cinfo;
     struct msnr_error_mgr err;
     unsigned char *pixels = NULL;
@@ -127,21 +158,35 @@ int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc allo
         status = MSNR_JPEG_NOT_HANDLED;
         break;
     }
+    if ((size_t)cinfo.image_width * (size_t)cinfo.image_height > MAX_PIXELS) {
+        if (msg != NULL && msg_len > 0) {
+            snprintf(msg, msg_len, "image of %ux%u pixels is over the limit of %zu pixels (Pillow's too)",
+                     cinfo.image_width, cinfo.image_height, MAX_PIXELS);
+        }
+        jpeg_destroy_decompress(&cinfo);
+        return MSNR_JPEG_ERROR;
+    }
     size_t window[4] = {0, 0, 0, 0};
-    if (status == MSNR_JPEG_OK && MSNR_JPEG_WINDOWS && want != NULL && ends_with_eoi(data, len) &&
-        want(ctx, cinfo.image_width, cinfo.image_height, window)) {
+    int use_window = status == MSNR_JPEG_OK && MSNR_JPEG_WINDOWS && want != NULL && ends_with_eoi(data, len) &&
+                     want(ctx, cinfo.image_width, cinfo.image_height, window);
+    if (use_window && (window[2] == 0 || window[3] == 0 || window[0] + window[2] > cinfo.image_width ||
+                       window[1] + window[3] > cinfo.image_height)) {
+        if (msg != NULL && msg_len > 0) {
+            snprintf(msg, msg_len, "window %zux%zu at (%zu, %zu) outside the %ux%u image", window[2], window[3],
+                     window[0], window[1], cinfo.image_width, cinfo.image_height);
+        }
+        jpeg_destroy_decompress(&cinfo);
+        return MSNR_JPEG_ERROR;
+    }
+    if (status == MSNR_JPEG_OK) {
+        jpeg_start_decompress(&cinfo);
+        use_window = use_window && !smooths_blocks(&cinfo);
+        *windowed = use_window;
+    }
+    if (use_window) {
 #if MSNR_JPEG_WINDOWS
         size_t comps, left = window[0], top = window[1], w = window[2], h = window[3], y;
         JDIMENSION xoff, cropped;
-        if (w == 0 || h == 0 || left + w > cinfo.image_width || top + h > cinfo.image_height) {
-            if (msg != NULL && msg_len > 0) {
-                snprintf(msg, msg_len, "window %zux%zu at (%zu, %zu) outside the %ux%u image", w, h, left, top,
-                         cinfo.image_width, cinfo.image_height);
-            }
-            jpeg_destroy_decompress(&cinfo);
-            return MSNR_JPEG_ERROR;
-        }
-        jpeg_start_decompress(&cinfo);
         comps = (size_t)cinfo.output_components;
         xoff = (JDIMENSION)(left > MARGIN ? left - MARGIN : 0);
         cropped = (JDIMENSION)((left + w + MARGIN < cinfo.output_width ? left + w + MARGIN : cinfo.output_width) - xoff);
@@ -174,9 +219,7 @@ int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc allo
         row = NULL;
 #endif
     } else if (status == MSNR_JPEG_OK) {
-        size_t stride;
-        jpeg_start_decompress(&cinfo);
-        stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;
+        size_t stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;
         pixels = alloc(ctx, stride * cinfo.output_height);
         if (pixels == NULL) {
             if (msg != NULL && msg_len > 0) {

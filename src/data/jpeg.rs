@@ -26,6 +26,7 @@ extern "C" {
         alloc: Alloc,
         want: Option<Want>,
         ctx: *mut c_void,
+        windowed: *mut c_int,
         width: *mut usize,
         height: *mut usize,
         channels: *mut c_int,
@@ -44,8 +45,9 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 struct Ctx<'a> {
     pixels: Vec<u8>,
     window: &'a dyn Fn(usize, usize) -> Option<Window>,
-    /// Where the window the C side asked for and got lies (it decodes whole files that lack
-    /// the EOI marker, and everything when libjpeg cannot crop, without asking).
+    /// Where the window the C side asked for lies (it decodes whole files that lack the EOI
+    /// marker, and everything when libjpeg cannot crop, without asking; and whole, after
+    /// asking, progressive files that libjpeg will smooth: then `windowed` says so).
     placed: Option<Region>,
 }
 
@@ -111,7 +113,7 @@ pub fn decode_window(
     window: &dyn Fn(usize, usize) -> Option<Window>,
 ) -> Result<Option<(Raster, Region)>, String> {
     let mut ctx = Ctx { pixels: Vec::new(), window, placed: None };
-    let (mut width, mut height, mut channels) = (0usize, 0usize, 0 as c_int);
+    let (mut width, mut height, mut channels, mut windowed) = (0usize, 0usize, 0 as c_int, 0 as c_int);
     let mut message = [0 as c_char; MESSAGE_LEN];
     // SAFETY: `bytes` is valid for `bytes.len()` reads for the call; the C side
     // only reads it. `alloc_pixels` and `want_window` get `&mut ctx` as their
@@ -128,6 +130,7 @@ pub fn decode_window(
             alloc_pixels,
             Some(want_window),
             (&raw mut ctx).cast::<c_void>(),
+            &raw mut windowed,
             &raw mut width,
             &raw mut height,
             &raw mut channels,
@@ -145,8 +148,8 @@ pub fn decode_window(
             let raster = Raster::new(width, height, channels, pixels);
             // Decoded whole without asking: cut it here.
             Ok(Some(match placed {
-                Some(region) => (raster, region),
-                None => raster.cut_to(window),
+                Some(region) if windowed != 0 => (raster, region),
+                _ => raster.cut_to(window),
             }))
         }
         NOT_HANDLED => Ok(None),
@@ -240,13 +243,27 @@ mod tests {
                     _ => m.truncate(next(m.len())),
                 }
                 let center = |w: usize, h: usize| (w > 4 && h > 4).then(|| window(w / 4, h / 4, w / 2, h / 2));
-                if let Ok(Some((r, _))) = decode_window(&m, &center) {
-                    assert_eq!(r.data.len(), r.width * r.height * r.channels);
-                }
-                if let Ok(Some(r)) = decode(&m) {
-                    assert_eq!(r.data.len(), r.width * r.height * r.channels);
+                // Both paths survive every mutant; where both decode, the window holds the
+                // whole decode's pixels (libjpeg recovers from corrupt data the same way, and a
+                // progressive file with incomplete coefficients is decoded whole: see jpeg.c).
+                if let (Ok(Some((part, region))), Ok(Some(whole))) = (decode_window(&m, &center), decode(&m)) {
+                    let (x, y) = region.origin;
+                    assert!(part == whole.crop(x, y, part.width, part.height), "a mutant's window differs");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
+        // cat420.jpg with its frame header (SOF0: FF C0, length, precision, height, width) claiming
+        // 65500 x 65500 pixels: 12.9 GB of RGB, over Pillow's decompression-bomb limit.
+        let mut bytes = std::fs::read(fixture("cat420.jpg")).unwrap();
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline frame header");
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xDC, 0xFF, 0xDC]);
+        for result in [decode(&bytes).map(|_| ()), decode_window(&bytes, &|_, _| None).map(|_| ())] {
+            let err = result.unwrap_err();
+            assert!(err.contains("65500x65500 pixels is over the limit"), "{err}");
         }
     }
 
