@@ -111,10 +111,9 @@ pub fn resize_region(
     let (left, top, w, h) = window;
     let (x0, y0) = region.origin;
     assert!(w > 0 && h > 0 && left + w <= full.0 && top + h <= full.1, "resize window inside the output");
-    let all_columns = (full.0 != region.size.0).then(|| coefficients(region.size.0, full.0, filter));
-    let all_rows = (full.1 != region.size.1).then(|| coefficients(region.size.1, full.1, filter));
-    let columns = all_columns.as_deref().map(|taps| &taps[left..left + w]);
-    let rows = all_rows.as_deref().map(|taps| &taps[top..top + h]);
+    let columns = (full.0 != region.size.0).then(|| taps(region.size.0, full.0, filter, left..left + w));
+    let rows = (full.1 != region.size.1).then(|| taps(region.size.1, full.1, filter, top..top + h));
+    let (columns, rows) = (columns.as_ref().map(|(t, r)| &t[r.clone()]), rows.as_ref().map(|(t, r)| &t[r.clone()]));
     // Rows the vertical pass reads (all, or the window when there is none), in the image.
     let (first, last) = match rows {
         Some(taps) => (taps[0].start, taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0)),
@@ -138,14 +137,30 @@ pub fn source_span(in_size: usize, out_size: usize, filter: Filter, out: Range<u
     if in_size == out_size {
         return out; // a copy
     }
-    let taps = coefficients(in_size, out_size, filter);
-    let taps = &taps[out];
+    let (taps, range) = taps(in_size, out_size, filter, out);
+    let taps = &taps[range];
     let start = taps.iter().map(|t| t.start).min().unwrap_or(0);
     start..taps.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(start)
 }
 
-/// [`compute_coefficients`], remembered per thread: a dataset's photos share a few sizes, and
-/// computing the taps (an allocation each) cost about as much as halving a photo's rows.
+/// The taps of outputs `range` of resizing `in_size` pixels to `out_size`, as taps and where
+/// `range` lies in them: the remembered taps of the whole side ([`coefficients`]) when it is of
+/// a usual length, else computed for `range` alone (ADM's resize of a panorama can have a side
+/// of millions of pixels, of which its crop reads `size`).
+fn taps(in_size: usize, out_size: usize, filter: Filter, range: Range<usize>) -> (Rc<[Tap]>, Range<usize>) {
+    /// Output sides up to this long are remembered whole.
+    const REMEMBERED_SIDE: usize = 1 << 16;
+    if out_size <= REMEMBERED_SIDE {
+        (coefficients(in_size, out_size, filter), range)
+    } else {
+        let len = range.len();
+        (compute_coefficients(in_size, out_size, filter, range).into(), 0..len)
+    }
+}
+
+/// [`compute_coefficients`] of a whole side, remembered per thread: a dataset's photos share a
+/// few sizes, and computing the taps (an allocation each) cost about as much as halving a
+/// photo's rows.
 fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Rc<[Tap]> {
     /// Sizes remembered at most; past it the memory starts over.
     const CAPACITY: usize = 1024;
@@ -160,19 +175,19 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Rc<[Tap]> {
         Rc::clone(
             memory
                 .entry((in_size, out_size, filter))
-                .or_insert_with(|| compute_coefficients(in_size, out_size, filter).into()),
+                .or_insert_with(|| compute_coefficients(in_size, out_size, filter, 0..out_size).into()),
         )
     })
 }
 
 /// Pillow's `precompute_coeffs(in_size, 0, in_size, out_size)` followed by
-/// `normalize_coeffs_8bpc`.
+/// `normalize_coeffs_8bpc`, for the outputs `outputs`.
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn compute_coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<Tap> {
+fn compute_coefficients(in_size: usize, out_size: usize, filter: Filter, outputs: Range<usize>) -> Vec<Tap> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter.support() * filter_scale;
-    (0..out_size)
+    outputs
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
             // C's `(int)` truncation toward zero and the clamp at 0 (a float to
