@@ -14,8 +14,12 @@ use super::raster::{Raster, Region, Window};
 use super::writer::DatasetWriter;
 use crate::stages::Reporter;
 
-/// Files decoded in parallel between two writes (bounds memory on big folders).
+/// Files decoded in parallel between two writes, at most (bounds memory on big folders).
 pub const CHUNK: usize = 256;
+
+/// About how many bytes of transformed items a chunk holds: fewer files per chunk when items
+/// are big (two chunks are in memory at a time).
+pub const CHUNK_BYTES: usize = 256 << 20;
 
 /// A per-image step after decoding (a crop recipe), given the raster and where it lies in its
 /// image; `Err` is a message about that image.
@@ -32,13 +36,15 @@ pub struct Transform<'a> {
     pub window: Want<'a>,
     /// The step.
     pub apply: Apply<'a>,
+    /// The bytes of each transformed item, when known before decoding (a crop's output size).
+    pub item_bytes: Option<usize>,
 }
 
 impl<'a> Transform<'a> {
     /// A step that reads whole images.
     #[must_use]
     pub fn whole(apply: Apply<'a>) -> Self {
-        Self { window: &|_, _| None, apply }
+        Self { window: &|_, _| None, apply, item_bytes: None }
     }
 }
 
@@ -76,10 +82,17 @@ pub fn import_files(
     out_dir: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Manifest, DataError> {
-    let Transform { window, apply } = transform;
+    let Transform { window, apply, item_bytes } = transform;
     let total = folder.files.len() as u64;
     let mut sink = UniformSink::new(out_dir, folder.classes.clone(), folder.files.len());
-    let chunks: Vec<&[(PathBuf, i64)]> = folder.files.chunks(CHUNK).collect();
+    // Items all share one size: the transform's, or the first image's (its header alone read).
+    let item_bytes = item_bytes.or_else(|| {
+        let (path, _) = folder.files.first()?;
+        let (w, h) = image::ImageReader::open(path).ok()?.with_guessed_format().ok()?.into_dimensions().ok()?;
+        Some((w as usize) * (h as usize) * channels)
+    });
+    let len = chunk_len(item_bytes);
+    let chunks: Vec<&[(PathBuf, i64)]> = folder.files.chunks(len).collect();
     let decode_chunk = |chunk: &[(PathBuf, i64)]| -> Vec<Result<Item, DataError>> {
         chunk
             .par_iter()
@@ -104,9 +117,14 @@ pub fn import_files(
         );
         written?;
         decoded = next;
-        reporter.progress((i * CHUNK + chunk.len()) as u64, total, "images");
+        reporter.progress((i * len + chunk.len()) as u64, total, "images");
     }
     sink.finish()
+}
+
+/// Files per chunk for items of `item_bytes` (unknown: [`CHUNK`]).
+fn chunk_len(item_bytes: Option<usize>) -> usize {
+    item_bytes.map_or(CHUNK, |bytes| (CHUNK_BYTES / bytes.max(1)).clamp(1, CHUNK))
 }
 
 /// A dataset writer created on the first item, refusing items of another shape.
@@ -156,5 +174,19 @@ impl UniformSink {
             Some((_, writer)) => writer.finish(),
             None => Err(DataError::invalid(&self.out_dir, "no images to write")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_shrink_for_big_items() {
+        assert_eq!(chunk_len(Some(64 * 64 * 3)), CHUNK);
+        assert_eq!(chunk_len(None), CHUNK);
+        assert_eq!(chunk_len(Some(4000 * 3000 * 3)), 7, "36 MB photos: 7 a chunk");
+        assert_eq!(chunk_len(Some(16384 * 16384 * 3)), 1);
+        assert_eq!(chunk_len(Some(0)), CHUNK);
     }
 }

@@ -35,7 +35,8 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
         crop_dataset(&Dataset::open(&source)?, &apply, &spec.out_dir, reporter)?
     } else {
         let channels = channels(spec, "channels")?;
-        let transform = Transform { window: &window, apply: &apply };
+        let item_bytes = Some(size * size * channels);
+        let transform = Transform { window: &window, apply: &apply, item_bytes };
         import_files(&folder::scan(&source)?, channels, transform, &spec.out_dir, reporter)?
     };
     Ok(metrics(&manifest))
