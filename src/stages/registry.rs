@@ -20,7 +20,7 @@ pub const KINDS: &[KindInfo] = &[
     KindInfo { name: "mnist", version: 1, torch: false },
     KindInfo { name: "crop", version: 1, torch: false },
     KindInfo { name: "download", version: 1, torch: false },
-    KindInfo { name: "train", version: 2, torch: true },
+    KindInfo { name: "train", version: 3, torch: true },
 ];
 
 /// The implementation facts of `kind`, if it has an implementation.
