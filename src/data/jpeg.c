@@ -240,3 +240,46 @@ int msnr_jpeg_decode(const unsigned char *data, size_t len, msnr_jpeg_alloc allo
     jpeg_destroy_decompress(&cinfo);
     return status;
 }
+
+/* For the tests: encodes `rgb` (w x h, interleaved) as a JPEG whose luma is sampled
+ * `h_samp` x `v_samp` times the chroma (4:4:0 is 1 x 2, 4:1:1 is 4 x 1), which Pillow
+ * cannot write, optionally progressive. Returns 1 and a malloc'd buffer in *out (the
+ * caller frees it), or 0. */
+int msnr_jpeg_encode_for_tests(const unsigned char *rgb, unsigned w, unsigned h, int h_samp, int v_samp,
+                               int progressive, unsigned char **out, unsigned long *out_len) {
+    struct jpeg_compress_struct cinfo;
+    struct msnr_error_mgr err;
+    *out = NULL;
+    *out_len = 0;
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = msnr_error_exit;
+    if (setjmp(err.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        free(*out);
+        *out = NULL;
+        return 0;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, out, out_len);
+    cinfo.image_width = w;
+    cinfo.image_height = h;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 90, TRUE);
+    cinfo.comp_info[0].h_samp_factor = h_samp;
+    cinfo.comp_info[0].v_samp_factor = v_samp;
+    cinfo.comp_info[1].h_samp_factor = cinfo.comp_info[1].v_samp_factor = 1;
+    cinfo.comp_info[2].h_samp_factor = cinfo.comp_info[2].v_samp_factor = 1;
+    if (progressive) {
+        jpeg_simple_progression(&cinfo);
+    }
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)cinfo.next_scanline * w * 3);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    return 1;
+}

@@ -198,6 +198,62 @@ mod tests {
         out
     }
 
+    extern "C" {
+        fn msnr_jpeg_encode_for_tests(
+            rgb: *const u8,
+            w: u32,
+            h: u32,
+            h_samp: c_int,
+            v_samp: c_int,
+            progressive: c_int,
+            out: *mut *mut u8,
+            out_len: *mut std::ffi::c_ulong,
+        ) -> c_int;
+        fn free(p: *mut c_void);
+    }
+
+    /// `rgb` (`w x h`) as a JPEG with luma sampled `h_samp x v_samp` times the chroma.
+    fn encode(rgb: &[u8], w: u32, h: u32, (h_samp, v_samp): (c_int, c_int), progressive: bool) -> Vec<u8> {
+        let (mut out, mut len) = (std::ptr::null_mut(), 0);
+        // SAFETY: `rgb` holds w * h * 3 bytes; the shim mallocs `out`, which is copied, then freed.
+        unsafe {
+            let ok = msnr_jpeg_encode_for_tests(
+                rgb.as_ptr(),
+                w,
+                h,
+                h_samp,
+                v_samp,
+                c_int::from(progressive),
+                &raw mut out,
+                &raw mut len,
+            );
+            assert_eq!(ok, 1, "encoding");
+            let bytes = std::slice::from_raw_parts(out, usize::try_from(len).unwrap()).to_vec();
+            free(out.cast());
+            bytes
+        }
+    }
+
+    #[test]
+    fn windows_of_every_chroma_sampling_have_the_pixels_of_the_full_decode() {
+        // A textured 53x45 image in the samplings Pillow cannot write: 4:4:0 (1x2), 4:1:1 (4x1),
+        // 4:1:0 (4x2); baseline and progressive.
+        let (w, h) = (53_u32, 45_u32);
+        let rgb: Vec<u8> =
+            (0..w * h * 3).map(|i| u8::try_from((i * 37 + (i / 159) * 91 + i % 7 * 29) % 256).unwrap()).collect();
+        for sampling in [(1, 2), (4, 1), (4, 2)] {
+            for progressive in [false, true] {
+                let bytes = encode(&rgb, w, h, sampling, progressive);
+                let full = decode(&bytes).unwrap().unwrap();
+                for win in windows(full.width, full.height) {
+                    let (got, _) = decode_window(&bytes, &|_, _| Some(win)).unwrap().unwrap();
+                    let what = format!("{sampling:?} progressive {progressive}: window {win:?}");
+                    assert!(got == full.crop(win.left, win.top, win.width, win.height), "{what} differs");
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_window_has_the_pixels_of_the_full_decode() {
         for name in ["cat420", "cat420p", "cat422", "cat422p", "cat444", "cat444p", "smooth420", "smoothgray"] {
