@@ -56,7 +56,7 @@ impl Schedule {
     /// (`np.linspace`, float64) from `scale * 1e-4` to `scale * 0.02`.
     ///
     /// # Errors
-    /// When `steps` is 0, or `T` is so small that a beta exceeds 1 (`T < 50`).
+    /// When `steps` is 0, or `T` is so small that a beta exceeds 1 (`T < 20`: the last beta is `20 / T`).
     pub fn linear(steps: usize) -> Result<Self, ScheduleError> {
         let scale = 1000.0 / real(steps);
         Self::from_betas(linspace(scale * 0.0001, scale * 0.02, steps))
@@ -253,6 +253,7 @@ mod tests {
         assert!(matches!(Schedule::from_betas(vec![f64::NAN]), Err(ScheduleError::BetaOutOfRange { index: 0, .. })));
         assert_eq!(Schedule::from_betas(vec![1e-20, 0.5]), Err(ScheduleError::InfiniteSnr { index: 0 }));
         assert!(Schedule::linear(10).is_err(), "scale 100 pushes beta past 1");
+        assert!(Schedule::linear(19).is_err() && Schedule::linear(20).is_ok(), "the last beta is 20 / T");
     }
 
     #[test]
