@@ -341,10 +341,9 @@ fn mix(seed: u64, k: u64) -> u64 {
 /// every step (within 2^32 steps). The CPU generator, an mt19937, keeps only the low 32 bits of
 /// its seed, so fully mixed seeds would collide by the birthday bound: about 29 pairs of steps
 /// with the same batch, flips, label drops and noise in a 500k-step run.
+#[allow(clippy::cast_possible_truncation)] // the low 32 bits are the point
 fn generator_seed(seed: u64, k: u64) -> u64 {
-    let base = mix(seed, u64::MAX).to_le_bytes();
-    let base = u32::from_le_bytes([base[0], base[1], base[2], base[3]]);
-    let low = base.wrapping_add(u32::from_le_bytes(k.to_le_bytes()[..4].try_into().expect("4 bytes")));
+    let low = (mix(seed, u64::MAX) as u32).wrapping_add(k as u32);
     (mix(seed, k) & !0xffff_ffff) | u64::from(low)
 }
 
