@@ -16,9 +16,9 @@ pub struct KindInfo {
 /// Every kind with an implementation. A kind declared in the stdlib but absent
 /// here is refused by `run` with an error naming it.
 pub const KINDS: &[KindInfo] = &[
-    KindInfo { name: "images", version: 1, torch: false },
+    KindInfo { name: "images", version: 2, torch: false },
     KindInfo { name: "mnist", version: 1, torch: false },
-    KindInfo { name: "crop", version: 1, torch: false },
+    KindInfo { name: "crop", version: 2, torch: false },
     KindInfo { name: "download", version: 1, torch: false },
     KindInfo { name: "train", version: 3, torch: true },
 ];
