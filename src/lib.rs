@@ -8,6 +8,7 @@
 //! - [`run`]: the executor, progress reporting and the worker protocol;
 //! - [`stages`]: one module per stage kind;
 //! - [`data`]: the dataset artifact format;
+//! - [`diffusion`]: schedules, targets, weightings and optimizer settings (no libtorch);
 //! - [`nets`]: denoiser configurations and their validation (no libtorch);
 //! - [`malloc`]: the allocator settings both binaries start with.
 //!
@@ -19,6 +20,7 @@
 pub mod cache;
 pub mod cli;
 pub mod data;
+pub mod diffusion;
 pub mod graph;
 pub mod lang;
 pub mod malloc;

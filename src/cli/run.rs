@@ -10,7 +10,7 @@ use crate::run::keys::{self, Keyer};
 use crate::run::progress::Progress;
 use crate::run::project::Project;
 use crate::run::roots;
-use crate::stages::registry;
+use crate::stages::kinds;
 
 /// Runs the pipeline (or the `only` stages and their inputs).
 pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: Option<usize>) -> Result<(), Failure> {
@@ -45,8 +45,8 @@ pub(super) fn execute(
 ) -> BTreeMap<usize, Outcome> {
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let (pipeline, dag) = (&project.pipeline, &project.dag);
-    Executor { pipeline, dag, store, keyer, pins, selected, jobs }.run(&Progress::new())
+    let (pipeline, dag, checked) = (&project.pipeline, &project.dag, &project.checked);
+    Executor { pipeline, dag, checked, store, keyer, pins, selected, jobs }.run(&Progress::new())
 }
 
 /// The stages to consider: all, or the named ones and everything they read.
@@ -72,7 +72,7 @@ pub(super) fn refuse_unimplemented(project: &Project, selected: &[bool]) -> Resu
         .stages
         .iter()
         .zip(selected)
-        .filter(|(s, &sel)| sel && registry::kind(&s.kind).is_none())
+        .filter(|(s, &sel)| sel && kinds::implemented(&s.kind).is_err())
         .map(|(s, _)| format!("`{}` (kind `{}`)", s.name, s.kind))
         .collect();
     if missing.is_empty() {
@@ -91,7 +91,7 @@ fn record(project: &mut Project, outcomes: &BTreeMap<usize, Outcome>) {
     for (&i, outcome) in outcomes {
         let (Outcome::Cached(done) | Outcome::Ran(done, _)) = outcome else { continue };
         let stage = &project.pipeline.stages[i];
-        let info = registry::kind(&stage.kind).expect("only implemented kinds run");
+        let info = kinds::implemented(&stage.kind).expect("only implemented kinds run");
         let entry = LockEntry {
             kind: stage.kind.clone(),
             key: done.entry.key.clone(),

@@ -1,16 +1,18 @@
 //! The two crop recipes of the diffusion literature, each matching its
 //! reference Pillow code pixel for pixel (within [`resample`](super::resample)'s one level).
 
-use crate::lang::Value;
+use serde::{Deserialize, Serialize};
 
 use super::raster::{Raster, Region, Window};
 use super::resample::{resize, resize_region, source_span, Filter};
 
 /// How a photo becomes a `size x size` training image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CropRecipe {
     /// `ScoreSDE`'s `CelebA` recipe: central `center x center` crop, then an
     /// antialiased bicubic resize.
+    #[serde(rename = "scoresde")]
     ScoreSde {
         /// Side of the central crop (140 for `CelebA`).
         center: usize,
@@ -22,23 +24,6 @@ pub enum CropRecipe {
 }
 
 impl CropRecipe {
-    /// Reads `scoresde { center = N }` or `adm { }`.
-    ///
-    /// # Errors
-    /// A message saying what is wrong with the value.
-    pub fn from_value(value: &Value) -> Result<Self, String> {
-        match value {
-            Value::Ctor { name, args } if name == "scoresde" => {
-                let center = args.get("center").and_then(Value::as_int).ok_or("`scoresde` needs `center = <int>`")?;
-                let center = usize::try_from(center).ok().filter(|&c| c > 0);
-                Ok(Self::ScoreSde { center: center.ok_or("`center` must be positive")? })
-            }
-            Value::Ctor { name, .. } if name == "adm" => Ok(Self::Adm),
-            Value::Ctor { name, .. } => Err(format!("unknown crop recipe `{name}` (expected `scoresde` or `adm`)")),
-            other => Err(format!("expected a crop recipe (`scoresde {{ center = 140 }}` or `adm {{}}`), got {other}")),
-        }
-    }
-
     /// The part of a `width x height` image the recipe reads into a `size x size` output, when
     /// not all of it: the `ScoreSDE` center crop (images too small for it are read whole, so
     /// that [`Self::apply`] names their size), or the pixels ADM's halvings and resize reach
@@ -182,20 +167,7 @@ fn scaled_side(x: usize, size: usize, short: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-
-    #[test]
-    fn reads_recipe_values() {
-        let args = BTreeMap::from([("center".to_owned(), Value::Int(140))]);
-        let v = Value::Ctor { name: "scoresde".into(), args };
-        assert_eq!(CropRecipe::from_value(&v), Ok(CropRecipe::ScoreSde { center: 140 }));
-        let v = Value::Ctor { name: "adm".into(), args: BTreeMap::new() };
-        assert_eq!(CropRecipe::from_value(&v), Ok(CropRecipe::Adm));
-        let v = Value::Ctor { name: "zoom".into(), args: BTreeMap::new() };
-        assert!(CropRecipe::from_value(&v).unwrap_err().contains("unknown crop recipe `zoom`"));
-    }
 
     #[test]
     fn adm_sides_round_half_to_even_like_python() {

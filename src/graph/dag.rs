@@ -9,7 +9,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
-use crate::lang::{Diagnostic, Diagnostics, Pipeline, Span};
+use crate::lang::{codes, Diagnostic, Diagnostics, Pipeline, Span};
 
 /// Stage instances as nodes (their index in `Pipeline::stages`), an edge from
 /// each input to the stage that reads it, labelled with the reference's span.
@@ -39,7 +39,7 @@ impl Dag {
                     }
                     None => errors.push(Diagnostic::new(
                         &pipeline.sources,
-                        "msnr::undefined_stage",
+                        codes::UNDEFINED_STAGE,
                         format!("stage `{}` refers to undefined stage `{input}`", stage.name),
                         *span,
                         "not a stage",
@@ -146,7 +146,7 @@ fn cycle_diagnostic(pipeline: &Pipeline, names: &[&str], edges: &[(usize, usize,
     let stage = |i: usize| pipeline.stages[i].name.as_str();
     let mut diag = Diagnostic::new(
         &pipeline.sources,
-        "msnr::dependency_cycle",
+        codes::DEPENDENCY_CYCLE,
         format!(
             "dependency cycle between stages {}",
             names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")

@@ -8,6 +8,5 @@
 pub mod dag;
 pub mod plan;
 pub mod render;
-pub mod shapes;
 
 pub use dag::Dag;

@@ -8,7 +8,7 @@ use std::fmt;
 use crate::cache::{InputKey, KeyChange, Lockfile, Store};
 use crate::lang::Pipeline;
 use crate::run::keys::Keyer;
-use crate::stages::registry;
+use crate::stages::kinds;
 
 use super::Dag;
 
@@ -89,7 +89,7 @@ fn stage_status(
     keyer: &Keyer,
 ) -> Status {
     let stage = &pipeline.stages[i];
-    let info = match registry::implemented(&stage.kind) {
+    let info = match kinds::implemented(&stage.kind) {
         Ok(info) => info,
         Err(why) => return Status::Blocked(why),
     };

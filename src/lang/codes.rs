@@ -43,3 +43,11 @@ pub const BAD_SWEEP: &str = "msnr::bad_sweep";
 pub const PARAM_CYCLE: &str = "msnr::param_cycle";
 /// A `type` or `kind` declaration outside the standard library.
 pub const DECLARATION_OUTSIDE_STDLIB: &str = "msnr::declaration_outside_stdlib";
+/// A parameter value the stage kind cannot use (out of range, a combination it refuses).
+pub const INVALID_PARAMETER: &str = "msnr::invalid_parameter";
+/// A dataset whose shape the stage's net cannot take.
+pub const DATA_DOES_NOT_FIT_NET: &str = "msnr::data_does_not_fit_net";
+/// A reference to a stage that does not exist (graph building).
+pub const UNDEFINED_STAGE: &str = "msnr::undefined_stage";
+/// Stages that depend on each other in a circle.
+pub const DEPENDENCY_CYCLE: &str = "msnr::dependency_cycle";

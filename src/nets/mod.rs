@@ -4,7 +4,6 @@
 //! runs, a dataset that cannot fit its net; the `msnr-torch` crate builds the
 //! networks from the same configurations.
 
-mod args;
 pub mod check;
 pub mod error;
 mod rules;
@@ -14,6 +13,6 @@ pub mod vit;
 
 pub use self::check::check_net;
 pub use self::error::ModelError;
-pub use self::spec::{NetContext, NetSpec};
+pub use self::spec::{NetContext, NetParams, NetSpec};
 pub use self::unet::UNetConfig;
 pub use self::vit::ViTConfig;

@@ -1,11 +1,13 @@
-//! From the language's `net` value (`vit { .. }` or `unet { .. }`) plus the data
-//! facts to a network configuration. No libtorch: `msnr check` uses it.
+//! The language's `net` value (`vit { .. }`, `unet { .. }`) as typed parameters, and
+//! from those plus the data's facts to a network configuration. No libtorch: `msnr
+//! check` uses it. The arguments' defaults are the stdlib's (`stdlib/train.msnr`).
 
-use super::args::Args;
+use serde::{Deserialize, Serialize};
+
 use super::error::ModelError;
 use super::unet::UNetConfig;
 use super::vit::ViTConfig;
-use crate::lang::value::Value;
+use crate::stages::params::{ParamError, Reader};
 
 /// What the data and the schedule fix about a network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,71 @@ pub struct NetContext {
     pub steps: i64,
 }
 
+/// The `net` parameter: an architecture and its hyper-parameters as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetParams {
+    /// `vit { depth, width, heads, patch }`.
+    Vit {
+        /// Transformer blocks.
+        depth: i64,
+        /// Token width.
+        width: i64,
+        /// Attention heads.
+        heads: i64,
+        /// Patch side.
+        patch: i64,
+    },
+    /// `unet { channels, mults, res_blocks, attention, heads, dropout, scale_shift }`.
+    Unet {
+        /// Channels at the first resolution.
+        channels: i64,
+        /// Channel multiplier per resolution.
+        mults: Vec<i64>,
+        /// Residual blocks per resolution.
+        res_blocks: i64,
+        /// Feature-map sides with self-attention.
+        attention: Vec<i64>,
+        /// Attention heads.
+        heads: i64,
+        /// Dropout in the residual blocks.
+        dropout: f64,
+        /// FiLM conditioning.
+        scale_shift: bool,
+    },
+}
+
+impl NetParams {
+    /// Reads parameter `name` (a `vit { .. }` or `unet { .. }` value). Ranges are checked
+    /// by [`NetSpec::validate`] once the data is known.
+    pub fn read(r: &mut Reader<'_>, name: &'static str) -> Option<Self> {
+        let c = r.ctor(name)?;
+        match c.name {
+            "vit" => {
+                let (depth, width) = (r.arg_int(c, "depth", ..), r.arg_int(c, "width", ..));
+                let (heads, patch) = (r.arg_int(c, "heads", ..), r.arg_int(c, "patch", ..));
+                Some(Self::Vit { depth: depth?, width: width?, heads: heads?, patch: patch? })
+            }
+            "unet" => {
+                let (channels, mults) = (r.arg_int(c, "channels", ..), r.arg_ints(c, "mults"));
+                let (res_blocks, attention) = (r.arg_int(c, "res_blocks", ..), r.arg_ints(c, "attention"));
+                let (heads, dropout) = (r.arg_int(c, "heads", ..), r.arg_float(c, "dropout", ..));
+                let scale_shift = r.arg_bool(c, "scale_shift");
+                Some(Self::Unet {
+                    channels: channels?,
+                    mults: mults?,
+                    res_blocks: res_blocks?,
+                    attention: attention?,
+                    heads: heads?,
+                    dropout: dropout?,
+                    scale_shift: scale_shift?,
+                })
+            }
+            other => r.fail(ParamError::new(name, format!("unknown network `{other}`; use vit or unet"))),
+        }
+    }
+}
+
 /// A resolved network: which architecture, with every hyper-parameter.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetSpec {
@@ -30,21 +97,40 @@ pub enum NetSpec {
 }
 
 impl NetSpec {
-    /// Reads the `net` constructor value; its arguments and defaults are the stdlib's:
-    /// `vit { depth = 12, width = 768, heads = 12, patch = 2 }` and `unet { channels = 128,
-    /// mults = [1, 2, 2, 2], res_blocks = 2, attention = [16], heads = 4, dropout = 0.0,
-    /// scale_shift = true }`. Does not validate: see [`NetSpec::validate`].
-    ///
-    /// # Errors
-    /// [`ModelError::Invalid`] for an unknown network or an argument of the wrong type.
-    pub fn from_value(net: &Value, ctx: &NetContext) -> Result<Self, ModelError> {
-        match net {
-            Value::Ctor { name, args } if name == "vit" => vit(&Args::new("net", args), ctx).map(Self::ViT),
-            Value::Ctor { name, args } if name == "unet" => unet(&Args::new("net", args), ctx).map(Self::UNet),
-            Value::Ctor { name, .. } => {
-                Err(ModelError::invalid("net", format!("unknown network `{name}`; use vit or unet")))
+    /// The network `net` describes for data `ctx`. Does not validate: see [`NetSpec::validate`].
+    #[must_use]
+    pub fn new(net: &NetParams, ctx: &NetContext) -> Self {
+        match net.clone() {
+            NetParams::Vit { depth, width, heads, patch } => Self::ViT(ViTConfig {
+                image_size: ctx.image_size,
+                in_channels: ctx.channels,
+                out_channels: ctx.channels,
+                patch,
+                width,
+                depth,
+                heads,
+                mlp_ratio: 4.0,
+                num_classes: ctx.num_classes,
+                steps: ctx.steps,
+            }),
+            NetParams::Unet { channels, mults, res_blocks, attention, heads, dropout, scale_shift } => {
+                Self::UNet(UNetConfig {
+                    image_size: ctx.image_size,
+                    in_channels: ctx.channels,
+                    out_channels: ctx.channels,
+                    model_channels: channels,
+                    channel_mult: mults,
+                    num_res_blocks: res_blocks,
+                    attention_resolutions: attention,
+                    num_heads: heads,
+                    num_head_channels: None,
+                    dropout,
+                    use_scale_shift_norm: scale_shift,
+                    resblock_updown: false,
+                    conv_resample: true,
+                    num_classes: ctx.num_classes,
+                })
             }
-            other => Err(ModelError::invalid("net", format!("expected vit {{ .. }} or unet {{ .. }}, found {other}"))),
         }
     }
 
@@ -60,63 +146,44 @@ impl NetSpec {
     }
 }
 
-/// `vit { depth, width, heads, patch }`.
-fn vit(a: &Args, ctx: &NetContext) -> Result<ViTConfig, ModelError> {
-    Ok(ViTConfig {
-        image_size: ctx.image_size,
-        in_channels: ctx.channels,
-        out_channels: ctx.channels,
-        patch: a.int("patch", 2)?,
-        width: a.int("width", 768)?,
-        depth: a.int("depth", 12)?,
-        heads: a.int("heads", 12)?,
-        mlp_ratio: 4.0,
-        num_classes: ctx.num_classes,
-        steps: ctx.steps,
-    })
-}
-
-/// `unet { channels, mults, res_blocks, attention, heads, dropout, scale_shift }`.
-fn unet(a: &Args, ctx: &NetContext) -> Result<UNetConfig, ModelError> {
-    Ok(UNetConfig {
-        image_size: ctx.image_size,
-        in_channels: ctx.channels,
-        out_channels: ctx.channels,
-        model_channels: a.int("channels", 128)?,
-        channel_mult: a.ints("mults", &[1, 2, 2, 2])?,
-        num_res_blocks: a.int("res_blocks", 2)?,
-        attention_resolutions: a.ints("attention", &[16])?,
-        num_heads: a.int("heads", 4)?,
-        num_head_channels: None,
-        dropout: a.float("dropout", 0.0)?,
-        use_scale_shift_norm: a.bool("scale_shift", true)?,
-        resblock_updown: false,
-        conv_resample: true,
-        num_classes: ctx.num_classes,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::lang::Value;
+    use crate::stages::check::defaults_for;
+    use crate::stages::params::Shape;
 
     const MNIST: NetContext = NetContext { image_size: 28, channels: 1, num_classes: 10, steps: 1000 };
 
-    fn ctor(name: &str, args: &[(&str, Value)]) -> Value {
-        let args = args.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect::<BTreeMap<_, _>>();
-        Value::Ctor { name: name.to_string(), args }
+    /// `name { args }` with the stdlib's defaults for the arguments not given, read as `net`.
+    fn read(name: &str, args: &[(&str, Value)]) -> Result<NetParams, Vec<ParamError>> {
+        let Value::Ctor { args: mut all, .. } = net_default(name) else { unreachable!() };
+        all.extend(args.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let params = BTreeMap::from([("net".to_owned(), Value::Ctor { name: name.into(), args: all })]);
+        let none = |_: &str| Shape::UNKNOWN;
+        let mut r = Reader::new(&params, &none, None);
+        let got = NetParams::read(&mut r, "net");
+        r.finish(got)
     }
 
-    fn ints(v: &[i64]) -> Value {
-        Value::List(v.iter().map(|i| Value::Int(*i)).collect())
+    /// The stdlib's `vit {}` or `unet {}` with every default.
+    fn net_default(name: &str) -> Value {
+        let mut train = defaults_for("train");
+        let Value::Ctor { args, .. } = train.remove("net").unwrap() else { unreachable!() };
+        if name == "vit" {
+            return Value::Ctor { name: name.into(), args };
+        }
+        let unet = crate::lang::stdlib().family("net").unwrap().variant("unet").unwrap();
+        let args = unet.params.iter().map(|p| (p.name.clone(), p.default.clone().unwrap())).collect();
+        Value::Ctor { name: name.into(), args }
     }
 
     #[test]
     fn vit_takes_its_arguments_and_the_data_facts() {
-        let net = ctor("vit", &[("depth", Value::Int(6)), ("width", Value::Int(256)), ("patch", Value::Int(4))]);
-        let NetSpec::ViT(cfg) = NetSpec::from_value(&net, &MNIST).unwrap() else { panic!("not a vit") };
+        let net = read("vit", &[("depth", Value::Int(6)), ("width", Value::Int(256)), ("patch", Value::Int(4))]);
+        let NetSpec::ViT(cfg) = NetSpec::new(&net.unwrap(), &MNIST) else { panic!("not a vit") };
         assert_eq!((cfg.depth, cfg.width, cfg.heads, cfg.patch), (6, 256, 12, 4));
         assert_eq!((cfg.image_size, cfg.in_channels, cfg.out_channels, cfg.num_classes), (28, 1, 1, 10));
         assert_eq!(NetSpec::ViT(cfg).validate().unwrap_err().into_param().0, "net.heads");
@@ -124,16 +191,14 @@ mod tests {
 
     #[test]
     fn unet_takes_its_arguments() {
-        let net = ctor(
-            "unet",
-            &[
-                ("channels", Value::Int(64)),
-                ("mults", ints(&[1, 2, 2])),
-                ("attention", ints(&[7])),
-                ("scale_shift", Value::Bool(false)),
-            ],
-        );
-        let spec = NetSpec::from_value(&net, &MNIST).unwrap();
+        let ints = |v: &[i64]| Value::List(v.iter().map(|i| Value::Int(*i)).collect());
+        let args = [
+            ("channels", Value::Int(64)),
+            ("mults", ints(&[1, 2, 2])),
+            ("attention", ints(&[7])),
+            ("scale_shift", Value::Bool(false)),
+        ];
+        let spec = NetSpec::new(&read("unet", &args).unwrap(), &MNIST);
         let NetSpec::UNet(cfg) = &spec else { panic!("not a unet") };
         assert_eq!(
             (cfg.model_channels, cfg.channel_mult.clone(), cfg.use_scale_shift_norm),
@@ -144,10 +209,9 @@ mod tests {
 
     #[test]
     fn unknown_networks_and_wrong_types_are_reported() {
-        let e = NetSpec::from_value(&ctor("resnet", &[]), &MNIST).unwrap_err().into_param();
-        assert_eq!(e, ("net".to_string(), "unknown network `resnet`; use vit or unet".to_string()));
-        assert_eq!(NetSpec::from_value(&Value::Int(3), &MNIST).unwrap_err().into_param().0, "net");
-        let bad = ctor("unet", &[("mults", Value::Int(2))]);
-        assert_eq!(NetSpec::from_value(&bad, &MNIST).unwrap_err().into_param().0, "net.mults");
+        let e = read("resnet", &[]).unwrap_err();
+        assert_eq!((e[0].param.as_str(), e[0].message.as_str()), ("net", "unknown network `resnet`; use vit or unet"));
+        let bad = read("unet", &[("mults", Value::Int(2))]).unwrap_err();
+        assert_eq!(bad[0].param, "net.mults");
     }
 }

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cache::{CacheKey, Entry, InputKey, Store};
 use crate::graph::Dag;
 use crate::lang::{Pipeline, Stage};
-use crate::stages::registry::{self, KindInfo};
-use crate::stages::{self, Reporter, StageError, StageResult, StageSpec};
+use crate::stages::{kinds, Checked, Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
 use super::keys::{self, Keyer};
 use super::progress::Progress;
@@ -47,6 +46,8 @@ pub struct Executor<'a> {
     pub pipeline: &'a Pipeline,
     /// Its graph.
     pub dag: &'a Dag,
+    /// Each stage's checked, typed parameters (by index), handed to its implementation.
+    pub checked: &'a [Checked],
     /// The (locked) store.
     pub store: &'a Store,
     /// Key computation with the file-hash memo.
@@ -150,7 +151,7 @@ impl Executor<'_> {
     /// Keys one stage, then finds it in the store or runs it.
     fn execute(&self, i: usize, inputs: &BTreeMap<String, (InputKey, Entry)>, progress: &Progress) -> Outcome {
         let stage = &self.pipeline.stages[i];
-        let info = match registry::implemented(&stage.kind) {
+        let info = match kinds::implemented(&stage.kind) {
             Ok(info) => info,
             Err(why) => return Outcome::Failed(why),
         };
@@ -167,7 +168,8 @@ impl Executor<'_> {
         }
         let started = Instant::now();
         let reporter = progress.stage(&stage.name);
-        let result = self.run_stage(stage, info, &key, inputs, pins, &reporter);
+        let typed = &self.checked[i].params;
+        let result = self.run_stage(stage, info, &key, (inputs, typed), pins, &reporter);
         reporter.finish();
         match result {
             Ok(done) => Outcome::Ran(done, started.elapsed()),
@@ -178,9 +180,9 @@ impl Executor<'_> {
     fn run_stage(
         &self,
         stage: &Stage,
-        info: KindInfo,
+        info: &Kind,
         key: &CacheKey,
-        inputs: &BTreeMap<String, (InputKey, Entry)>,
+        (inputs, typed): (&BTreeMap<String, (InputKey, Entry)>, &serde_json::Value),
         pins: BTreeMap<String, String>,
         reporter: &dyn Reporter,
     ) -> Result<Done, String> {
@@ -195,9 +197,13 @@ impl Executor<'_> {
             seed: keys::seed(stage).unwrap_or(0),
             device: key.torch.as_ref().map_or_else(|| "cpu".to_string(), |t| t.device.clone()),
             pins,
+            typed: typed.clone(),
         };
-        let result: Result<StageResult, StageError> =
-            if info.torch { worker::run(&spec, reporter) } else { stages::local::run(&spec, reporter) };
+        let result: Result<StageResult, StageError> = match info.exec {
+            Exec::Local(run) => run(&spec, reporter),
+            Exec::Worker => worker::run(&spec, reporter),
+            Exec::Planned => Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", stage.kind))),
+        };
         let result = result.map_err(|e| e.to_string())?;
         let pins = result.pins.clone();
         let entry = staging.commit(result.metrics, result.pins).map_err(|e| e.to_string())?;

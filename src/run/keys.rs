@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use crate::cache::{self, CacheError, CacheKey, HashMemo, InputKey, TorchEnv};
 use crate::lang::{Stage, Value};
-use crate::stages::registry::KindInfo;
+use crate::stages::Kind;
 
 use super::device;
 
@@ -41,7 +41,7 @@ impl Keyer {
     ///
     /// # Panics
     /// If another thread panicked while hashing.
-    pub fn key(&self, stage: &Stage, info: KindInfo, inputs: &BTreeMap<String, InputKey>) -> Result<CacheKey, String> {
+    pub fn key(&self, stage: &Stage, info: &Kind, inputs: &BTreeMap<String, InputKey>) -> Result<CacheKey, String> {
         let mut hash_path =
             |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
         let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
@@ -53,7 +53,7 @@ impl Keyer {
             params,
             inputs,
             seed: seed(stage),
-            torch: if info.torch { Some(torch_env(stage)?) } else { None },
+            torch: if info.torch() { Some(torch_env(stage)?) } else { None },
         })
     }
 }

@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::cache::{Lockfile, Store};
-use crate::graph::{shapes, Dag};
+use crate::graph::Dag;
 use crate::lang::{self, Diagnostics, Pipeline};
+use crate::stages::{check, Checked};
 
+use super::device;
 use super::keys::Keyer;
 
 /// Why a pipeline could not be opened.
@@ -26,6 +28,8 @@ pub struct Project {
     pub pipeline: Pipeline,
     /// Its validated graph.
     pub dag: Dag,
+    /// Each stage's typed parameters and output shape, by index.
+    pub checked: Vec<Checked>,
     /// `<file>.lock` beside the pipeline.
     pub lock_path: PathBuf,
     /// The lockfile's content (empty when there is none yet).
@@ -42,13 +46,13 @@ impl Project {
     pub fn open(path: &Path, overrides: &[(String, String)]) -> Result<Self, OpenError> {
         let pipeline = lang::load(path, overrides).map_err(OpenError::Invalid)?;
         let dag = Dag::build(&pipeline).map_err(OpenError::Invalid)?;
-        shapes::check(&pipeline, &dag).map_err(OpenError::Invalid)?;
+        let checked = check::check(&pipeline, &dag, &|d| device::resolve(d).ok()).map_err(OpenError::Invalid)?;
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
         let lockfile = Lockfile::read(&lock_path).map_err(|e| OpenError::Other(e.to_string()))?.unwrap_or_default();
         let root = project_root(path);
-        Ok(Self { pipeline, dag, lock_path, lockfile, root })
+        Ok(Self { pipeline, dag, checked, lock_path, lockfile, root })
     }
 
     /// Opens the store (creating it on first use).

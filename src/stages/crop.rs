@@ -6,7 +6,11 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::images::{channels, metrics, source_dir};
+use serde::{Deserialize, Serialize};
+
+use super::images::{metrics, read_channels};
+use super::kinds::KindParams;
+use super::params::{ParamError, Reader, Shape, Source};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
 use crate::data::import::{import_files, Apply, Item, Transform, UniformSink};
 use crate::data::recipe::CropRecipe;
@@ -15,26 +19,62 @@ use crate::data::{folder, DType, DataError, Dataset, Manifest, Raster, Region};
 /// The largest accepted output side.
 pub const MAX_SIZE: usize = 16384;
 
+/// The `crop` kind's parameters (`stdlib/data.msnr`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CropParams {
+    /// The images: a folder (`files`) or a dataset stage.
+    pub images: Source,
+    /// The published recipe.
+    pub recipe: CropRecipe,
+    /// Side of the output squares.
+    pub size: usize,
+    /// Channels when decoding image files: 1 (L) or 3 (RGB).
+    pub channels: usize,
+}
+
+impl KindParams for CropParams {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let images = r.source("images");
+        let recipe = read_recipe(r);
+        let size = r.int("size", 1..=i64::try_from(MAX_SIZE).expect("fits"));
+        let channels = read_channels(r, "channels");
+        Some(Self { images: images?, recipe: recipe?, size: usize::try_from(size?).ok()?, channels: channels? })
+    }
+
+    fn shape(&self, r: &Reader<'_>) -> Shape {
+        let side = u32::try_from(self.size).ok();
+        let channels = r.input_shape("images").channels.or(u32::try_from(self.channels).ok());
+        Shape { channels, size: side.map(|s| (s, s)) }
+    }
+}
+
+/// `recipe = scoresde { center = N }` or `adm {}`.
+fn read_recipe(r: &mut Reader<'_>) -> Option<CropRecipe> {
+    let c = r.ctor("recipe")?;
+    match c.name {
+        "scoresde" => {
+            let center = r.arg_int(c, "center", 1..=i64::try_from(MAX_SIZE).expect("fits"))?;
+            Some(CropRecipe::ScoreSde { center: usize::try_from(center).ok()? })
+        }
+        "adm" => Some(CropRecipe::Adm),
+        other => r.fail(ParamError::new("recipe", format!("unknown crop recipe `{other}`"))),
+    }
+}
+
 /// `kind crop -> dataset { images: files | dataset, recipe: crop_recipe = scoresde { center = 140 }, size: int,
 /// channels: int = 3 }`. Files are decoded to RGB, or to L when `channels` is 1;
 /// a dataset keeps its channels and labels.
 ///
 /// # Errors
-/// A bad parameter, an unreadable or corrupt image, or an image too small for the recipe (named).
+/// An unreadable or corrupt image, or an image too small for the recipe (named).
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
-    let size = spec.int("size")?;
-    let size = usize::try_from(size)
-        .ok()
-        .filter(|s| (1..=MAX_SIZE).contains(s))
-        .ok_or_else(|| StageError::param("size", format!("must be in 1..={MAX_SIZE}, got {size}")))?;
-    let recipe = CropRecipe::from_value(spec.param("recipe")?).map_err(|m| StageError::param("recipe", m))?;
+    let CropParams { images, recipe, size, channels } = spec.typed()?;
     let apply = move |raster: Raster, region: Region| recipe.apply(&raster, region, size);
     let window = move |width, height| recipe.window(width, height, size);
-    let source = source_dir(spec, "images")?;
+    let source = spec.source_dir(&images)?;
     let manifest = if Dataset::is_dataset(&source) {
         crop_dataset(&Dataset::open(&source)?, &apply, &spec.out_dir, reporter)?
     } else {
-        let channels = channels(spec, "channels")?;
         let item_bytes = Some(size * size * channels);
         let transform = Transform { window: &window, apply: &apply, item_bytes };
         import_files(&folder::scan(&source)?, channels, transform, &spec.out_dir, reporter)?
@@ -129,6 +169,6 @@ mod tests {
         let err = run(&spec(Value::Path(src.clone()), &out, scoresde(140), 64), &Silent).unwrap_err().to_string();
         assert!(err.contains("small.png: image is 100x90, smaller than the center crop 140x140"), "{err}");
         let err = run(&spec(Value::Path(src), &out, scoresde(140), 0), &Silent).unwrap_err().to_string();
-        assert_eq!(err, "parameter `size`: must be in 1..=16384, got 0");
+        assert_eq!(err, "parameter `size`: must be in [1, 16384], got 0");
     }
 }

@@ -15,14 +15,49 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::archive::{self, Format};
+use super::kinds::KindParams;
+use super::params::{ParamError, Reader};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
 use checksum::{Expected, SHA256_PIN};
 use fetch::Partial;
 pub use retry::{RetryPolicy, BASE_DELAY_ENV, TRIES_ENV};
 use source::Source;
 
-/// The stage's parameters.
+/// The `download` kind's parameters (`stdlib/data.msnr`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DownloadParams {
+    /// The address to fetch (trimmed).
+    pub url: String,
+    /// Expected SHA-256 (hex), when given.
+    pub sha256: Option<String>,
+    /// Expected BLAKE3 (hex), when given.
+    pub blake3: Option<String>,
+    /// Unpack a recognised archive.
+    pub extract: bool,
+}
+
+impl KindParams for DownloadParams {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let url = r.str("url").map(|u| u.trim().to_owned());
+        if let Some(Err(m)) = url.as_deref().map(Source::parse) {
+            r.fail::<()>(ParamError::new("url", m));
+        }
+        let sha256 = r.opt_str("sha256");
+        let blake3 = r.opt_str("blake3");
+        if let (Some(s), Some(b)) = (&sha256, &blake3) {
+            if let Err(e) = Expected::from_hex(s.as_deref(), b.as_deref()) {
+                r.fail::<()>(ParamError::new(e.0, e.1));
+            }
+        }
+        let extract = r.bool("extract");
+        Some(Self { url: url?, sha256: sha256?, blake3: blake3?, extract: extract? })
+    }
+}
+
+/// The stage's parameters, with the URL parsed and the hashes decoded.
 struct Params {
     url: String,
     source: Source,
@@ -31,12 +66,13 @@ struct Params {
 }
 
 impl Params {
-    /// Reads and checks the parameters of `spec`.
+    /// Reads the typed parameters of `spec`.
     fn read(spec: &StageSpec) -> Result<Self, StageError> {
-        let url = spec.str("url")?.trim().to_owned();
-        let source = Source::parse(&url).map_err(|m| StageError::param("url", m))?;
-        let expected = Expected::from_params(spec.param("sha256")?, spec.param("blake3")?)?;
-        Ok(Self { url, source, expected, extract: spec.bool("extract")? })
+        let p: DownloadParams = spec.typed()?;
+        let source = Source::parse(&p.url).map_err(|m| StageError::param("url", m))?;
+        let expected = Expected::from_hex(p.sha256.as_deref(), p.blake3.as_deref())
+            .map_err(|(name, message)| StageError::param(name, message))?;
+        Ok(Self { url: p.url, source, expected, extract: p.extract })
     }
 }
 

@@ -2,12 +2,34 @@
 //! torchvision's `ImageFolder` labels it) and the `mnist` stage (the bundled
 //! MNIST-5k digits become a dataset).
 
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
 
+use super::kinds::KindParams;
+use super::params::{ParamError, Reader, Shape, Source};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
 use crate::data::import::{import_files, Transform};
 use crate::data::{folder, mnist, DType, DatasetWriter, Manifest, Raster, Region};
-use crate::lang::Value;
+
+/// The `images` kind's parameters (`stdlib/data.msnr`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImagesParams {
+    /// The folder of images: a local path or a `files` stage.
+    pub path: Source,
+    /// Channels kept per image: 1 (L) or 3 (RGB).
+    pub channels: usize,
+}
+
+impl KindParams for ImagesParams {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let path = r.source("path");
+        let channels = read_channels(r, "channels");
+        Some(Self { path: path?, channels: channels? })
+    }
+
+    fn shape(&self, _: &Reader<'_>) -> Shape {
+        Shape { channels: u32::try_from(self.channels).ok(), size: None }
+    }
+}
 
 /// `kind images -> dataset { path: files, channels: int = 3 }`.
 ///
@@ -15,28 +37,41 @@ use crate::lang::Value;
 /// A bad parameter, an unreadable or corrupt image (named), or images of
 /// different sizes (the first mismatch named, with a hint to use `crop`).
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
-    let channels = channels(spec, "channels")?;
-    let root = source_dir(spec, "path")?;
+    let p: ImagesParams = spec.typed()?;
+    let root = spec.source_dir(&p.path)?;
     let images = folder::scan(&root)?;
     let keep = |raster: Raster, _: Region| Ok(raster);
-    let manifest = import_files(&images, channels, Transform::whole(&keep), &spec.out_dir, reporter)?;
+    let manifest = import_files(&images, p.channels, Transform::whole(&keep), &spec.out_dir, reporter)?;
     Ok(metrics(&manifest))
+}
+
+/// The `mnist` kind's parameters (`stdlib/data.msnr`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MnistParams {
+    /// How many digits to take, from the start.
+    pub count: usize,
+}
+
+impl KindParams for MnistParams {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let max = i64::try_from(mnist::COUNT).expect("5000 fits");
+        let count = r.int("count", 1..=max)?;
+        Some(Self { count: usize::try_from(count).ok()? })
+    }
+
+    fn shape(&self, _: &Reader<'_>) -> Shape {
+        let side = u32::try_from(mnist::SIDE).ok();
+        Shape { channels: Some(1), size: side.map(|s| (s, s)) }
+    }
 }
 
 /// `kind mnist -> dataset { count: int = 5000 }`: the first `count` bundled
 /// digits as a `[1, 28, 28]` u8 dataset with classes `0`..`9`.
 ///
 /// # Errors
-/// When `count` is outside `1..=5000`, or the output cannot be written.
+/// When the output cannot be written.
 pub fn run_mnist(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
-    let count = spec.int("count")?;
-    let range = 1..=mnist::COUNT;
-    let count = usize::try_from(count).ok().filter(|c| range.contains(c)).ok_or_else(|| {
-        StageError::param(
-            "count",
-            format!("must be in 1..={} (MNIST-5k holds that many digits), got {count}", mnist::COUNT),
-        )
-    })?;
+    let count = spec.typed::<MnistParams>()?.count;
     let (pixels, labels) = mnist::load(count)?;
     let classes = mnist::CLASSES.map(String::from).to_vec();
     let mut writer = DatasetWriter::create(&spec.out_dir, [1, mnist::SIDE, mnist::SIDE], DType::U8, classes)?;
@@ -48,28 +83,12 @@ pub fn run_mnist(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResul
     Ok(metrics(&manifest))
 }
 
-/// The folder parameter `name` points at: a local path, or the output of an
-/// upstream stage (a `download`, or a dataset for stages that accept one).
-///
-/// # Errors
-/// When the parameter is neither.
-pub fn source_dir(spec: &StageSpec, name: &str) -> Result<PathBuf, StageError> {
-    match spec.param(name)? {
-        Value::Path(path) => Ok(path.clone()),
-        Value::Stage(_) => spec.input(name).map(PathBuf::from),
-        other => Err(StageError::param(name, format!("expected a folder or a stage, got {other}"))),
-    }
-}
-
 /// Parameter `name` as a channel count: 1 (Pillow mode L) or 3 (RGB).
-///
-/// # Errors
-/// When it is not 1 or 3.
-pub fn channels(spec: &StageSpec, name: &str) -> Result<usize, StageError> {
-    match spec.int(name)? {
-        1 => Ok(1),
-        3 => Ok(3),
-        other => Err(StageError::param(name, format!("must be 1 (grayscale, L) or 3 (RGB), got {other}"))),
+pub fn read_channels(r: &mut Reader<'_>, name: &str) -> Option<usize> {
+    match r.int(name, ..)? {
+        1 => Some(1),
+        3 => Some(3),
+        other => r.fail(ParamError::new(name, format!("must be 1 (grayscale, L) or 3 (RGB), got {other}"))),
     }
 }
 
@@ -92,6 +111,7 @@ mod tests {
 
     use super::*;
     use crate::data::Dataset;
+    use crate::lang::Value;
     use crate::stages::spec::Silent;
 
     fn spec(kind: &str, out: &Path, params: &[(&str, Value)]) -> StageSpec {
@@ -170,7 +190,7 @@ mod tests {
         );
         spec.inputs.clear();
         let err = run(&spec, &Silent).unwrap_err().to_string();
-        assert_eq!(err, "parameter `path`: input stage `raw` was not provided");
+        assert_eq!(err, "input stage `raw` was not provided");
     }
 
     #[test]
@@ -185,7 +205,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for bad in [0, 5001, -3] {
             let err = run_mnist(&spec("mnist", dir.path(), &[("count", Value::Int(bad))]), &Silent).unwrap_err();
-            assert!(err.to_string().starts_with("parameter `count`: must be in 1..=5000"), "{err}");
+            assert!(err.to_string().starts_with("parameter `count`: must be in [1, 5000]"), "{err}");
         }
     }
 

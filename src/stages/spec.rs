@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::check;
+use super::kinds::KindParams;
+use super::params::{Reader, Shape, Source};
 use crate::lang::Value;
 
 /// Everything a stage needs to run: resolved parameters, input artifacts, and
@@ -33,6 +36,11 @@ pub struct StageSpec {
     /// `sha256` when the pipeline gave none); the stage verifies against them.
     #[serde(default)]
     pub pins: BTreeMap<String, String>,
+    /// The kind's typed parameters as the checker read them (its [`KindParams`] struct,
+    /// serialized); `null` for a spec built outside a pipeline, which [`StageSpec::typed`]
+    /// then reads from `params`.
+    #[serde(default)]
+    pub typed: serde_json::Value,
 }
 
 /// What a successful stage reports besides its output folder.
@@ -122,7 +130,32 @@ impl StageSpec {
             seed: 0,
             device: "cpu".to_string(),
             pins: BTreeMap::new(),
+            typed: serde_json::Value::Null,
         }
+    }
+
+    /// The kind's typed parameters: deserialized from [`StageSpec::typed`] as the checker
+    /// wrote them, or, for a spec built outside a pipeline, read from `params` (the stdlib's
+    /// defaults filling what is absent) by the same reader `msnr check` uses.
+    ///
+    /// # Errors
+    /// Every unusable parameter (the first named, the rest counted), or a spec whose typed
+    /// parameters do not match `P` (a worker of another version).
+    pub fn typed<P: KindParams>(&self) -> Result<P, StageError> {
+        if !self.typed.is_null() {
+            return serde_json::from_value(self.typed.clone())
+                .map_err(|e| StageError::Failed(format!("stage `{}`: unreadable typed parameters: {e}", self.name)));
+        }
+        let mut params = check::defaults_for(&self.kind);
+        params.extend(self.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let none = |_: &str| Shape::UNKNOWN;
+        let mut r = Reader::new(&params, &none, Some(&self.device));
+        let got = P::read(&mut r);
+        r.finish(got).map_err(|errors| {
+            let first = &errors[0];
+            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+            StageError::param(&first.param, format!("{}{more}", first.message))
+        })
     }
 
     /// The value of parameter `name`.
@@ -133,61 +166,18 @@ impl StageSpec {
         self.params.get(name).ok_or_else(|| StageError::param(name, "missing (not declared in the stdlib?)"))
     }
 
-    /// Parameter `name` as an integer.
+    /// The folder a [`Source`] names: the local path, or the output folder of the stage.
     ///
     /// # Errors
-    /// When it is missing or not an integer.
-    pub fn int(&self, name: &str) -> Result<i64, StageError> {
-        self.param(name)?.as_int().ok_or_else(|| StageError::param(name, "expected an integer"))
-    }
-
-    /// Parameter `name` as a float (ints widen).
-    ///
-    /// # Errors
-    /// When it is missing or not a number.
-    pub fn float(&self, name: &str) -> Result<f64, StageError> {
-        self.param(name)?.as_f64().ok_or_else(|| StageError::param(name, "expected a number"))
-    }
-
-    /// Parameter `name` as a string.
-    ///
-    /// # Errors
-    /// When it is missing or not a string.
-    pub fn str(&self, name: &str) -> Result<&str, StageError> {
-        self.param(name)?.as_str().ok_or_else(|| StageError::param(name, "expected a string"))
-    }
-
-    /// Parameter `name` as a boolean.
-    ///
-    /// # Errors
-    /// When it is missing or not a boolean.
-    pub fn bool(&self, name: &str) -> Result<bool, StageError> {
-        self.param(name)?.as_bool().ok_or_else(|| StageError::param(name, "expected a boolean"))
-    }
-
-    /// Parameter `name` as a local path.
-    ///
-    /// # Errors
-    /// When it is missing or not a path.
-    pub fn path(&self, name: &str) -> Result<&Path, StageError> {
-        match self.param(name)? {
-            Value::Path(p) => Ok(p),
-            _ => Err(StageError::param(name, "expected a path")),
-        }
-    }
-
-    /// The output folder of the stage that parameter `name` refers to.
-    ///
-    /// # Errors
-    /// When the parameter is not a stage reference or its input is missing.
-    pub fn input(&self, name: &str) -> Result<&Path, StageError> {
-        match self.param(name)? {
-            Value::Stage(stage) => self
+    /// When the stage's output was not provided.
+    pub fn source_dir(&self, source: &Source) -> Result<PathBuf, StageError> {
+        match source {
+            Source::Path(path) => Ok(path.clone()),
+            Source::Stage(stage) => self
                 .inputs
                 .get(stage)
-                .map(PathBuf::as_path)
-                .ok_or_else(|| StageError::param(name, format!("input stage `{stage}` was not provided"))),
-            _ => Err(StageError::param(name, "expected a stage reference")),
+                .cloned()
+                .ok_or_else(|| StageError::Failed(format!("input stage `{stage}` was not provided"))),
         }
     }
 }

@@ -16,6 +16,7 @@ use msnr_torch::diffusion::schedule::Schedule;
 use msnr_torch::diffusion::target::{q_sample, Target};
 use msnr_torch::diffusion::timesteps::TimestepSampler;
 use msnr_torch::diffusion::weighting::{FactorTable, Weighting};
+use msnr_torch::diffusion::OnDevice;
 use tch::{nn, Device, Kind, Tensor};
 
 const STEPS: usize = 30;

@@ -25,6 +25,7 @@ use msnr_torch::diffusion::schedule::Schedule;
 use msnr_torch::diffusion::target::{q_sample, Target};
 use msnr_torch::diffusion::timesteps::TimestepSampler;
 use msnr_torch::diffusion::weighting::{FactorTable, Weighting};
+use msnr_torch::diffusion::OnDevice;
 use msnr_torch::stages::train::config::Precision;
 use tch::{nn, Cuda, Device, Kind, Tensor};
 

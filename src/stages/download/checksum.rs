@@ -9,8 +9,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::lang::Value;
-use crate::stages::spec::{Reporter, StageError};
+use crate::stages::spec::Reporter;
 
 /// The lockfile pin key under which a download's SHA-256 is recorded.
 pub const SHA256_PIN: &str = "sha256";
@@ -34,11 +33,11 @@ pub struct Actual {
 }
 
 impl Expected {
-    /// Reads the optional `sha256` and `blake3` parameters.
+    /// The optional `sha256` and `blake3` parameters, checked and lowercased.
     ///
     /// # Errors
-    /// When a value is neither unset nor 64 hexadecimal digits.
-    pub fn from_params(sha256: &Value, blake3: &Value) -> Result<Self, StageError> {
+    /// `(parameter, message)` when a value is not 64 hexadecimal digits.
+    pub fn from_hex(sha256: Option<&str>, blake3: Option<&str>) -> Result<Self, (&'static str, String)> {
         Ok(Self { sha256: hex_param("sha256", sha256)?, blake3: hex_param("blake3", blake3)? })
     }
 
@@ -82,16 +81,12 @@ fn check(algorithm: &str, want: &str, got: &str, url: &str) -> Result<(), String
 }
 
 /// An optional hex digest parameter, lowercased.
-fn hex_param(name: &str, value: &Value) -> Result<Option<String>, StageError> {
-    let text = match value {
-        Value::None => return Ok(None),
-        Value::Str(s) => s.trim(),
-        other => return Err(StageError::param(name, format!("expected a hex string, got {other}"))),
-    };
+fn hex_param(name: &'static str, value: Option<&str>) -> Result<Option<String>, (&'static str, String)> {
+    let Some(text) = value.map(str::trim) else { return Ok(None) };
     if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(Some(text.to_ascii_lowercase()))
     } else {
-        Err(StageError::param(name, format!("expected 64 hexadecimal digits, got {text:?}")))
+        Err((name, format!("expected 64 hexadecimal digits, got {text:?}")))
     }
 }
 
@@ -156,12 +151,12 @@ mod tests {
 
     #[test]
     fn reads_params() {
-        let upper = Value::Str(ABC_SHA256.to_ascii_uppercase());
-        let expected = Expected::from_params(&upper, &Value::None).unwrap();
+        let upper = ABC_SHA256.to_ascii_uppercase();
+        let expected = Expected::from_hex(Some(&upper), None).unwrap();
         assert_eq!(expected.sha256.as_deref(), Some(ABC_SHA256));
-        let short = Expected::from_params(&Value::Str("abc".into()), &Value::None).unwrap_err();
-        assert!(short.to_string().contains("parameter `sha256`: expected 64 hexadecimal digits"));
-        assert!(Expected::from_params(&Value::None, &Value::Int(3)).is_err());
+        let short = Expected::from_hex(Some("abc"), None).unwrap_err();
+        assert_eq!(short.0, "sha256");
+        assert!(short.1.contains("expected 64 hexadecimal digits"));
     }
 
     #[test]

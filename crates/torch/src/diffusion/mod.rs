@@ -11,3 +11,6 @@ pub mod schedule;
 pub mod target;
 pub mod timesteps;
 pub mod weighting;
+
+pub use schedule::OnDevice;
+pub use target::TargetOps;

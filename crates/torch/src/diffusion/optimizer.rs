@@ -23,27 +23,7 @@ use tch::Tensor;
 use super::flat::{read_state, step_tensor, step_value, write_state, FlatError, FlatParams};
 use crate::shim::{fused_adamw, FusedAdamW};
 
-/// `AdamW` hyperparameters; `Default` is `PyTorch`'s (`lr = 1e-3`, betas `(0.9, 0.999)`,
-/// `eps = 1e-8`, `weight_decay = 1e-2`) without warmup.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWConfig {
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Decay rates of the first and second moment estimates.
-    pub betas: (f64, f64),
-    /// Added to the denominator, outside the square root.
-    pub eps: f64,
-    /// Decoupled weight decay (`p *= 1 - lr * weight_decay`).
-    pub weight_decay: f64,
-    /// Steps of linear learning-rate warmup (0: none).
-    pub warmup: u64,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        Self { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 1e-2, warmup: 0 }
-    }
-}
+pub use msnr::diffusion::adamw::AdamWConfig;
 
 /// `AdamW` state over one [`FlatParams`]: flat first and second moments and the step count,
 /// plus what the update kernel needs so a step allocates nothing.

@@ -1,42 +1,29 @@
-//! What the network predicts: the noise `eps`, the clean sample `x0`, or the velocity
-//! `v = alpha * eps - sigma * x0` (Salimans & Ho 2022, "Progressive Distillation", sec. 4),
-//! with the forward process `x_t = alpha * x0 + sigma * eps` and the conversions of a
-//! prediction back to `x0` and `eps` that samplers need.
-
-use std::fmt;
-use std::str::FromStr;
+//! The tensor formulas of the prediction targets (the enum itself, [`Target`], is
+//! libtorch-free and lives in the front-end crate): the regression target of a batch with
+//! the forward process `x_t = alpha * x0 + sigma * eps`, and the conversions of a
+//! prediction back to `x0` and `eps` that samplers need (Salimans & Ho 2022, sec. 4).
 
 use tch::Tensor;
 
+pub use msnr::diffusion::target::{Target, UnknownTarget, TARGETS};
+
 use super::schedule::ScheduleTensors;
 
-/// The quantity a diffusion network is trained to predict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// The added noise `eps` (Ho et al. 2020).
-    Eps,
-    /// The clean sample `x0`.
-    X0,
-    /// The velocity `v = alpha * eps - sigma * x0` (Salimans & Ho 2022).
-    V,
+/// The tensor side of a [`Target`].
+pub trait TargetOps {
+    /// The regression target for clean data `x0`, noise `eps` and timesteps `t`.
+    fn target(self, schedule: &ScheduleTensors, x0: &Tensor, eps: &Tensor, t: &Tensor) -> Tensor;
+    /// The `x0` implied by a prediction `pred` at `x_t`:
+    /// eps: `(x_t - sigma * eps) / alpha`; v: `alpha * x_t - sigma * v` (as `alpha^2 + sigma^2 = 1`).
+    /// An eps prediction at a zero-SNR timestep (`alpha = 0`) gives non-finite values.
+    fn to_x0(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor;
+    /// The `eps` implied by a prediction `pred` at `x_t`:
+    /// x0: `(x_t - alpha * x0) / sigma`; v: `sigma * x_t + alpha * v`.
+    fn to_eps(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor;
 }
 
-/// All targets, in a fixed order (for tables and tests).
-pub const TARGETS: [Target; 3] = [Target::Eps, Target::X0, Target::V];
-
-impl Target {
-    /// The name used in pipelines: `eps`, `x0` or `v`.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Eps => "eps",
-            Self::X0 => "x0",
-            Self::V => "v",
-        }
-    }
-
-    /// The regression target for clean data `x0`, noise `eps` and timesteps `t`.
-    pub fn target(self, schedule: &ScheduleTensors, x0: &Tensor, eps: &Tensor, t: &Tensor) -> Tensor {
+impl TargetOps for Target {
+    fn target(self, schedule: &ScheduleTensors, x0: &Tensor, eps: &Tensor, t: &Tensor) -> Tensor {
         match self {
             Self::Eps => eps.shallow_clone(),
             Self::X0 => x0.shallow_clone(),
@@ -44,10 +31,7 @@ impl Target {
         }
     }
 
-    /// The `x0` implied by a prediction `pred` at `x_t`:
-    /// eps: `(x_t - sigma * eps) / alpha`; v: `alpha * x_t - sigma * v` (as `alpha^2 + sigma^2 = 1`).
-    /// An eps prediction at a zero-SNR timestep (`alpha = 0`) gives non-finite values.
-    pub fn to_x0(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor {
+    fn to_x0(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor {
         let (alpha, sigma) = (coef(&schedule.alpha_at(t), x_t), coef(&schedule.sigma_at(t), x_t));
         match self {
             Self::Eps => (x_t - sigma * pred) / alpha,
@@ -56,9 +40,7 @@ impl Target {
         }
     }
 
-    /// The `eps` implied by a prediction `pred` at `x_t`:
-    /// x0: `(x_t - alpha * x0) / sigma`; v: `sigma * x_t + alpha * v`.
-    pub fn to_eps(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor {
+    fn to_eps(self, schedule: &ScheduleTensors, pred: &Tensor, x_t: &Tensor, t: &Tensor) -> Tensor {
         let (alpha, sigma) = (coef(&schedule.alpha_at(t), x_t), coef(&schedule.sigma_at(t), x_t));
         match self {
             Self::Eps => pred.shallow_clone(),
@@ -81,31 +63,12 @@ fn coef(values: &Tensor, like: &Tensor) -> Tensor {
     values.reshape(shape.as_slice()).to_kind(like.kind())
 }
 
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A name that is not `eps`, `x0` or `v`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown diffusion target `{0}` (expected one of: eps, x0, v)")]
-pub struct UnknownTarget(pub String);
-
-impl FromStr for Target {
-    type Err = UnknownTarget;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        TARGETS.into_iter().find(|t| t.name() == name).ok_or_else(|| UnknownTarget(name.to_owned()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tch::{Device, Kind};
 
     use super::*;
-    use crate::diffusion::schedule::Schedule;
+    use crate::diffusion::schedule::{OnDevice, Schedule};
 
     fn setup() -> (ScheduleTensors, Tensor, Tensor, Tensor) {
         tch::manual_seed(0);
@@ -136,15 +99,5 @@ mod tests {
         let v = Target::V.target(&s, &x0, &eps, &t);
         let (a, sg) = (s.alpha_at(&t).get(2).double_value(&[]), s.sigma_at(&t).get(2).double_value(&[]));
         assert!(max_diff(&v.get(2), &(eps.get(2) * a - x0.get(2) * sg)) < 1e-12);
-    }
-
-    #[test]
-    fn parses_target_names() {
-        assert_eq!("v".parse::<Target>(), Ok(Target::V));
-        assert_eq!("x0".parse::<Target>().unwrap().to_string(), "x0");
-        assert_eq!(
-            "noise".parse::<Target>().unwrap_err().to_string(),
-            "unknown diffusion target `noise` (expected one of: eps, x0, v)"
-        );
     }
 }

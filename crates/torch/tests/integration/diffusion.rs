@@ -20,6 +20,7 @@ use msnr_torch::diffusion::schedule::Schedule;
 use msnr_torch::diffusion::target::{q_sample, Target, TARGETS};
 use msnr_torch::diffusion::timesteps::TimestepSampler;
 use msnr_torch::diffusion::weighting::{FactorTable, Weighting};
+use msnr_torch::diffusion::{OnDevice, TargetOps};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 

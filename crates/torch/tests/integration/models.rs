@@ -2,12 +2,11 @@
 //! references on fixed weights and inputs (`tests/fixtures/models`, made by
 //! `make_fixtures.py`), strict weight loading, and parameter counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use msnr::lang::value::Value;
 use msnr_torch::diffusion::models::{
-    build, load_weights, Denoiser, ModelError, NetContext, NetSpec, UNet, UNetConfig, ViT, ViTConfig,
+    build, load_weights, Denoiser, ModelError, NetContext, NetParams, NetSpec, UNet, UNetConfig, ViT, ViTConfig,
 };
 use serde_json::Value as Json;
 use tch::nn::VarStore;
@@ -199,17 +198,18 @@ fn var_store_load_reads_the_reference_weights() {
 }
 
 #[test]
-fn builds_from_the_language_value_and_trains_with_dropout() {
-    let args = BTreeMap::from([
-        ("channels".to_string(), Value::Int(32)),
-        ("mults".to_string(), Value::List(vec![Value::Int(1), Value::Int(2), Value::Int(2)])),
-        ("res_blocks".to_string(), Value::Int(1)),
-        ("attention".to_string(), Value::List(vec![Value::Int(7)])),
-        ("dropout".to_string(), Value::Float(0.3)),
-    ]);
-    let net = Value::Ctor { name: "unet".to_string(), args };
+fn builds_from_the_net_parameters_and_trains_with_dropout() {
+    let net = NetParams::Unet {
+        channels: 32,
+        mults: vec![1, 2, 2],
+        res_blocks: 1,
+        attention: vec![7],
+        heads: 4,
+        dropout: 0.3,
+        scale_shift: true,
+    };
     let ctx = NetContext { image_size: 28, channels: 1, num_classes: 10, steps: 1000 };
-    let spec = NetSpec::from_value(&net, &ctx).unwrap();
+    let spec = NetSpec::new(&net, &ctx);
     let vs = VarStore::new(Device::Cpu);
     let model = build(vs.root(), &spec).unwrap();
     // Give the zero-initialized output convs weights so dropout shows in the output.
@@ -232,10 +232,18 @@ fn builds_from_the_language_value_and_trains_with_dropout() {
 #[test]
 fn invalid_networks_are_rejected_naming_the_parameter() {
     let ctx = NetContext { image_size: 28, channels: 1, num_classes: 10, steps: 1000 };
-    let unet = Value::Ctor { name: "unet".to_string(), args: BTreeMap::new() };
-    let err = NetSpec::from_value(&unet, &ctx).and_then(|s| build(VarStore::new(Device::Cpu).root(), &s).map(|_| ()));
+    let unet = NetParams::Unet {
+        channels: 128,
+        mults: vec![1, 2, 2, 2],
+        res_blocks: 2,
+        attention: vec![16],
+        heads: 4,
+        dropout: 0.0,
+        scale_shift: true,
+    };
+    let err = build(VarStore::new(Device::Cpu).root(), &NetSpec::new(&unet, &ctx)).map(|_| ());
     assert_eq!(err.unwrap_err().into_param().0, "net.mults");
-    let vit = Value::Ctor { name: "vit".to_string(), args: BTreeMap::from([("patch".to_string(), Value::Int(3))]) };
+    let vit = NetParams::Vit { depth: 12, width: 768, heads: 12, patch: 3 };
     let err = msnr_torch::diffusion::models::check_net(&vit, 28, 1).unwrap_err();
     assert_eq!(err.0, "net.patch");
     assert!(err.1.contains("patch 3 does not divide the image size 28"), "{}", err.1);

@@ -159,7 +159,7 @@ fn cuda_forced_without_a_gpu_fails_clearly_without_a_panic() {
     if tch::Cuda::is_available() {
         return; // the GPU check (benches/gpu_check.sh) covers CUDA training
     }
-    let dir = project(&PIPELINE.replace("steps = 12", "steps = 2"));
+    let dir = project(&PIPELINE.replace("steps = 12", "steps = 5"));
     let out = msnr(dir.path()).env("MSNR_DEVICE", "cuda").output().expect("msnr runs");
     let log = stderr(&out);
     assert!(!out.status.success(), "{log}");

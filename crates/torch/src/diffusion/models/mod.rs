@@ -18,4 +18,4 @@ pub use self::denoiser::{build, Denoiser};
 pub use self::unet::{UNet, UNetConfig};
 pub use self::vit::{ViT, ViTConfig};
 pub use self::weights::load_weights;
-pub use msnr::nets::{check_net, ModelError, NetContext, NetSpec};
+pub use msnr::nets::{check_net, ModelError, NetContext, NetParams, NetSpec};

@@ -31,8 +31,8 @@ use crate::diffusion::loss::{loss, LossTerms};
 use crate::diffusion::models::{self, Denoiser, NetContext, NetSpec};
 use crate::diffusion::optimizer::AdamW;
 use crate::diffusion::scaler::LossScaler;
-use crate::diffusion::schedule::ScheduleTensors;
-use crate::diffusion::target::q_sample;
+use crate::diffusion::schedule::{OnDevice, ScheduleTensors};
+use crate::diffusion::target::{q_sample, TargetOps};
 use crate::diffusion::timesteps::TimestepSampler;
 use crate::diffusion::weighting::FactorTable;
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
@@ -53,7 +53,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
                 .into(),
         ));
     }
-    let data = TrainData::load(spec.input("data")?, device)?;
+    let data = TrainData::load(&spec.source_dir(&cfg.data)?, device)?;
     let mut vs = VarStore::new(device);
     let net = build_net(&cfg, &data, &vs)?;
     let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -95,7 +95,7 @@ fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<d
         let (param, message) = e.into_param();
         StageError::param(&param, message)
     };
-    let spec = NetSpec::from_value(&cfg.net, &ctx).map_err(model_err)?;
+    let spec = NetSpec::new(&cfg.net, &ctx);
     tch::manual_seed(seed_i64(cfg.seed));
     models::build(vs.root(), &spec).map_err(model_err)
 }

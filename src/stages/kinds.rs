@@ -1,0 +1,153 @@
+//! The table of stage kinds: for each kind the stdlib declares, its implementation
+//! version (part of the cache key), where it runs (in this process, in the libtorch
+//! worker, or nowhere yet), and the reader of its typed parameters, which validates
+//! them and infers the output's shape for the checker.
+//!
+//! A new kind is one stdlib declaration, one module with its parameter struct (a
+//! [`KindParams`]) and its `run`, and one line in [`KINDS`]; a torch kind also gets one
+//! line in the worker's table (`msnr_torch::stages::WORKER_KINDS`). Tests fail when a
+//! declared kind has no line here, or a torch kind has no worker line.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::params::{Reader, Shape};
+use super::spec::{Reporter, StageError, StageResult, StageSpec};
+use super::{crop, download, images, train, vae_encode};
+
+/// Runs a stage inside the front end process.
+pub type LocalRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
+
+/// Where a kind's implementation runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Exec {
+    /// In this process (no libtorch).
+    Local(LocalRun),
+    /// In the `msnr-worker` process (links libtorch).
+    Worker,
+    /// Declared and type-checked, not implemented yet: `run` refuses it by name.
+    Planned,
+}
+
+/// A kind's typed parameters: read from the analyzer's values with every check its
+/// implementation relies on, serialized into the stage spec, and deserialized by the
+/// implementation (in process or in the worker) without re-reading any value.
+pub trait KindParams: Serialize + DeserializeOwned {
+    /// Reads and validates every parameter, recording each problem in `r`.
+    fn read(r: &mut Reader<'_>) -> Option<Self>;
+
+    /// The output's shape, as far as the parameters and the inputs' shapes fix it.
+    fn shape(&self, _r: &Reader<'_>) -> Shape {
+        Shape::UNKNOWN
+    }
+}
+
+/// A stage's checked parameters and the output shape they imply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The kind's parameter struct, serialized (`null` for a planned kind without one).
+    pub params: serde_json::Value,
+    /// The output's shape.
+    pub shape: Shape,
+}
+
+/// One stage kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Kind {
+    /// The kind's name as the stdlib declares it.
+    pub name: &'static str,
+    /// Bumped whenever the implementation's output changes; part of the cache key.
+    pub version: u32,
+    /// Where it runs.
+    pub exec: Exec,
+    /// Reads, validates and serializes its parameters.
+    pub check: fn(&mut Reader<'_>) -> Option<Checked>,
+}
+
+impl Kind {
+    /// Runs in the `msnr-worker` process (links libtorch).
+    #[must_use]
+    pub fn torch(&self) -> bool {
+        matches!(self.exec, Exec::Worker)
+    }
+}
+
+/// Every stage kind the stdlib declares.
+pub static KINDS: &[Kind] = &[
+    Kind { name: "download", version: 1, exec: Exec::Local(download::run), check: checked::<download::DownloadParams> },
+    Kind { name: "images", version: 2, exec: Exec::Local(images::run), check: checked::<images::ImagesParams> },
+    Kind { name: "mnist", version: 1, exec: Exec::Local(images::run_mnist), check: checked::<images::MnistParams> },
+    Kind { name: "crop", version: 2, exec: Exec::Local(crop::run), check: checked::<crop::CropParams> },
+    Kind { name: "vae_encode", version: 0, exec: Exec::Planned, check: checked::<vae_encode::VaeEncodeParams> },
+    Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
+    Kind { name: "sample", version: 0, exec: Exec::Planned, check: unchecked },
+    Kind { name: "fid", version: 0, exec: Exec::Planned, check: unchecked },
+];
+
+/// The kind named `name`.
+#[must_use]
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The kind named `name` if it has an implementation, or the one message every caller
+/// gives for a kind that is declared but not implemented yet.
+///
+/// # Errors
+/// When `name` is planned or unknown.
+pub fn implemented(name: &str) -> Result<&'static Kind, String> {
+    match kind(name) {
+        Some(k) if !matches!(k.exec, Exec::Planned) => Ok(k),
+        _ => Err(format!("stage kind `{name}` is declared but not implemented yet")),
+    }
+}
+
+/// Reads `P` and its shape.
+fn checked<P: KindParams>(r: &mut Reader<'_>) -> Option<Checked> {
+    let params = P::read(r)?;
+    let shape = params.shape(r);
+    let params = serde_json::to_value(&params).expect("parameter structs serialize");
+    Some(Checked { params, shape })
+}
+
+/// A planned kind with no parameter struct yet: nothing beyond the analyzer's types.
+#[allow(clippy::unnecessary_wraps)] // one signature for the table
+fn unchecked(_: &mut Reader<'_>) -> Option<Checked> {
+    Some(Checked { params: serde_json::Value::Null, shape: Shape::UNKNOWN })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::stdlib;
+
+    #[test]
+    fn every_declared_kind_has_a_line_and_every_line_a_declaration() {
+        for sig in &stdlib().kinds {
+            assert!(kind(&sig.name).is_some(), "stdlib kind `{}` has no line in KINDS", sig.name);
+        }
+        for k in KINDS {
+            assert!(stdlib().kind(k.name).is_some(), "KINDS has `{}`, which the stdlib does not declare", k.name);
+        }
+    }
+
+    #[test]
+    fn planned_kinds_are_refused_by_name() {
+        assert_eq!(implemented("fid").unwrap_err(), "stage kind `fid` is declared but not implemented yet");
+        assert!(implemented("train").unwrap().torch());
+        assert!(!implemented("crop").unwrap().torch());
+    }
+
+    #[test]
+    fn every_declared_default_passes_its_kinds_check() {
+        // A kind whose required parameters are given plausible values, all others defaulted,
+        // must check: a default the checker refuses is a stdlib/implementation mismatch.
+        for k in KINDS {
+            let params = super::super::check::defaults_for(k.name);
+            let none = |_: &str| Shape::UNKNOWN;
+            let mut r = Reader::new(&params, &none, Some("cpu"));
+            let got = (k.check)(&mut r);
+            assert!(r.finish(got).is_ok(), "defaults of `{}` do not check", k.name);
+        }
+    }
+}

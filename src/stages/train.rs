@@ -1,0 +1,245 @@
+//! The `train` kind's parameters: every value of `stdlib/train.msnr` typed and checked
+//! here, before anything runs (ranges, combinations such as `fp16` on a CPU, a net that
+//! cannot take its dataset). The training loop itself runs in the worker
+//! (`msnr_torch::stages::train`), which deserializes this struct.
+
+use serde::{Deserialize, Serialize};
+
+use super::kinds::KindParams;
+use super::params::{ParamError, Positive, Reader, Source};
+use crate::diffusion::adamw::AdamWConfig;
+use crate::diffusion::schedule::NamedSchedule;
+use crate::diffusion::target::Target;
+use crate::diffusion::weighting::Weighting;
+use crate::lang::{codes, Value};
+use crate::nets::{check_net, NetParams};
+
+/// The `precision` parameter as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrecisionChoice {
+    /// bf16 autocast on CUDA, fp32 on CPU.
+    Auto,
+    /// Full single precision.
+    Fp32,
+    /// bfloat16 autocast (CUDA only).
+    Bf16,
+    /// float16 autocast with loss scaling (CUDA only).
+    Fp16,
+}
+
+/// Mixed precision of the forward pass, resolved for a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Plain float32 (always on CPU).
+    Fp32,
+    /// bfloat16 autocast (CUDA).
+    Bf16,
+    /// float16 autocast (CUDA).
+    Fp16,
+}
+
+impl PrecisionChoice {
+    /// The precision on `device` (`cpu` or `cuda`).
+    ///
+    /// # Errors
+    /// An autocast precision asked for on the CPU.
+    pub fn resolve(self, device: &str) -> Result<Precision, String> {
+        match (self, device == "cuda") {
+            (Self::Auto | Self::Bf16, true) => Ok(Precision::Bf16),
+            (Self::Fp16, true) => Ok(Precision::Fp16),
+            (Self::Auto | Self::Fp32, _) => Ok(Precision::Fp32),
+            (Self::Bf16 | Self::Fp16, false) => {
+                Err(format!("`{}` autocast needs CUDA, but the stage runs on the CPU", self.name()))
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+            Self::Fp16 => "fp16",
+        }
+    }
+}
+
+/// The `train` kind's parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainParams {
+    /// The training dataset's stage.
+    pub data: Source,
+    /// The denoising network as written (built once the data's shape is known).
+    pub net: NetParams,
+    /// What the net predicts.
+    pub target: Target,
+    /// The loss weighting.
+    pub weighting: Weighting,
+    /// The noise schedule.
+    pub schedule: NamedSchedule,
+    /// `AdamW`'s settings.
+    pub optimizer: AdamWConfig,
+    /// EMA decay, in [0, 1).
+    pub ema: f64,
+    /// EMA warmup (diffusers' `min(decay, (1 + k) / (10 + k))`).
+    pub ema_warmup: bool,
+    /// Images per step (>= 1).
+    pub batch: u64,
+    /// Optimizer steps (>= 1).
+    pub steps: u64,
+    /// Forward precision as written; resolved for the device by [`PrecisionChoice::resolve`].
+    pub precision: PrecisionChoice,
+    /// Seed of initialization and of every random draw.
+    pub seed: u64,
+    /// Random horizontal flips.
+    pub flip: bool,
+    /// Probability of replacing a label by the null label, in [0, 1).
+    pub label_dropout: f64,
+    /// Max global gradient norm (0: no clipping).
+    pub grad_clip: f64,
+    /// Steps between checkpoints (>= 1).
+    pub checkpoint_every: u64,
+    /// Steps between log records (>= 1).
+    pub log_every: u64,
+}
+
+impl KindParams for TrainParams {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let data = r.source("data");
+        let net = NetParams::read(r, "net");
+        let target = read_target(r);
+        let weighting = read_weighting(r);
+        let schedule = read_schedule(r);
+        let optimizer = read_adamw(r);
+        let ema = r.float("ema", 0.0..1.0);
+        let ema_warmup = r.bool("ema_warmup");
+        let batch = r.int("batch", 1..);
+        let steps = r.int("steps", 1..);
+        let precision = read_precision(r);
+        let seed = r.int("seed", 0..);
+        let flip = r.bool("flip");
+        let label_dropout = r.float("label_dropout", 0.0..1.0);
+        let grad_clip = r.float("grad_clip", 0.0..);
+        let checkpoint_every = r.int("checkpoint_every", 1..);
+        let log_every = r.int("log_every", 1..);
+        if let (Some(opt), Some(steps)) = (&optimizer, steps) {
+            if opt.warmup > steps.unsigned_abs() {
+                let message = format!("{} warmup steps exceed the {steps} training steps", opt.warmup);
+                r.fail::<()>(ParamError::new("optimizer.warmup", message).with_help("use warmup <= steps"));
+            }
+        }
+        if let Some(net) = &net {
+            check_net_fits_data(r, net);
+        }
+        Some(Self {
+            data: data?,
+            net: net?,
+            target: target?,
+            weighting: weighting?,
+            schedule: schedule?,
+            optimizer: optimizer?,
+            ema: ema?,
+            ema_warmup: ema_warmup?,
+            batch: batch?.unsigned_abs(),
+            steps: steps?.unsigned_abs(),
+            precision: precision?,
+            seed: seed?.unsigned_abs(),
+            flip: flip?,
+            label_dropout: label_dropout?,
+            grad_clip: grad_clip?,
+            checkpoint_every: checkpoint_every?.unsigned_abs(),
+            log_every: log_every?.unsigned_abs(),
+        })
+    }
+}
+
+fn read_target(r: &mut Reader<'_>) -> Option<Target> {
+    let c = r.ctor("target")?;
+    match c.name.parse::<Target>() {
+        Ok(target) => Some(target),
+        Err(e) => r.fail(ParamError::new("target", e.to_string())),
+    }
+}
+
+fn read_weighting(r: &mut Reader<'_>) -> Option<Weighting> {
+    let c = r.ctor("weighting")?;
+    Some(match c.name {
+        "constant" => Weighting::Constant,
+        "snr" => Weighting::Snr,
+        "inv_snr" => Weighting::InvSnr,
+        "min_snr" => Weighting::MinSnr(r.arg_float(c, "gamma", Positive)?),
+        "max_snr" => Weighting::MaxSnr(r.arg_float(c, "gamma", Positive)?),
+        "soft_min_snr" => Weighting::SoftMinSnr(r.arg_float(c, "gamma", Positive)?),
+        other => return r.fail(ParamError::new("weighting", format!("unknown weighting `{other}`"))),
+    })
+}
+
+fn read_schedule(r: &mut Reader<'_>) -> Option<NamedSchedule> {
+    let c = r.ctor("schedule")?;
+    let steps = usize::try_from(r.arg_int(c, "steps", 1..)?).ok()?;
+    let named = match c.name {
+        "linear" => NamedSchedule::Linear { steps },
+        "cosine" => NamedSchedule::Cosine { steps },
+        other => return r.fail(ParamError::new("schedule", format!("unknown schedule `{other}`"))),
+    };
+    match named.build() {
+        Ok(_) => Some(named),
+        Err(e) => r.arg_fail(c, "steps", format!("gives no usable schedule: {e}")),
+    }
+}
+
+fn read_adamw(r: &mut Reader<'_>) -> Option<AdamWConfig> {
+    let c = r.ctor("optimizer")?;
+    if c.name != "adamw" {
+        return r.fail(ParamError::new("optimizer", format!("unknown optimizer `{}`", c.name)));
+    }
+    let lr = r.arg_float(c, "lr", Positive);
+    let betas = r.arg_floats(c, "betas");
+    let eps = r.arg_float(c, "eps", Positive);
+    let weight_decay = r.arg_float(c, "weight_decay", 0.0..);
+    let warmup = r.arg_int(c, "warmup", 0..);
+    let betas = match betas?[..] {
+        [b1, b2] if (0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2) => (b1, b2),
+        ref other => return r.arg_fail(c, "betas", format!("must be two numbers in [0, 1), got {other:?}")),
+    };
+    Some(AdamWConfig { lr: lr?, betas, eps: eps?, weight_decay: weight_decay?, warmup: warmup?.unsigned_abs() })
+}
+
+fn read_precision(r: &mut Reader<'_>) -> Option<PrecisionChoice> {
+    let c = r.ctor("precision")?;
+    let choice = match c.name {
+        "auto" => PrecisionChoice::Auto,
+        "fp32" => PrecisionChoice::Fp32,
+        "bf16" => PrecisionChoice::Bf16,
+        "fp16" => PrecisionChoice::Fp16,
+        other => return r.fail(ParamError::new("precision", format!("unknown precision `{other}`"))),
+    };
+    if let Some(device) = r.device() {
+        if let Err(m) = choice.resolve(device) {
+            let help = "use precision = auto or fp32 on a CPU, or run on a GPU (device = cuda)";
+            return r.fail(ParamError::new("precision", m).with_help(help));
+        }
+    }
+    Some(choice)
+}
+
+/// A dataset whose shape is known and that `net` cannot take.
+fn check_net_fits_data(r: &mut Reader<'_>, net: &NetParams) {
+    let shape = r.input_shape("data");
+    let (Some(channels), Some((h, w))) = (shape.channels, shape.size) else { return };
+    let name = match r.value("data") {
+        Some(Value::Stage(s)) => s.clone(),
+        _ => "data".to_owned(),
+    };
+    let error = if h == w {
+        check_net(net, h, channels).err()
+    } else {
+        Some(("data".to_owned(), format!("the nets take square images; `{name}` is {h}x{w}")))
+    };
+    if let Some((param, message)) = error {
+        let message = format!("{message} (`{name}` gives {channels}x{h}x{w})");
+        let help = "change the net's parameters or the data's size (crop) so they fit";
+        r.fail::<()>(ParamError::new(param, message).with_help(help).with_code(codes::DATA_DOES_NOT_FIT_NET));
+    }
+}
