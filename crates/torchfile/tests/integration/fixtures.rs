@@ -149,7 +149,9 @@ fn state_dicts_and_parameters_read_the_same() {
         let sd = torchfile::load(fixture(&format!("{fmt}_state_dict.pt"))).unwrap().tensors(None);
         let params = torchfile::load(fixture(&format!("{fmt}_parameters.pt"))).unwrap().tensors(None);
         assert_eq!(sd, params, "{fmt}: state_dict() and state_dict(keep_vars=True) differ");
-        assert!(matches!(torchfile::load(fixture(&format!("{fmt}_list.pt"))).unwrap().root(), Value::List(l) if l.len() == 2));
+        assert!(
+            matches!(torchfile::load(fixture(&format!("{fmt}_list.pt"))).unwrap().root(), Value::List(l) if l.len() == 2)
+        );
     }
 }
 
