@@ -113,3 +113,123 @@ fn build(loaded: &Loaded, file_len: u64) -> Result<Value, ErrorKind> {
     };
     builder.value(loaded.pickle.root, "", 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A legacy stream around `main`: magic, protocol, system info, `main`, the keys, and
+    /// each storage as (key, element count, bytes).
+    fn legacy(main: &[u8], storages: &[(&str, i64, &[u8])]) -> Vec<u8> {
+        let mut out = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.\x80\x02}.".to_vec();
+        out.extend_from_slice(main);
+        out.extend_from_slice(b"\x80\x02](");
+        for (key, _, _) in storages {
+            out.push(b'X');
+            out.extend_from_slice(&u32::try_from(key.len()).unwrap().to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+        }
+        out.extend_from_slice(b"e.");
+        for (_, count, bytes) in storages {
+            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    /// `{'t': _rebuild_tensor_v2(FloatStorage '0' of 2 elements, offset, size, stride, ...)}`.
+    fn tensor_main(offset_size_stride: &[u8]) -> Vec<u8> {
+        let mut p = b"\x80\x02}X\x01\x00\x00\x00tctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02NtQ".to_vec();
+        p.extend_from_slice(offset_size_stride);
+        p.extend_from_slice(b"\x89}tRs.");
+        p
+    }
+
+    fn kind(bytes: &[u8]) -> ErrorKind {
+        load_bytes("test.pt", bytes).expect_err("must fail").kind
+    }
+
+    const TWO_FLOATS: &[u8] = &[0, 0, 128, 63, 0, 0, 0, 64];
+
+    #[test]
+    fn a_hand_made_legacy_stream_loads() {
+        let ckpt =
+            load_bytes("test.pt", &legacy(&tensor_main(b"K\x01K\x01\x85K\x01\x85"), &[("0", 2, TWO_FLOATS)])).unwrap();
+        assert_eq!(ckpt.tensors(None)["t"].to_f32(), [2.0]);
+    }
+
+    #[test]
+    fn a_view_past_its_storage_is_an_error() {
+        let err = kind(&legacy(&tensor_main(b"K\x01K\x02\x85K\x01\x85"), &[("0", 2, TWO_FLOATS)]));
+        let ErrorKind::Value { name, problem } = err else { panic!("{err}") };
+        assert_eq!(name, "t");
+        assert!(problem.contains("needs 3 elements of storage `0`, which holds 2 float32"), "{problem}");
+    }
+
+    #[test]
+    fn overflowing_layouts_are_errors() {
+        // size (2^62, 4), stride (4, 2^62): the last element's index overflows u64.
+        let main = tensor_main(
+            b"K\x00\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40K\x04\x86K\x04\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40\x86",
+        );
+        assert!(
+            matches!(kind(&legacy(&main, &[("0", 2, TWO_FLOATS)])), ErrorKind::Value { problem, .. } if problem.contains("overflows"))
+        );
+    }
+
+    #[test]
+    fn an_expanded_view_larger_than_the_file_allows_is_refused() {
+        // size (2^40,), stride (0,): one element repeated a trillion times.
+        let main = tensor_main(b"K\x00\x8a\x06\x00\x00\x00\x00\x00\x01\x85K\x00\x85");
+        assert!(matches!(kind(&legacy(&main, &[("0", 2, TWO_FLOATS)])), ErrorKind::TooLarge { .. }));
+    }
+
+    #[test]
+    fn storage_counts_are_checked_against_the_file() {
+        let main = tensor_main(b"K\x00K\x01\x85K\x01\x85");
+        for count in [-1, 3, i64::MAX] {
+            let err = kind(&legacy(&main, &[("0", count, TWO_FLOATS)]));
+            assert!(matches!(err, ErrorKind::Storage { ref key, .. } if key == "0"), "{count}: {err}");
+        }
+        assert!(matches!(kind(&legacy(&main, &[])), ErrorKind::Value { problem, .. } if problem.contains("missing")));
+        assert!(
+            matches!(kind(&legacy(&main, &[("0", 2, TWO_FLOATS), ("9", 0, b"")])), ErrorKind::Storage { key, .. } if key == "9")
+        );
+    }
+
+    #[test]
+    fn cycles_and_memo_bombs_fail_fast() {
+        // A list that contains itself.
+        let cycle = legacy(b"\x80\x02]q\x00h\x00a.", &[]);
+        assert!(matches!(kind(&cycle), ErrorKind::Value { problem, .. } if problem.contains("deeper")));
+        // l0 = 'x' * 1000; l(i+1) = [l(i), l(i)], 60 times: 2^60 copies if read naively.
+        let mut bomb = b"\x80\x02X\xe8\x03\x00\x00".to_vec();
+        bomb.extend(std::iter::repeat_n(b'x', 1000));
+        for _ in 0..60 {
+            bomb.extend_from_slice(b"q\x00h\x00\x86");
+        }
+        bomb.push(b'.');
+        let start = std::time::Instant::now();
+        assert!(
+            matches!(kind(&legacy(&bomb, &[])), ErrorKind::Value { problem, .. } if problem.contains("shares its objects"))
+        );
+        assert!(start.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn files_that_are_not_checkpoints_say_so() {
+        for bytes in [&b""[..], b"hello", b"\x80\x02K\x01.", b"PK\x03\x04 not really a zip"] {
+            let err = load_bytes("x.pt", bytes).unwrap_err();
+            assert!(matches!(err.kind, ErrorKind::NotTorch(_) | ErrorKind::Zip(_)), "{err}");
+            assert!(err.to_string().starts_with("x.pt: "));
+        }
+    }
+
+    #[test]
+    fn a_bare_storage_or_class_is_not_data() {
+        let main = b"\x80\x02ccollections\nOrderedDict\n.";
+        assert!(
+            matches!(kind(&legacy(main, &[])), ErrorKind::Value { problem, .. } if problem.contains("bare global"))
+        );
+    }
+}

@@ -738,3 +738,145 @@ fn forbidden_or_unknown(op: u8) -> PickleProblem {
     };
     PickleProblem::ForbiddenOpcode(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(bytes: &[u8]) -> (Vec<Node>, Id) {
+        let out = unpickle(bytes).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(out.end, bytes.len());
+        (out.arena, out.root)
+    }
+
+    fn problem(bytes: &[u8]) -> PickleProblem {
+        unpickle(bytes).expect_err("must fail").1
+    }
+
+    #[test]
+    fn plain_values_in_binary_and_text_opcodes() {
+        // {'a': 1, 'b': -2.5, 'c': [True, None]} in protocol 2 opcodes.
+        let (arena, r) = root(b"\x80\x02}q\x00(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bG\xc0\x04\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00c]q\x01(\x88Neu.");
+        let Node::Dict(entries) = &arena[r] else { panic!() };
+        let values: Vec<&Node> = entries.iter().map(|&(_, v)| &arena[v]).collect();
+        assert_eq!(values[0], &Node::Int(1));
+        assert_eq!(values[1], &Node::Float(-2.5));
+        assert!(matches!(values[2], Node::List(items) if items.len() == 2));
+        // Protocol 0: INT, LONG, FLOAT, PUT/GET, True via I01.
+        let (arena, r) = root(b"(I42\nL-7L\nF0.25\nI01\np0\ng0\nt.");
+        let Node::Tuple(items) = &arena[r] else { panic!() };
+        let values: Vec<&Node> = items.iter().map(|&i| &arena[i]).collect();
+        let want = [Node::Int(42), Node::Int(-7), Node::Float(0.25), Node::Bool(true), Node::Bool(true)];
+        assert_eq!(values, want.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn long1_keeps_sign_and_wide_values() {
+        let (arena, r) = root(b"\x80\x02\x8a\x01\xff.");
+        assert_eq!(arena[r], Node::Int(-1));
+        let (arena, r) = root(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
+        assert_eq!(arena[r], Node::BigInt(vec![0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]));
+    }
+
+    #[test]
+    fn the_memo_shares_objects_filled_after_they_were_stored() {
+        // l = [d, d] with d empty when appended, then d['a'] = 1 through BINGET.
+        let (arena, r) = root(b"\x80\x02]q\x00(}q\x01h\x01eh\x01X\x01\x00\x00\x00aK\x01s0.");
+        let Node::List(items) = &arena[r] else { panic!() };
+        assert_eq!(items[0], items[1]);
+        assert!(matches!(&arena[items[0]], Node::Dict(d) if d.len() == 1));
+    }
+
+    #[test]
+    fn allowed_globals_build_ordered_dicts_via_stack_global() {
+        let (arena, r) = root(b"\x80\x04\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94.");
+        assert_eq!(arena[r], Node::Dict(Vec::new()));
+    }
+
+    #[test]
+    fn other_globals_are_refused_by_name() {
+        assert_eq!(
+            problem(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R."),
+            PickleProblem::ForbiddenGlobal("os.system".into())
+        );
+        let stack_global = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93X\x03\x00\x00\x001+1\x85R.";
+        assert_eq!(problem(stack_global), PickleProblem::ForbiddenGlobal("builtins.eval".into()));
+        assert_eq!(problem(b"ctorch\nload\n."), PickleProblem::ForbiddenGlobal("torch.load".into()));
+        assert_eq!(
+            problem(b"cnumpy.core.multiarray\nscalar\n."),
+            PickleProblem::ForbiddenGlobal("numpy.core.multiarray.scalar".into())
+        );
+    }
+
+    #[test]
+    fn object_building_opcodes_are_refused_by_name() {
+        assert_eq!(problem(b"(ios\nsystem\n."), PickleProblem::ForbiddenOpcode("INST"));
+        assert_eq!(problem(b"\x80\x02N)\x81."), PickleProblem::ForbiddenOpcode("NEWOBJ"));
+        assert_eq!(problem(b"\x80\x04\x8f."), PickleProblem::ForbiddenOpcode("EMPTY_SET"));
+        assert_eq!(problem(b"Pfoo\n."), PickleProblem::ForbiddenOpcode("PERSID"));
+        assert_eq!(problem(b"\x80\x02\xff"), PickleProblem::UnknownOpcode(0xff));
+    }
+
+    #[test]
+    fn stack_mark_and_memo_misuse_are_errors() {
+        for bad in [
+            &b"\x80\x02."[..],        // STOP on an empty stack
+            b"\x80\x02N(0.",          // POP across a MARK
+            b"\x80\x02Ne.",           // APPENDS without a MARK
+            b"\x80\x02h\x05.",        // BINGET of a slot never stored
+            b"\x80\x02q\x00.",        // BINPUT from an empty stack
+            b"\x80\x02K\x01(K\x02a.", // APPEND to an int (the target is below the MARK)
+            b"\x80\x02K\x01K\x02s.",  // SETITEM without a dict
+            b"\x80\x02}(K\x01u.",     // SETITEMS with an odd count
+            b"\x80\x02K\x01)R.",      // REDUCE calling an int
+            b"\x80\x02\x85.",         // TUPLE1 of nothing
+            b"\x80\x02K\x01}b.",      // BUILD on an int
+        ] {
+            assert!(matches!(problem(bad), PickleProblem::Malformed(_)), "{bad:?}: {:?}", problem(bad));
+        }
+    }
+
+    #[test]
+    fn lengths_beyond_the_data_are_refused_before_allocating() {
+        assert!(matches!(problem(b"\x80\x02X\xff\xff\xff\x7fab"), PickleProblem::TooLong(_)));
+        assert!(matches!(problem(b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\xff"), PickleProblem::TooLong(_)));
+        assert_eq!(problem(b"\x80\x02K"), PickleProblem::Truncated);
+        assert_eq!(problem(b"\x80\x02N"), PickleProblem::Truncated);
+        assert_eq!(problem(b"cos\nsys"), PickleProblem::Truncated);
+    }
+
+    /// `_rebuild_tensor_v2` over a persistent storage, as torch writes it.
+    fn tensor_pickle(size: &[u8], stride: &[u8], extra: &[u8]) -> Vec<u8> {
+        let mut p = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x06tQK\x01".to_vec();
+        p.extend_from_slice(size);
+        p.extend_from_slice(stride);
+        p.extend_from_slice(extra);
+        p.extend_from_slice(b"tR.");
+        p
+    }
+
+    #[test]
+    fn rebuild_tensor_v2_reads_the_view() {
+        let (arena, r) =
+            root(&tensor_pickle(b"K\x02K\x02\x86", b"K\x01K\x02\x86", b"\x89ccollections\nOrderedDict\n)R"));
+        let Node::Tensor(view) = &arena[r] else { panic!("{:?}", arena[r]) };
+        assert_eq!(
+            (view.offset, view.shape.as_slice(), view.stride.as_slice()),
+            (1, [2, 2].as_slice(), [1, 2].as_slice())
+        );
+        assert_eq!((view.storage.key.as_str(), view.storage.dtype, view.storage.numel), ("0", DType::F32, 6));
+    }
+
+    #[test]
+    fn rebuild_tensor_v2_checks_its_arguments() {
+        let hooks = b"\x89ccollections\nOrderedDict\n)R";
+        for (size, stride, extra) in [
+            (&b"K\x02\x85"[..], &b"K\x01K\x01\x86"[..], &hooks[..]), // rank mismatch
+            (b"J\xff\xff\xff\xff\x85", b"K\x01\x85", hooks),         // negative size
+            (b"K\x02\x85", b"K\x01\x85", b"\x89"),                   // missing hooks
+            (b"K\x02\x85", b"K\x01\x85", b"K\x00N"),                 // requires_grad not a bool
+        ] {
+            assert!(matches!(problem(&tensor_pickle(size, stride, extra)), PickleProblem::Malformed(_)));
+        }
+    }
+}
