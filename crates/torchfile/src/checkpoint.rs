@@ -287,9 +287,9 @@ fn storage_bytes<'s>(
     let bytes = storages.get(key).ok_or_else(|| value_error(name, format!("storage `{key}` is missing")))?;
     let Some((_, start, len)) = &view.storage.view else { return Ok(bytes) };
     let size = view.storage.dtype.size() as u64;
-    let range = start.checked_mul(size).zip(start.checked_add(*len).and_then(|end| end.checked_mul(size)));
-    match range {
-        Some((from, to)) if to <= bytes.len() as u64 => Ok(&bytes[from as usize..to as usize]),
+    let byte = |elements: Option<u64>| elements?.checked_mul(size).and_then(|b| usize::try_from(b).ok());
+    match (byte(Some(*start)), byte(start.checked_add(*len))) {
+        (Some(from), Some(to)) if to <= bytes.len() => Ok(&bytes[from..to]),
         _ => Err(value_error(name, format!("storage view [{start}, +{len}) lies outside storage `{key}`"))),
     }
 }

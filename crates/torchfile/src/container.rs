@@ -9,7 +9,7 @@
 //! system info, the object, the sorted list of storage keys), then for each key in that
 //! order an 8-byte little-endian element count and the storage's bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek};
 
 use crate::error::{ErrorKind, PickleProblem};
@@ -34,7 +34,7 @@ pub(crate) struct Loaded {
 
 /// Storages referenced anywhere in the arena, in pickle order, with their first reference.
 fn storage_refs(arena: &[Node]) -> Vec<&StorageRef> {
-    let mut seen = HashMap::new();
+    let mut seen = HashSet::new();
     let mut refs = Vec::new();
     for node in arena {
         let storage = match node {
@@ -42,7 +42,7 @@ fn storage_refs(arena: &[Node]) -> Vec<&StorageRef> {
             Node::Tensor(t) => &t.storage,
             _ => continue,
         };
-        if seen.insert(storage.key.as_str(), ()).is_none() {
+        if seen.insert(storage.key.as_str()) {
             refs.push(storage);
         }
     }

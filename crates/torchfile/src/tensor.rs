@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn gather_transposes_slices_and_expands() {
-        let storage = f32_bytes(&(0..6).map(|i| i as f32).collect::<Vec<_>>());
+        let storage = f32_bytes(&[0., 1., 2., 3., 4., 5.]);
         // [[0, 1, 2], [3, 4, 5]] transposed.
         assert_eq!(gather(&storage, 4, 0, &[3, 2], &[1, 3]), f32_bytes(&[0., 3., 1., 4., 2., 5.]));
         // Column 1 of the rows, as a slice with an offset.

@@ -78,7 +78,7 @@ fn every_dtype_is_present_with_its_values() {
 fn views_are_materialised_contiguous() {
     for fmt in ["zip", "legacy"] {
         let t = torchfile::load(fixture(&format!("{fmt}_views.pt"))).unwrap().tensors(None);
-        let base: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let base: Vec<f32> = (0..24u8).map(f32::from).collect();
         assert_eq!(t["base"].to_f32(), base);
         assert_eq!(t["transposed"].shape, [6, 4]);
         assert_eq!(t["transposed"].to_f32()[..4], [0.0, 6.0, 12.0, 18.0]);

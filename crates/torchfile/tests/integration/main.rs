@@ -7,12 +7,12 @@ mod mutations;
 use std::path::PathBuf;
 
 /// A fixture file's path.
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Every `.pt` fixture that torch wrote (not the malicious ones), sorted.
-pub fn torch_fixtures() -> Vec<PathBuf> {
+pub(crate) fn torch_fixtures() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(fixture(""))
         .expect("fixture folder")
         .map(|e| e.expect("fixture entry").path())

@@ -34,7 +34,7 @@ impl SplitMix64 {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).expect("below n")
     }
 }
 
@@ -57,7 +57,7 @@ fn check(what: &str, bytes: &[u8]) -> bool {
             assert!(e.to_string().starts_with(what), "{e}");
             false
         }
-        Err(_) => panic!("{what}: panicked"),
+        Err(payload) => panic!("{what}: panicked: {:?}", payload.downcast_ref::<String>()),
     }
 }
 
@@ -67,7 +67,7 @@ fn mutate(bytes: &[u8], rng: &mut SplitMix64) -> Vec<u8> {
     for _ in 0..=rng.below(4) {
         let i = rng.below(out.len());
         out[i] = match rng.below(3) {
-            0 => rng.next() as u8,
+            0 => rng.next().to_le_bytes()[0],
             1 => out[i] ^ (1 << rng.below(8)),
             _ => [0x00, 0x01, 0x7f, 0x80, 0xff][rng.below(5)],
         };
