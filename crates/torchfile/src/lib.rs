@@ -16,6 +16,8 @@
 //! views of a storage at any offset and stride (they are copied out contiguous), share
 //! storages, be 0-d or empty, in any of the dtypes of [`DType`]; parameters
 //! (`torch._utils._rebuild_parameter`) are read as their tensors.
+//! [`Checkpoint::write_safetensors`] writes the tensors (or those under a prefix) as a
+//! safetensors file, dtypes kept, which `tch::nn::VarStore::load` reads directly.
 //!
 //! # Safety: it only builds data
 //!
@@ -46,6 +48,7 @@ mod checkpoint;
 mod container;
 mod dtype;
 mod error;
+mod export;
 mod pickle;
 mod tensor;
 
@@ -57,6 +60,7 @@ use std::path::Path;
 pub use checkpoint::{Checkpoint, Format, Value};
 pub use dtype::DType;
 pub use error::{Error, ErrorKind, PickleProblem};
+pub use export::write_safetensors;
 pub use tensor::Tensor;
 
 use checkpoint::Builder;
