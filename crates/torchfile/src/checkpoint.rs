@@ -98,13 +98,15 @@ impl Checkpoint {
     pub fn tensors(&self, prefix: Option<&str>) -> BTreeMap<String, Tensor> {
         let mut all = BTreeMap::new();
         flatten(&self.root, String::new(), &mut all);
-        match prefix.filter(|p| !p.is_empty()) {
-            None => all,
-            Some(prefix) => {
-                let head = format!("{prefix}.");
-                all.into_iter().filter_map(|(name, t)| Some((name.strip_prefix(&head)?.to_owned(), t))).collect()
-            }
-        }
+        select(all, prefix)
+    }
+
+    /// [`Checkpoint::tensors`] without copying: the checkpoint is consumed.
+    #[must_use]
+    pub fn into_tensors(self, prefix: Option<&str>) -> BTreeMap<String, Tensor> {
+        let mut all = BTreeMap::new();
+        flatten_owned(self.root, String::new(), &mut all);
+        select(all, prefix)
     }
 
     /// [`Checkpoint::tensors`], but an error naming the top-level entries when there is none.
@@ -150,8 +152,39 @@ fn lookup<'v>(value: &'v Value, path: &str, depth: usize) -> Option<&'v Value> {
     }
 }
 
+/// The tensors under `prefix.`, renamed relative to it; all of them without a prefix.
+fn select(all: BTreeMap<String, Tensor>, prefix: Option<&str>) -> BTreeMap<String, Tensor> {
+    match prefix.filter(|p| !p.is_empty()) {
+        None => all,
+        Some(prefix) => {
+            let head = format!("{prefix}.");
+            all.into_iter().filter_map(|(name, t)| Some((name.strip_prefix(&head)?.to_owned(), t))).collect()
+        }
+    }
+}
+
+fn flatten_owned(value: Value, name: String, out: &mut BTreeMap<String, Tensor>) {
+    match value {
+        Value::Tensor(t) => {
+            out.insert(name, t);
+        }
+        Value::Dict(entries) => {
+            for (key, child) in entries {
+                if let Some(key) = key.key_name() {
+                    flatten_owned(child, join(&name, &key), out);
+                }
+            }
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            for (i, child) in items.into_iter().enumerate() {
+                flatten_owned(child, join(&name, &i.to_string()), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn flatten(value: &Value, name: String, out: &mut BTreeMap<String, Tensor>) {
-    let join = |key: &str| if name.is_empty() { key.to_owned() } else { format!("{name}.{key}") };
     match value {
         Value::Tensor(t) => {
             out.insert(name, t.clone());
@@ -159,13 +192,13 @@ fn flatten(value: &Value, name: String, out: &mut BTreeMap<String, Tensor>) {
         Value::Dict(entries) => {
             for (key, child) in entries {
                 if let Some(key) = key.key_name() {
-                    flatten(child, join(&key), out);
+                    flatten(child, join(&name, &key), out);
                 }
             }
         }
         Value::List(items) | Value::Tuple(items) => {
             for (i, child) in items.iter().enumerate() {
-                flatten(child, join(&i.to_string()), out);
+                flatten(child, join(&name, &i.to_string()), out);
             }
         }
         _ => {}

@@ -53,16 +53,23 @@ fn storage_refs(arena: &[Node]) -> Vec<&StorageRef> {
 pub(crate) fn read_zip<R: Read + Seek>(reader: R) -> Result<Loaded, ErrorKind> {
     let zip_err = |e: zip::result::ZipError| ErrorKind::Zip(e.to_string());
     let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
-    let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
-    let Some(pkl) = names.iter().find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1).cloned() else {
+    let names: HashSet<String> = archive.file_names().map(str::to_owned).collect();
+    let mut pickles = names.iter().filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1);
+    let Some(pkl) = pickles.next().cloned() else {
         return Err(ErrorKind::Zip("no `<folder>/data.pkl` entry: not written by torch.save".into()));
     };
+    if let Some(other) = pickles.next() {
+        return Err(ErrorKind::Zip(format!("two checkpoints in one archive: `{pkl}` and `{other}`")));
+    }
     let folder = pkl.trim_end_matches("data.pkl");
-    if names.iter().any(|n| n.starts_with(&format!("{folder}code/")) || *n == format!("{folder}constants.pkl")) {
+    if names.contains(&format!("{folder}constants.pkl"))
+        || names.iter().any(|n| n.starts_with(&format!("{folder}code/")))
+    {
         return Err(ErrorKind::NotTorch("a TorchScript archive (torch.jit.save), not a torch.save checkpoint".into()));
     }
-    if let Some(order) = names.iter().find(|n| **n == format!("{folder}byteorder")) {
-        let order = read_entry(&mut archive, order)?;
+    let order_entry = format!("{folder}byteorder");
+    if names.contains(&order_entry) {
+        let order = read_entry(&mut archive, &order_entry)?;
         if order.trim_ascii() != b"little" {
             return Err(ErrorKind::Zip(format!(
                 "byte order {:?}: only little-endian files are read",

@@ -47,6 +47,7 @@ fn every_fixture_reads_back_exactly() {
         let want_format = if stem.starts_with("zip_") { Format::Zip } else { Format::Legacy };
         assert_eq!(ckpt.format(), want_format, "{stem}");
         let got = ckpt.tensors(None);
+        assert_eq!(ckpt.clone().into_tensors(None), got, "{stem}: into_tensors");
         let want = expected(&stem);
         assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{stem}");
         for (name, tensor) in &want {
@@ -100,6 +101,7 @@ fn nested_checkpoints_select_by_prefix_and_keep_metadata() {
         let ckpt = torchfile::load(fixture(&format!("{fmt}_nested.pt"))).unwrap();
         let ema = ckpt.tensors(Some("ema"));
         let model = ckpt.require_tensors(Some("model")).unwrap();
+        assert_eq!(ckpt.clone().into_tensors(Some("ema")), ema);
         let names: Vec<&str> = ema.keys().map(String::as_str).collect();
         assert_eq!(
             names,
