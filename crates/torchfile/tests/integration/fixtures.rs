@@ -134,11 +134,23 @@ fn nested_checkpoints_select_by_prefix_and_keep_metadata() {
         assert!(matches!(ckpt.get("model.0.weight"), Some(Value::Tensor(t)) if t.shape == [3, 4]));
         assert!(matches!(ckpt.get("pair"), Some(Value::Tuple(items)) if items.len() == 2));
         assert_eq!(ckpt.get("missing"), None);
+        // Adam's state dict: int keys, 0-d step tensors, tuples and None in param_groups.
+        assert_eq!(ckpt.get("optimizer.param_groups.0.lr"), Some(&Value::Float(1e-3)));
+        assert_eq!(
+            ckpt.get("optimizer.param_groups.0.betas"),
+            Some(&Value::Tuple(vec![Value::Float(0.9), Value::Float(0.999)]))
+        );
+        assert_eq!(ckpt.get("optimizer.param_groups.0.foreach"), Some(&Value::None));
+        assert!(matches!(ckpt.get("optimizer.param_groups.0.params"), Some(Value::List(p)) if p.len() == 6));
+        let adam = ckpt.tensors(Some("optimizer.state"));
+        assert_eq!(adam["0.step"].to_f32(), [1.0]);
+        assert!(adam["0.step"].shape.is_empty());
+        assert_eq!(adam["0.exp_avg"].shape, [3, 4]);
         let err = ckpt.require_tensors(Some("ema_")).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "{}: no tensors under `ema_`; the file's top-level entries are: ema, history, model, pair",
+                "{}: no tensors under `ema_`; the file's top-level entries are: ema, history, model, optimizer, pair",
                 fixture(&format!("{fmt}_nested.pt")).display()
             )
         );
@@ -172,6 +184,13 @@ fn malicious_pickles_are_refused_naming_the_global() {
         let text = err.to_string();
         assert!(text.contains(file) && text.contains(&format!("`{global}` is not allowed")), "{text}");
     }
+}
+
+#[test]
+fn a_torchscript_archive_is_named_as_such() {
+    let err = torchfile::load(fixture("torchscript.pt")).unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::NotTorch(_)), "{err}");
+    assert!(err.to_string().contains("a TorchScript archive (torch.jit.save)"), "{err}");
 }
 
 #[test]

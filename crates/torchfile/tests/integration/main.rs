@@ -11,13 +11,15 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-/// Every `.pt` fixture that torch wrote (not the malicious ones), sorted.
+/// Every `torch.save` fixture (`zip_*.pt`, `legacy_*.pt`), sorted.
 pub(crate) fn torch_fixtures() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(fixture(""))
         .expect("fixture folder")
         .map(|e| e.expect("fixture entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "pt"))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("malicious")))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| ["zip_", "legacy_"].iter().any(|f| n.to_string_lossy().starts_with(f)))
+        })
         .collect();
     out.sort();
     out
