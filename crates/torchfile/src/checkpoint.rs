@@ -1,7 +1,7 @@
 //! The loaded checkpoint: the saved object as plain [`Value`]s with tensors materialised,
 //! and the flattening of nested dicts and lists into dotted tensor names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::ErrorKind;
 use crate::pickle::{kind, Id, Node, TensorView};
@@ -211,7 +211,10 @@ pub(crate) struct Builder<'a> {
     /// The unpickled nodes.
     pub arena: &'a [Node],
     /// Storage bytes by key.
-    pub storages: &'a HashMap<String, Vec<u8>>,
+    pub storages: HashMap<String, Vec<u8>>,
+    /// Storages that exactly one tensor of the tree reads: a tensor covering one of them
+    /// whole and contiguous takes its bytes instead of copying them.
+    pub sole_use: HashSet<String>,
     /// Nodes plus string bytes still allowed (memo sharing could otherwise blow up).
     pub units_left: u64,
     /// Tensor bytes still allowed.
@@ -281,11 +284,11 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    /// Check a view against its storage and copy it out contiguous.
+    /// Check a view against its storage and copy it out contiguous (or take the storage's
+    /// bytes when this view is its only use and covers it whole, in order).
     fn tensor(&mut self, view: &TensorView, name: &str) -> Result<Tensor, ErrorKind> {
         let dtype = view.storage.dtype;
-        let storages = self.storages;
-        let storage = storage_bytes(storages, view, name)?;
+        let storage = storage_bytes(&self.storages, view, name)?;
         let err = |problem: String| value_error(name, problem);
         let need = extent(view.offset, &view.shape, &view.stride).map_err(err)?;
         let have = (storage.len() / dtype.size()) as u64;
@@ -305,7 +308,17 @@ impl Builder<'_> {
         let to_usize = |v: &[u64]| v.iter().map(|&x| usize::try_from(x).unwrap_or(usize::MAX)).collect::<Vec<_>>();
         let shape = to_usize(&view.shape);
         let offset = usize::try_from(view.offset).unwrap_or(usize::MAX);
-        let data = gather(storage, dtype.size(), offset, &shape, &to_usize(&view.stride));
+        let stride = to_usize(&view.stride);
+        let whole = view.storage.view.is_none()
+            && offset == 0
+            && is_contiguous(&shape, &stride)
+            && bytes == storage.len() as u64
+            && self.sole_use.contains(&view.storage.key);
+        let data = if whole {
+            self.storages.remove(&view.storage.key).unwrap_or_default()
+        } else {
+            gather(storage, dtype.size(), offset, &shape, &stride)
+        };
         Ok(Tensor { dtype, shape, data })
     }
 }
@@ -327,6 +340,35 @@ fn storage_bytes<'s>(
     }
 }
 
+/// How often the walk from `root` meets a tensor of each storage key, or `None` when the
+/// walk passes the depth or node budget (the builder then reports that).
+pub(crate) fn storage_visits(arena: &[Node], root: Id, mut units: u64) -> Option<HashMap<&str, usize>> {
+    let mut visits = HashMap::new();
+    let mut todo = vec![(root, 0usize)];
+    while let Some((id, depth)) = todo.pop() {
+        units = units.checked_sub(1).filter(|_| depth <= MAX_DEPTH)?;
+        match &arena[id] {
+            Node::List(items) | Node::Tuple(items) => todo.extend(items.iter().map(|&i| (i, depth + 1))),
+            Node::Dict(entries) => todo.extend(entries.iter().flat_map(|&(k, v)| [(k, depth + 1), (v, depth + 1)])),
+            Node::Tensor(view) => *visits.entry(view.storage.key.as_str()).or_insert(0) += 1,
+            _ => {}
+        }
+    }
+    Some(visits)
+}
+
+/// Whether strides are row-major contiguous for the shape (size-1 dimensions are free).
+fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
+    let mut expected = 1usize;
+    for (&size, &step) in shape.iter().zip(stride).rev() {
+        if size != 1 && step != expected {
+            return false;
+        }
+        expected = expected.saturating_mul(size);
+    }
+    true
+}
+
 fn join(name: &str, key: &str) -> String {
     if name.is_empty() {
         key.to_owned()
@@ -337,4 +379,31 @@ fn join(name: &str, key: &str) -> String {
 
 fn value_error(name: &str, problem: String) -> ErrorKind {
     ErrorKind::Value { name: name.to_owned(), problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguity_ignores_size_one_dimensions() {
+        assert!(is_contiguous(&[2, 3], &[3, 1]));
+        assert!(is_contiguous(&[2, 1, 3], &[3, 99, 1]));
+        assert!(is_contiguous(&[], &[]));
+        assert!(!is_contiguous(&[2, 3], &[1, 2]));
+        assert!(!is_contiguous(&[3, 2], &[0, 1]));
+    }
+
+    #[test]
+    fn storage_visits_count_shared_storages_and_stop_at_the_budget() {
+        let view = |key: &str| {
+            let storage = crate::pickle::StorageRef { key: key.into(), dtype: crate::DType::F32, numel: 1, view: None };
+            Node::Tensor(TensorView { storage, offset: 0, shape: vec![], stride: vec![] })
+        };
+        // [a, b, a2, b] where a and a2 share storage "0" and b (node 1) appears twice.
+        let arena = vec![view("0"), view("1"), view("0"), Node::List(vec![0, 1, 2, 1])];
+        let visits = storage_visits(&arena, 3, 100).unwrap();
+        assert_eq!((visits["0"], visits["1"]), (2, 2));
+        assert_eq!(storage_visits(&arena, 3, 3), None);
+    }
 }

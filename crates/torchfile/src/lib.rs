@@ -52,7 +52,7 @@ mod export;
 mod pickle;
 mod tensor;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -102,20 +102,24 @@ fn read<R: Read + Seek>(name: &str, mut reader: R, len: u64) -> Result<Checkpoin
         reader.read_to_end(&mut bytes).map_err(|e| wrap(e.into()))?;
         (Format::Legacy, container::read_legacy(&bytes).map_err(wrap)?)
     };
-    let root = build(&loaded, len).map_err(wrap)?;
+    let root = build(loaded, len).map_err(wrap)?;
     Ok(Checkpoint { file: name.to_owned(), format, root })
 }
 
 /// Materialise the unpickled object within budgets set by the file's length.
-fn build(loaded: &Loaded, file_len: u64) -> Result<Value, ErrorKind> {
-    let storages: &HashMap<String, Vec<u8>> = &loaded.storages;
+fn build(loaded: Loaded, file_len: u64) -> Result<Value, ErrorKind> {
+    let Loaded { pickle, storages, pickle_len } = loaded;
+    let units = (pickle_len as u64).saturating_mul(8).saturating_add(1 << 20);
+    let visits = checkpoint::storage_visits(&pickle.arena, pickle.root, units).unwrap_or_default();
+    let sole_use: HashSet<String> = visits.into_iter().filter(|&(_, n)| n == 1).map(|(k, _)| k.to_owned()).collect();
     let mut builder = Builder {
-        arena: &loaded.pickle.arena,
+        arena: &pickle.arena,
         storages,
-        units_left: (loaded.pickle_len as u64).saturating_mul(8).saturating_add(1 << 20),
+        sole_use,
+        units_left: units,
         tensor_bytes_left: file_len.saturating_mul(16).saturating_add(1 << 20),
     };
-    builder.value(loaded.pickle.root, "", 0)
+    builder.value(pickle.root, "", 0)
 }
 
 #[cfg(test)]
