@@ -441,12 +441,18 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// `L`: a decimal long with an optional trailing `L`; it must fit 64 bits.
+    /// `L`: a decimal long with an optional trailing `L` (protocol 0 and 1 write the legacy
+    /// magic number this way).
     fn text_long(&mut self) -> Step<()> {
         let line = self.line()?;
         let text = line.trim().trim_end_matches('L');
-        let value = text.parse().or_else(|_| malformed(format!("LONG {text:?} does not fit 64 bits")))?;
-        self.push_int(value);
+        let node = match text.parse() {
+            Ok(value) => Node::Int(value),
+            Err(_) => {
+                Node::BigInt(decimal_to_le(text).ok_or_else(|| PickleProblem::Malformed(format!("bad LONG {text:?}")))?)
+            }
+        };
+        self.push(node);
         Ok(())
     }
 
@@ -689,6 +695,33 @@ impl Machine<'_> {
     }
 }
 
+/// Longest decimal LONG accepted beyond 64 bits (the conversion is quadratic in digits).
+const MAX_LONG_DIGITS: usize = 64;
+
+/// A non-negative decimal as minimal little-endian two's complement bytes, as `LONG1`
+/// writes it; `None` for anything else or more than [`MAX_LONG_DIGITS`] digits.
+fn decimal_to_le(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || text.len() > MAX_LONG_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::new();
+    for digit in text.bytes().map(|b| b - b'0') {
+        let mut carry = u16::from(digit);
+        for byte in &mut out {
+            let v = u16::from(*byte) * 10 + carry;
+            *byte = v.to_le_bytes()[0];
+            carry = v >> 8;
+        }
+        if carry > 0 {
+            out.push(carry.to_le_bytes()[0]);
+        }
+    }
+    if out.last().is_some_and(|&top| top & 0x80 != 0) {
+        out.push(0);
+    }
+    Some(out)
+}
+
 /// Pair up a `SETITEMS`/`DICT` run: key, value, key, value, ...
 fn pairs(items: &[Id]) -> Step<Vec<(Id, Id)>> {
     if items.len() % 2 != 0 {
@@ -774,8 +807,16 @@ mod tests {
     fn long1_keeps_sign_and_wide_values() {
         let (arena, r) = root(b"\x80\x02\x8a\x01\xff.");
         assert_eq!(arena[r], Node::Int(-1));
+        let magic = Node::BigInt(vec![0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
         let (arena, r) = root(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
-        assert_eq!(arena[r], Node::BigInt(vec![0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]));
+        assert_eq!(arena[r], magic);
+        // The same number as protocol 1 writes it: a decimal LONG.
+        let (arena, r) = root(b"L119547037146038801333356L\n.");
+        assert_eq!(arena[r], magic);
+        let (arena, r) = root(b"L18446744073709551615L\n.");
+        assert_eq!(arena[r], Node::BigInt(vec![0xff; 8].into_iter().chain([0]).collect()));
+        assert!(matches!(problem(b"L-99999999999999999999L\n."), PickleProblem::Malformed(_)));
+        assert!(matches!(problem(&[&b"L"[..], &[b'9'; 65], b"\n."].concat()), PickleProblem::Malformed(_)));
     }
 
     #[test]
