@@ -92,8 +92,9 @@ impl Checkpoint {
 
     /// Every tensor under dotted names (nested dict keys and list indices joined by `.`).
     /// With a prefix, only the tensors under it, named relative to it: `Some("ema")` turns
-    /// `ema.net.weight` into `net.weight`. Where two paths spell the same name, the later
-    /// one in the file wins.
+    /// `ema.net.weight` into `net.weight` (`"ema."` means the same). Where two paths spell
+    /// the same name, the later one in the file wins; a file holding one bare tensor names
+    /// it `""`.
     #[must_use]
     pub fn tensors(&self, prefix: Option<&str>) -> BTreeMap<String, Tensor> {
         let mut all = BTreeMap::new();
@@ -154,7 +155,7 @@ fn lookup<'v>(value: &'v Value, path: &str, depth: usize) -> Option<&'v Value> {
 
 /// The tensors under `prefix.`, renamed relative to it; all of them without a prefix.
 fn select(all: BTreeMap<String, Tensor>, prefix: Option<&str>) -> BTreeMap<String, Tensor> {
-    match prefix.filter(|p| !p.is_empty()) {
+    match prefix.map(|p| p.trim_end_matches('.')).filter(|p| !p.is_empty()) {
         None => all,
         Some(prefix) => {
             let head = format!("{prefix}.");

@@ -102,6 +102,7 @@ fn nested_checkpoints_select_by_prefix_and_keep_metadata() {
         let ema = ckpt.tensors(Some("ema"));
         let model = ckpt.require_tensors(Some("model")).unwrap();
         assert_eq!(ckpt.clone().into_tensors(Some("ema")), ema);
+        assert_eq!(ckpt.tensors(Some("ema.")), ema);
         let names: Vec<&str> = ema.keys().map(String::as_str).collect();
         assert_eq!(
             names,
