@@ -22,6 +22,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("train.msnr", include_str!("../../stdlib/train.msnr")),
     ("sample.msnr", include_str!("../../stdlib/sample.msnr")),
     ("fid.msnr", include_str!("../../stdlib/fid.msnr")),
+    ("classifier.msnr", include_str!("../../stdlib/classifier.msnr")),
     ("celeba.msnr", include_str!("../../stdlib/celeba.msnr")),
     ("weights.msnr", include_str!("../../stdlib/weights.msnr")),
 ];

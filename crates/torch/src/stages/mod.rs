@@ -2,6 +2,7 @@
 //! front end starts the worker with the stage's spec, whose typed parameters the
 //! checker already read and validated (`msnr::stages::kinds`).
 
+pub mod classifier;
 pub mod train;
 
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
@@ -10,7 +11,7 @@ use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 pub type WorkerRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
 
 /// The worker's line for every kind the front end's table marks `Exec::Worker`.
-pub static WORKER_KINDS: &[(&str, WorkerRun)] = &[("train", train::run)];
+pub static WORKER_KINDS: &[(&str, WorkerRun)] = &[("train", train::run), ("classifier", classifier::run)];
 
 /// Runs a torch stage in this (worker) process.
 ///
