@@ -98,8 +98,8 @@ fn stage_status(
     for j in dag.inputs(&stage.name) {
         let name = &pipeline.stages[j].name;
         match &done[j] {
-            Some(Status::Cached { key, output }) => {
-                inputs.insert(name.clone(), InputKey { key: key.clone(), output: output.clone() });
+            Some(Status::Cached { output, .. }) => {
+                inputs.insert(name.clone(), InputKey { output: output.clone() });
             }
             _ => stale_inputs.push(Reason::InputStale(name.clone())),
         }

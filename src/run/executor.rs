@@ -130,7 +130,7 @@ impl Executor<'_> {
         let mut out = BTreeMap::new();
         for j in self.dag.inputs(&self.pipeline.stages[i].name) {
             if let Some(Outcome::Cached(done) | Outcome::Ran(done, _)) = outcomes.get(&j) {
-                let key = InputKey { key: done.entry.key.clone(), output: done.entry.meta.output.clone() };
+                let key = InputKey { output: done.entry.meta.output.clone() };
                 out.insert(self.pipeline.stages[j].name.clone(), (key, done.entry.clone()));
             }
         }

@@ -362,3 +362,22 @@ fn verify_reproduces_every_output_and_names_a_tampered_one() {
     p.write("p.msnr.lock", &lock_before.replace(&output, &"0".repeat(64)));
     p.msnr(&["verify", "p.msnr"]).failure().stdout_has("OUTPUT DIFFERS").stderr_has("not reproduced: digits");
 }
+
+/// Issue 10, item 5 (early cutoff): a PNG re-encoded with identical pixels re-runs the
+/// import, whose output hash is unchanged, so the crop below it stays cached.
+#[test]
+fn identical_upstream_output_leaves_downstream_cached() {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let p = Project::new();
+    p.digits("digits", 2);
+    p.write("p.msnr", "stage d = images { path = \"digits\", channels = 1 }\nstage c = crop { images = d, recipe = adm {}, size = 14 }\n");
+    p.msnr(&["run", "p.msnr"]).success();
+    let file = p.path("digits/3/0.png");
+    let before = std::fs::read(&file).unwrap();
+    let img = image::open(&file).unwrap();
+    let encoder =
+        PngEncoder::new_with_quality(std::fs::File::create(&file).unwrap(), CompressionType::Best, FilterType::Paeth);
+    img.write_with_encoder(encoder).unwrap();
+    assert_ne!(std::fs::read(&file).unwrap(), before, "the re-encoded file must differ in bytes");
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("msnr: d: done").stderr_has("msnr: c: cached");
+}
