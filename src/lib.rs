@@ -10,7 +10,8 @@
 //! - [`data`]: the dataset artifact format;
 //! - [`diffusion`]: schedules, targets, weightings and optimizer settings (no libtorch);
 //! - [`nets`]: denoiser configurations and their validation (no libtorch);
-//! - [`malloc`]: the allocator settings both binaries start with.
+//! - [`malloc`]: the allocator settings both binaries start with;
+//! - [`console`]: terminal output that a closed stdout or stderr cannot stop.
 //!
 //! Nothing here links libtorch: the diffusion numerics, the networks and the
 //! torch stages live in the `msnr-torch` crate (`crates/torch`), whose
@@ -19,6 +20,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod console;
 pub mod data;
 pub mod diffusion;
 pub mod graph;

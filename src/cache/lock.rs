@@ -27,7 +27,7 @@ impl StoreLock {
     pub fn acquire(path: &Path) -> Result<Self, CacheError> {
         match Self::try_acquire(path) {
             Err(CacheError::Locked { .. }) => {
-                eprintln!("waiting for another msnr process holding {}", path.display());
+                crate::console::err_line(&format!("waiting for another msnr process holding {}", path.display()));
                 let file = open(path)?;
                 file.lock_exclusive().map_err(|source| CacheError::Lock { path: path.into(), source })?;
                 Ok(Self { file, path: path.into() })

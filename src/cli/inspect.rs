@@ -12,7 +12,7 @@ use crate::run::project::Project;
 pub(super) fn check(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
     let project = Project::open(file, set)?;
     let n = project.pipeline.stages.len();
-    println!("{}: ok ({n} stage{})", file.display(), if n == 1 { "" } else { "s" });
+    crate::console::out_line(&format!("{}: ok ({n} stage{})", file.display(), if n == 1 { "" } else { "s" }));
     Ok(())
 }
 
@@ -36,14 +36,14 @@ pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure>
             [stage.name.clone(), stage.kind.clone(), status.to_string(), why]
         })
         .collect();
-    print!("{}", table(&["STAGE", "KIND", "STATUS", "KEY / WHY"], &rows));
+    crate::console::out(&table(&["STAGE", "KIND", "STATUS", "KEY / WHY"], &rows));
     Ok(())
 }
 
 /// `msnr graph`: dot or mermaid.
 pub(super) fn graph(file: &Path, set: &[(String, String)], format: Format) -> Result<(), Failure> {
     let project = Project::open(file, set)?;
-    print!("{}", render::render(&project.pipeline, &project.dag, format));
+    crate::console::out(&render::render(&project.pipeline, &project.dag, format));
     Ok(())
 }
 
@@ -65,7 +65,7 @@ pub(super) fn status(file: &Path, set: &[(String, String)]) -> Result<(), Failur
         };
         rows.push(row);
     }
-    print!("{}", table(&["STAGE", "STATE", "OUTPUT", "METRICS"], &rows));
+    crate::console::out(&table(&["STAGE", "STATE", "OUTPUT", "METRICS"], &rows));
     Ok(())
 }
 
@@ -83,10 +83,10 @@ pub(super) fn compare(file: &Path, set: &[(String, String)]) -> Result<(), Failu
         rows.push(row);
     }
     if rows.is_empty() {
-        println!("no metrics recorded yet: run `msnr run {}` first", file.display());
+        crate::console::out_line(&format!("no metrics recorded yet: run `msnr run {}` first", file.display()));
         return Ok(());
     }
-    print!("{}", table(&header, &rows));
+    crate::console::out(&table(&header, &rows));
     Ok(())
 }
 

@@ -25,14 +25,18 @@ pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
         memo.save().map_err(|e| Failure::Message(e.to_string()))?;
     }
     for (key, bytes) in &report.removed {
-        println!("{} {key} ({})", if dry_run { "would remove" } else { "removed" }, human(*bytes));
+        crate::console::out_line(&format!(
+            "{} {key} ({})",
+            if dry_run { "would remove" } else { "removed" },
+            human(*bytes)
+        ));
     }
-    println!(
+    crate::console::out_line(&format!(
         "{} {} in {} entries",
         if dry_run { "would free" } else { "freed" },
         human(report.freed),
         report.removed.len()
-    );
+    ));
     Ok(())
 }
 
@@ -75,7 +79,7 @@ pub(super) fn fmt(files: &[PathBuf], check: bool) -> Result<(), Failure> {
             unformatted.push(file.display().to_string());
         } else {
             write_atomic(file, &formatted)?;
-            println!("formatted {}", file.display());
+            crate::console::out_line(&format!("formatted {}", file.display()));
         }
     }
     if unformatted.is_empty() {
@@ -95,7 +99,7 @@ fn write_atomic(file: &Path, text: &str) -> Result<(), Failure> {
 /// `msnr doc`: the stdlib reference.
 pub(super) fn doc(name: Option<&str>) -> Result<(), Failure> {
     let text = super::doc::reference(lang::stdlib(), name).map_err(Failure::Message)?;
-    print!("{text}");
+    crate::console::out(&text);
     Ok(())
 }
 

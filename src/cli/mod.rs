@@ -130,11 +130,11 @@ pub fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Diagnostics(d)) => {
-            eprint!("{}", render(&d));
+            crate::console::err(&render(&d));
             ExitCode::FAILURE
         }
         Err(Failure::Message(m)) => {
-            eprintln!("error: {m}");
+            crate::console::err_line(&format!("error: {m}"));
             ExitCode::FAILURE
         }
     }

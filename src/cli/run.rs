@@ -25,7 +25,10 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     if memo.files_hashed() > 0 {
         #[allow(clippy::cast_precision_loss)]
         let gb = memo.bytes_hashed() as f64 / 1e9;
-        eprintln!("msnr: hashed {} input file(s), {gb:.3} GB (unchanged files are remembered)", memo.files_hashed());
+        crate::console::err_line(&format!(
+            "msnr: hashed {} input file(s), {gb:.3} GB (unchanged files are remembered)",
+            memo.files_hashed()
+        ));
     }
     memo.save().map_err(|e| Failure::Message(e.to_string()))?;
     record(&mut project, &outcomes);
@@ -119,7 +122,7 @@ fn summarize(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(
             Outcome::Failed(_) | Outcome::Skipped(_) => failed.push(project.pipeline.stages[i].name.clone()),
         }
     }
-    eprintln!("msnr: {ran} ran, {cached} cached, {} failed or skipped", failed.len());
+    crate::console::err_line(&format!("msnr: {ran} ran, {cached} cached, {} failed or skipped", failed.len()));
     if failed.is_empty() {
         Ok(())
     } else {

@@ -67,7 +67,7 @@ fn compare(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(),
         }
         rows.push([name.clone(), verdict]);
     }
-    print!("{}", table(&["STAGE", "VERIFY"], &rows));
+    crate::console::out(&table(&["STAGE", "VERIFY"], &rows));
     if bad.is_empty() {
         Ok(())
     } else {

@@ -3,7 +3,9 @@
 //! commits each output to the store atomically. A failed stage stops its
 //! dependents; nothing is cached for it.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -63,8 +65,6 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     /// Runs every selected stage that is not cached; returns each selected stage's outcome by index.
     ///
-    /// # Panics
-    /// If a stage thread panicked (a bug; stage errors are values).
     #[must_use]
     pub fn run(&self, progress: &Progress) -> BTreeMap<usize, Outcome> {
         let n = self.pipeline.stages.len();
@@ -82,7 +82,9 @@ impl Executor<'_> {
                     let inputs = self.input_keys(i, &outcomes);
                     running += 1;
                     scope.spawn(move || {
-                        let outcome = self.execute(i, &inputs, progress);
+                        // A panic must still report, or the loop below would wait for it forever.
+                        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.execute(i, &inputs, progress)))
+                            .unwrap_or_else(|e| Outcome::Failed(format!("internal error: {}", panic_text(&*e))));
                         let _ = tx.send((i, outcome));
                     });
                 }
@@ -209,6 +211,15 @@ impl Executor<'_> {
         let entry = staging.commit(result.metrics, result.pins).map_err(|e| e.to_string())?;
         Ok(Done { key: key.clone(), entry, pins })
     }
+}
+
+/// The message of a caught panic.
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a stage thread panicked".to_string())
 }
 
 fn short(key: &str) -> &str {

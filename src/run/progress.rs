@@ -48,7 +48,7 @@ impl Progress {
             Some(m) => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            None => crate::console::err_line(line),
         }
     }
 }
@@ -87,14 +87,14 @@ impl Reporter for StageProgress {
         let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if due || done >= total {
             *last = Some(Instant::now());
-            eprintln!("msnr: {}: {done}/{total} {message}", self.name);
+            crate::console::err_line(&format!("msnr: {}: {done}/{total} {message}", self.name));
         }
     }
 
     fn log(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("{}: {line}", self.name)),
-            None => eprintln!("msnr: {}: {line}", self.name),
+            None => crate::console::err_line(&format!("msnr: {}: {line}", self.name)),
         }
     }
 }

@@ -381,3 +381,40 @@ fn identical_upstream_output_leaves_downstream_cached() {
     assert_ne!(std::fs::read(&file).unwrap(), before, "the re-encoded file must differ in bytes");
     p.msnr(&["run", "p.msnr"]).success().stderr_has("msnr: d: done").stderr_has("msnr: c: cached");
 }
+
+/// A tiny train on one digit per class: the real worker, a few seconds on a CPU.
+const TRAIN: &str = "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 2, batch = 2 }\n";
+
+/// Waits for `child` at most `limit`; kills it and fails the test if it is still running then.
+#[track_caller]
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("msnr still running after {limit:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 10, item 1: `msnr run FILE | head -2` hung forever once the pipe closed (a stage
+/// thread panicked printing, the worker was left a zombie, nothing was stored).
+#[test]
+fn a_run_whose_stdout_and_stderr_are_closed_pipes_finishes_and_stores_its_results() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", TRAIN);
+    let mut child = p.cmd(&["run", "p.msnr"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = wait_at_most(&mut child, Duration::from_secs(120));
+    assert!(status.success(), "{status:?}");
+    let status = p.msnr(&["status", "p.msnr"]);
+    assert_eq!(status.success().stdout().matches("  stored  ").count(), 2, "{}", status.stdout());
+    assert_eq!(p.store_entries().len(), 2);
+    assert_eq!(p.tmp_entries(), 0);
+}
