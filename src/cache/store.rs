@@ -167,6 +167,20 @@ impl Store {
         Ok(GcReport { removed: sizes.into_iter().collect(), freed })
     }
 
+    /// Deletes the staging folders this process made (`tmp/<key>.<pid>.*`), as a run stopped
+    /// by Ctrl-C does before it exits. Best effort: a stage may still be writing into one (the
+    /// next run that takes the lock deletes whatever is left).
+    pub fn remove_own_staging(&self) {
+        let pid = std::process::id().to_string();
+        for name in list_names(&self.tmp_dir()).unwrap_or_default() {
+            let mut parts = name.split('.');
+            let (key, owner) = (parts.next().unwrap_or_default(), parts.next());
+            if check_key(key).is_ok() && owner == Some(pid.as_str()) {
+                let _ = remove_all(&self.tmp_dir().join(&name));
+            }
+        }
+    }
+
     /// The file-hash memo of this project (`.msnr/hashes.json`).
     ///
     /// # Errors

@@ -106,6 +106,8 @@ pub enum Failure {
     Diagnostics(Diagnostics),
     /// Anything else, already phrased.
     Message(String),
+    /// Stopped by this signal (Ctrl-C); what happened was said already.
+    Interrupted(i32),
 }
 
 impl From<OpenError> for Failure {
@@ -137,6 +139,7 @@ pub fn main() -> ExitCode {
             crate::console::err_line(&format!("error: {m}"));
             ExitCode::FAILURE
         }
+        Err(Failure::Interrupted(signal)) => ExitCode::from(crate::run::interrupt::exit_code(signal)),
     }
 }
 

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::Failure;
-use crate::cache::{LockEntry, Store, Versions};
+use crate::cache::{LockEntry, Lockfile, Store, Versions};
+use crate::console;
 use crate::run::executor::{Executor, Outcome};
+use crate::run::interrupt;
 use crate::run::keys::{self, Keyer};
 use crate::run::progress::Progress;
 use crate::run::project::Project;
@@ -20,36 +22,72 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     let store = project.store()?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keyer = project.keyer(&store)?;
-    let outcomes = execute(&project, &store, &keyer, selected, jobs);
+    let on_interrupt = |outcomes: &BTreeMap<usize, Outcome>| interrupted(&project, &store, outcomes);
+    let outcomes = execute(&project, &store, &keyer, selected, jobs, &on_interrupt)?;
     let mut memo = keyer.into_memo();
     if memo.files_hashed() > 0 {
         #[allow(clippy::cast_precision_loss)]
         let gb = memo.bytes_hashed() as f64 / 1e9;
-        crate::console::err_line(&format!(
+        console::err_line(&format!(
             "msnr: hashed {} input file(s), {gb:.3} GB (unchanged files are remembered)",
             memo.files_hashed()
         ));
     }
     memo.save().map_err(|e| Failure::Message(e.to_string()))?;
-    record(&mut project, &outcomes);
+    if let Some(signal) = interrupt::received() {
+        interrupted(&project, &store, &outcomes);
+        return Err(Failure::Interrupted(signal));
+    }
+    let lockfile = record(&project, &outcomes);
+    project.lockfile = lockfile;
     project.lockfile.write(&project.lock_path).map_err(|e| Failure::Message(e.to_string()))?;
     roots::register(&project.root, &project.lock_path)
         .map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
     summarize(&project, &outcomes)
 }
 
-/// Runs the `selected` stages of `project` against `store`, pins taken from the lockfile.
+/// Runs the `selected` stages of `project` against `store`, pins taken from the lockfile;
+/// Ctrl-C stops the run (`on_interrupt` records what completed when the run cannot wait).
 pub(super) fn execute(
     project: &Project,
     store: &Store,
     keyer: &Keyer,
     selected: Vec<bool>,
     jobs: Option<usize>,
-) -> BTreeMap<usize, Outcome> {
+    on_interrupt: &(dyn Fn(&BTreeMap<usize, Outcome>) + Sync),
+) -> Result<BTreeMap<usize, Outcome>, Failure> {
+    interrupt::install().map_err(|e| Failure::Message(format!("cannot handle Ctrl-C: {e}")))?;
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let (pipeline, dag, checked) = (&project.pipeline, &project.dag, &project.checked);
-    Executor { pipeline, dag, checked, store, keyer, pins, selected, jobs }.run(&Progress::new())
+    Ok(Executor { pipeline, dag, checked, store, keyer, pins, selected, jobs, on_interrupt }.run(&Progress::new()))
+}
+
+/// After Ctrl-C: records the stages that completed, removes this run's staging folders and
+/// says where a re-run picks up.
+fn interrupted(project: &Project, store: &Store, outcomes: &BTreeMap<usize, Outcome>) {
+    let lockfile = record(project, outcomes);
+    if let Err(e) = lockfile.write(&project.lock_path) {
+        console::err_line(&format!("msnr: {e}"));
+    } else if let Err(e) = roots::register(&project.root, &project.lock_path) {
+        console::err_line(&format!("msnr: registering the lockfile: {e}"));
+    }
+    store.remove_own_staging();
+    let mut said = false;
+    for (&i, outcome) in outcomes {
+        let name = &project.pipeline.stages[i].name;
+        match outcome {
+            Outcome::Interrupted(Some(step)) => {
+                console::err_line(&format!("msnr: interrupted: re-running resumes `{name}` from step {step}"));
+            }
+            Outcome::Interrupted(None) => console::err_line(&format!("msnr: interrupted: `{name}` did not complete")),
+            _ => continue,
+        }
+        said = true;
+    }
+    if !said {
+        console::err_line("msnr: interrupted");
+    }
 }
 
 /// The stages to consider: all, or the named ones and everything they read.
@@ -87,10 +125,12 @@ pub(super) fn refuse_unimplemented(project: &Project, selected: &[bool]) -> Resu
     )))
 }
 
-/// Writes the outcome of every completed stage into the lockfile; drops entries of stages no longer in the pipeline.
-fn record(project: &mut Project, outcomes: &BTreeMap<usize, Outcome>) {
+/// The lockfile with the outcome of every completed stage written in; without entries of
+/// stages no longer in the pipeline.
+fn record(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Lockfile {
+    let mut lockfile = project.lockfile.clone();
     let names: Vec<&str> = project.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
-    project.lockfile.stages.retain(|k, _| names.contains(&k.as_str()));
+    lockfile.stages.retain(|k, _| names.contains(&k.as_str()));
     for (&i, outcome) in outcomes {
         let (Outcome::Cached(done) | Outcome::Ran(done, _)) = outcome else { continue };
         let stage = &project.pipeline.stages[i];
@@ -109,8 +149,9 @@ fn record(project: &mut Project, outcomes: &BTreeMap<usize, Outcome>) {
             metrics: done.entry.meta.metrics.clone(),
             pins: done.pins.clone(),
         };
-        project.lockfile.stages.insert(stage.name.clone(), entry);
+        lockfile.stages.insert(stage.name.clone(), entry);
     }
+    lockfile
 }
 
 fn summarize(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(), Failure> {
@@ -119,10 +160,12 @@ fn summarize(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(
         match outcome {
             Outcome::Ran(..) => ran += 1,
             Outcome::Cached(_) => cached += 1,
-            Outcome::Failed(_) | Outcome::Skipped(_) => failed.push(project.pipeline.stages[i].name.clone()),
+            Outcome::Failed(_) | Outcome::Skipped(_) | Outcome::Interrupted(_) => {
+                failed.push(project.pipeline.stages[i].name.clone())
+            }
         }
     }
-    crate::console::err_line(&format!("msnr: {ran} ran, {cached} cached, {} failed or skipped", failed.len()));
+    console::err_line(&format!("msnr: {ran} ran, {cached} cached, {} failed or skipped", failed.len()));
     if failed.is_empty() {
         Ok(())
     } else {

@@ -11,6 +11,7 @@ use super::run::{execute, refuse_unimplemented, select};
 use super::Failure;
 use crate::cache::Store;
 use crate::run::executor::Outcome;
+use crate::run::interrupt;
 use crate::run::keys::Keyer;
 use crate::run::project::Project;
 
@@ -36,7 +37,13 @@ pub(super) fn verify(
     let store = Store::open(scratch.path()).map_err(|e| message(&e))?;
     let _lock = store.lock().map_err(|e| message(&e))?;
     let keyer = Keyer::new(store.memo().map_err(|e| message(&e))?);
-    let outcomes = execute(&project, &store, &keyer, selected, jobs);
+    let on_interrupt = |_: &BTreeMap<usize, Outcome>| {
+        let _ = std::fs::remove_dir_all(scratch.path());
+    };
+    let outcomes = execute(&project, &store, &keyer, selected, jobs, &on_interrupt)?;
+    if let Some(signal) = interrupt::received() {
+        return Err(Failure::Interrupted(signal));
+    }
     compare(&project, &outcomes)
 }
 
@@ -61,6 +68,7 @@ fn compare(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(),
             (Outcome::Cached(_) | Outcome::Ran(..), None) => "not in the lockfile".to_string(),
             (Outcome::Failed(e), _) => format!("FAILED: {e}"),
             (Outcome::Skipped(why), _) => format!("skipped: {why}"),
+            (Outcome::Interrupted(_), _) => "interrupted".to_string(),
         };
         if verdict != "reproduced" {
             bad.push(name.clone());

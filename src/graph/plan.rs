@@ -1,6 +1,7 @@
 //! The plan: for each stage instance, whether its output is cached, or why it
 //! must run (never run, a parameter or input changed with old and new value,
-//! its entry is missing from the store, an input will re-run).
+//! its entry is missing from the store, an input will re-run) and whether it
+//! resumes from a checkpoint an interrupted run left.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::fmt;
 use crate::cache::{InputKey, KeyChange, Lockfile, Store};
 use crate::lang::Pipeline;
 use crate::run::keys::Keyer;
+use crate::run::resume;
 use crate::stages::kinds;
 
 use super::Dag;
@@ -39,6 +41,8 @@ pub enum Reason {
     NotInStore,
     /// An input stage will run first, so this key is not known yet.
     InputStale(String),
+    /// An earlier run of this key stopped (Ctrl-C, a crash) after checkpointing this step.
+    Resumes(u64),
 }
 
 impl fmt::Display for Reason {
@@ -47,6 +51,7 @@ impl fmt::Display for Reason {
             Self::NeverRun => f.write_str("never run"),
             Self::NotInStore => f.write_str("same key as the lockfile, output not in the store"),
             Self::InputStale(name) => write!(f, "input `{name}` will run"),
+            Self::Resumes(step) => write!(f, "will resume from step {step}"),
             Self::Changed(changes) => {
                 let parts: Vec<String> =
                     changes.iter().map(|c| format!("{}: {} -> {}", c.what, c.old, c.new)).collect();
@@ -115,10 +120,12 @@ fn stage_status(
     if let Some(entry) = store.get(&digest) {
         return Status::Cached { key: digest, output: entry.meta.output.clone() };
     }
+    let resume = resume::checkpoint_step(&store.work_dir(&digest)).map(Reason::Resumes);
     let reason = match lock.stages.get(&stage.name) {
+        None if resume.is_some() => return Status::Stale(resume.into_iter().collect()),
         None => Reason::NeverRun,
         Some(old) if old.key == digest => Reason::NotInStore,
         Some(old) => Reason::Changed(old.key_fields.diff(&key)),
     };
-    Status::Stale(vec![reason])
+    Status::Stale(std::iter::once(reason).chain(resume).collect())
 }

@@ -4,7 +4,7 @@
 //! dependents; nothing is cached for it.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,35 @@ use crate::stages::{kinds, Checked, Exec, Kind, Reporter, StageError, StageResul
 
 use super::keys::{self, Keyer};
 use super::progress::Progress;
-use super::worker;
+use super::{interrupt, resume, worker};
+
+/// How often the executor looks for a signal while stages run.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long stages running in this process may take to end after Ctrl-C before the run
+/// gives up on them (workers are killed at once).
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// The scheduling state of one run.
+struct Schedule {
+    /// Per stage, how many of its inputs have not completed.
+    waiting: Vec<usize>,
+    /// The stages that ended, by index.
+    outcomes: BTreeMap<usize, Outcome>,
+    /// Stages whose inputs are complete, in start order.
+    ready: Vec<usize>,
+    /// Stages running now.
+    running: BTreeSet<usize>,
+}
+
+impl Schedule {
+    fn new(x: &Executor<'_>) -> Self {
+        let n = x.pipeline.stages.len();
+        let waiting: Vec<usize> = (0..n).map(|i| x.dag.inputs(&x.pipeline.stages[i].name).len()).collect();
+        let ready = x.dag.order().iter().copied().filter(|&i| x.selected[i] && waiting[i] == 0).collect();
+        Self { waiting, outcomes: BTreeMap::new(), ready, running: BTreeSet::new() }
+    }
+}
 
 /// How one stage ended.
 #[derive(Debug)]
@@ -29,6 +57,8 @@ pub enum Outcome {
     Failed(String),
     /// Not run because an input failed or was not run.
     Skipped(String),
+    /// Stopped by Ctrl-C (or SIGTERM), with the step of the checkpoint a re-run resumes from.
+    Interrupted(Option<u64>),
 }
 
 /// A stage whose output is in the store.
@@ -60,27 +90,34 @@ pub struct Executor<'a> {
     pub selected: Vec<bool>,
     /// How many stages may run at once.
     pub jobs: usize,
+    /// Called with the outcomes so far when an interrupted run exits without waiting for
+    /// in-process stages (see [`Executor::run`]); it records what completed.
+    pub on_interrupt: &'a (dyn Fn(&BTreeMap<usize, Outcome>) + Sync),
 }
 
 impl Executor<'_> {
     /// Runs every selected stage that is not cached; returns each selected stage's outcome by index.
     ///
+    /// After Ctrl-C (or SIGTERM) nothing new starts, the workers are killed and their stages end
+    /// as [`Outcome::Interrupted`]. Stages running in this process cannot be stopped: if they
+    /// have not ended [`GRACE`] after the signal, the outcomes so far (theirs as interrupted)
+    /// go to [`Executor::on_interrupt`] and the process exits with 128 + the signal.
     #[must_use]
     pub fn run(&self, progress: &Progress) -> BTreeMap<usize, Outcome> {
-        let n = self.pipeline.stages.len();
-        let mut waiting: Vec<usize> = (0..n).map(|i| self.dag.inputs(&self.pipeline.stages[i].name).len()).collect();
-        let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
-        let mut ready: Vec<usize> =
-            self.dag.order().iter().copied().filter(|&i| self.selected[i] && waiting[i] == 0).collect();
+        let mut s = Schedule::new(self);
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
         std::thread::scope(|scope| {
-            let mut running = 0;
+            let mut stopping: Option<Instant> = None;
             loop {
-                while running < self.jobs.max(1) && !ready.is_empty() {
-                    let i = ready.remove(0);
+                if stopping.is_none() && interrupt::received().is_some() {
+                    worker::stop_all();
+                    stopping = Some(Instant::now());
+                }
+                while stopping.is_none() && s.running.len() < self.jobs.max(1) && !s.ready.is_empty() {
+                    let i = s.ready.remove(0);
                     let tx = tx.clone();
-                    let inputs = self.input_keys(i, &outcomes);
-                    running += 1;
+                    let inputs = self.input_keys(i, &s.outcomes);
+                    s.running.insert(i);
                     scope.spawn(move || {
                         // A panic must still report, or the loop below would wait for it forever.
                         let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.execute(i, &inputs, progress)))
@@ -88,28 +125,49 @@ impl Executor<'_> {
                         let _ = tx.send((i, outcome));
                     });
                 }
-                if running == 0 {
+                if s.running.is_empty() {
                     break;
                 }
-                let (i, outcome) = rx.recv().expect("a stage thread always reports");
-                running -= 1;
-                self.announce(i, &outcome, progress);
-                let ok = matches!(outcome, Outcome::Cached(_) | Outcome::Ran(..));
-                outcomes.insert(i, outcome);
-                for r in self.dag.readers(&self.pipeline.stages[i].name) {
-                    if !self.selected[r] {
-                        continue;
+                match rx.recv_timeout(POLL) {
+                    Ok((i, outcome)) => self.finished(i, outcome, &mut s, progress),
+                    Err(_) if stopping.is_some_and(|t| t.elapsed() >= GRACE) => {
+                        self.abandon(std::mem::take(&mut s.outcomes), &s.running)
                     }
-                    waiting[r] -= 1;
-                    if !ok {
-                        self.skip(r, &self.pipeline.stages[i].name, &mut outcomes, progress);
-                    } else if waiting[r] == 0 && !outcomes.contains_key(&r) {
-                        ready.push(r);
-                    }
+                    Err(_) => {}
                 }
             }
         });
-        outcomes
+        s.outcomes
+    }
+
+    /// Records stage `i`'s outcome and readies (or skips) its readers.
+    fn finished(&self, i: usize, outcome: Outcome, s: &mut Schedule, progress: &Progress) {
+        s.running.remove(&i);
+        self.announce(i, &outcome, progress);
+        let ok = matches!(outcome, Outcome::Cached(_) | Outcome::Ran(..));
+        s.outcomes.insert(i, outcome);
+        for r in self.dag.readers(&self.pipeline.stages[i].name) {
+            if !self.selected[r] {
+                continue;
+            }
+            s.waiting[r] -= 1;
+            if !ok {
+                self.skip(r, &self.pipeline.stages[i].name, &mut s.outcomes, progress);
+            } else if s.waiting[r] == 0 && !s.outcomes.contains_key(&r) {
+                s.ready.push(r);
+            }
+        }
+    }
+
+    /// Gives up on in-process stages still running after an interrupt: hands the outcomes
+    /// (those stages as interrupted) to [`Executor::on_interrupt`], then exits.
+    fn abandon(&self, mut outcomes: BTreeMap<usize, Outcome>, running: &BTreeSet<usize>) -> ! {
+        for &i in running {
+            outcomes.insert(i, Outcome::Interrupted(None));
+        }
+        (self.on_interrupt)(&outcomes);
+        let signal = interrupt::received().unwrap_or(libc::SIGINT);
+        std::process::exit(i32::from(interrupt::exit_code(signal)))
     }
 
     /// Marks `r` and everything downstream of it as skipped.
@@ -146,6 +204,7 @@ impl Executor<'_> {
             Outcome::Ran(d, t) => format!("msnr: {name}: done in {:.1}s ({})", t.as_secs_f64(), short(&d.entry.key)),
             Outcome::Failed(e) => format!("msnr: {name}: FAILED: {e}"),
             Outcome::Skipped(why) => format!("msnr: {name}: skipped: {why}"),
+            Outcome::Interrupted(_) => format!("msnr: {name}: interrupted"),
         };
         progress.println(&line);
     }
@@ -175,6 +234,9 @@ impl Executor<'_> {
         reporter.finish();
         match result {
             Ok(done) => Outcome::Ran(done, started.elapsed()),
+            Err(_) if interrupt::received().is_some() => {
+                Outcome::Interrupted(resume::checkpoint_step(&self.store.work_dir(&digest)))
+            }
             Err(e) => Outcome::Failed(e),
         }
     }

@@ -8,7 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 
+use super::interrupt;
 use super::protocol::Event;
 use crate::stages::{Reporter, StageError, StageResult, StageSpec};
 
@@ -35,6 +37,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
         .spawn()
         .map_err(|e| StageError::Failed(format!("cannot start {WORKER_BIN}: {e}")))?;
     let stdout = child.stdout.take().expect("stdout was piped");
+    Running::add(child.id());
     let mut outcome = None;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
@@ -46,11 +49,46 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
             None => reporter.log(&line),
         }
     }
+    // Out of the list before the wait reaps it: `stop_all` never signals a reused pid.
+    Running::remove(child.id());
     let status = child.wait().map_err(|e| StageError::Failed(format!("waiting for {WORKER_BIN}: {e}")))?;
     match outcome {
         Some(Ok(result)) if status.success() => Ok(result),
         Some(Err(e)) => Err(e),
         _ => Err(StageError::Failed(death_message(&spec.name, status, &log_path))),
+    }
+}
+
+/// The process ids of the workers started and not yet reaped.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// The list of running workers.
+struct Running;
+
+impl Running {
+    /// Records a started worker; kills it at once if the run is being interrupted
+    /// (a signal that came after [`stop_all`] went through the list).
+    fn add(pid: u32) {
+        RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pid);
+        if interrupt::received().is_some() {
+            stop_all();
+        }
+    }
+
+    /// Forgets a worker whose output ended; call before reaping it.
+    fn remove(pid: u32) {
+        RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|&p| p != pid);
+    }
+}
+
+/// Kills every running worker (on Ctrl-C); the threads relaying them then see
+/// their output end, and reap them. A checkpoint is always whole (it is swapped
+/// in by rename), so a killed worker's last checkpoint is where a re-run resumes.
+pub fn stop_all() {
+    for &pid in RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { continue };
+        // SAFETY: plain syscall; the pid is a child not yet reaped (see `Running::remove`).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 

@@ -418,3 +418,48 @@ fn a_run_whose_stdout_and_stderr_are_closed_pipes_finishes_and_stores_its_result
     assert_eq!(p.store_entries().len(), 2);
     assert_eq!(p.tmp_entries(), 0);
 }
+
+/// The processes whose command line mentions `dir` (a worker's spec lives under the project).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+/// Issue 10, item 2: Ctrl-C was silent, left a `.msnr/tmp/<key>.<pid>.*` folder and a zombie
+/// worker, and `plan` then said "never run" for a train that had checkpointed.
+#[test]
+fn ctrl_c_stops_the_worker_cleans_up_and_says_where_a_rerun_resumes() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 1M, batch = 2, checkpoint_every = 5 }\n",
+    );
+    let mut child = p.cmd(&["run", "p.msnr"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let work = p.path(".msnr/work");
+    let checkpointed = || {
+        std::fs::read_dir(&work)
+            .is_ok_and(|d| d.filter_map(Result::ok).any(|e| e.path().join("ckpt/state.json").exists()))
+    };
+    wait_for("a checkpoint", Duration::from_secs(120), checkpointed);
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: plain syscall on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = wait_at_most(&mut child, Duration::from_secs(30));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}\n{stderr}");
+    let said = "interrupted: re-running resumes `m` from step ";
+    let step = stderr.split(said).nth(1).unwrap_or_else(|| panic!("{stderr}")).lines().next().unwrap();
+    assert!(step.parse::<u64>().unwrap() >= 5, "{stderr}");
+    assert_eq!(p.tmp_entries(), 0, "{stderr}");
+    assert_eq!(processes_under(p.dir.path()), Vec::<String>::new(), "the worker is gone");
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has(&format!("will resume from step {step}"));
+    p.msnr(&["status", "p.msnr"]).success().stdout_has("digits  stored");
+}
