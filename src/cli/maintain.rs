@@ -7,13 +7,18 @@ use crate::cache::Store;
 use crate::lang;
 use crate::run::{project, roots};
 
-/// `msnr gc`: removes store entries that no registered lockfile refers to, and
+/// `msnr gc`: removes store entries that no lockfile refers to (registered by a run, or
+/// any `*.msnr.lock` under the project root), naming the lockfiles it read; and
 /// forgets the remembered hashes of files that no longer exist.
 pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     let root = project::project_root(&PathBuf::from("gc.msnr"));
     let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
-    let keep = roots::live_keys(&root).map_err(Failure::Message)?;
+    let (keep, lockfiles) = roots::live_keys(&root).map_err(Failure::Message)?;
+    for path in &lockfiles {
+        let shown = path.strip_prefix(&root).unwrap_or(path);
+        crate::console::out_line(&format!("keeping what {} refers to", shown.display()));
+    }
     let report = if dry_run {
         gc_preview(&store, &keep)?
     } else {

@@ -463,3 +463,25 @@ fn ctrl_c_stops_the_worker_cleans_up_and_says_where_a_rerun_resumes() {
     p.msnr(&["plan", "p.msnr"]).success().stdout_has(&format!("will resume from step {step}"));
     p.msnr(&["status", "p.msnr"]).success().stdout_has("digits  stored");
 }
+
+/// Issue 10, item 7: `gc` deleted entries that a lockfile on disk still referred to when no
+/// run had registered it (a lockfile from `git checkout`, a renamed pipeline).
+#[test]
+fn gc_keeps_what_an_unregistered_lockfile_refers_to_and_names_the_lockfiles_it_read() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", DIGITS);
+    p.msnr(&["run", "p.msnr"]).success();
+    let old_lock = std::fs::read_to_string(p.path("p.msnr.lock")).unwrap();
+    p.write("p.msnr", "stage digits = images { path = \"digits\", channels = 3 }\n");
+    p.msnr(&["run", "p.msnr"]).success();
+    p.write("papers/old.msnr.lock", &old_lock).write("target/ignored.msnr.lock", "not json");
+    assert_eq!(p.store_entries().len(), 2);
+    let gc = p.msnr(&["gc"]);
+    gc.success()
+        .stdout_has("keeping what p.msnr.lock refers to")
+        .stdout_has("keeping what papers/old.msnr.lock refers to");
+    assert_eq!(p.store_entries().len(), 2, "{}", gc.stdout());
+    std::fs::remove_file(p.path("papers/old.msnr.lock")).unwrap();
+    p.msnr(&["gc"]).success().stdout_has("freed");
+    assert_eq!(p.store_entries().len(), 1);
+}
