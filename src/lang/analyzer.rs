@@ -220,6 +220,7 @@ impl<'a> Analyzer<'a> {
                 }));
             }
         }
+        sweep::check_distinct(self, s, &out);
         out
     }
 

@@ -39,6 +39,8 @@ pub const BAD_OVERRIDE: &str = "msnr::bad_override";
 pub const SWEPT_REFERENCE: &str = "msnr::swept_reference";
 /// A sweep whose domain is empty, not a list, or yields two equal instance names.
 pub const BAD_SWEEP: &str = "msnr::bad_sweep";
+/// Two instances of one swept stage whose parameters resolve to equal values.
+pub const DUPLICATE_INSTANCE: &str = "msnr::duplicate_instance";
 /// A param whose value refers back to itself.
 pub const PARAM_CYCLE: &str = "msnr::param_cycle";
 /// A `type` or `kind` declaration outside the standard library.

@@ -1,11 +1,13 @@
 //! Sweep expansion: each `sweep a in [..], b in [..]` becomes one instance
 //! per combination of values (the first variable varies slowest), named by
 //! appending the compactly rendered bindings: `model[a=5,b=min_snr{gamma=5}]`.
+//! Once resolved, instances of one stage must differ in some parameter.
 
 use super::analyzer::Analyzer;
 use super::ast::{Expr, ExprKind};
 use super::codes;
 use super::diagnostic::Diagnostic;
+use super::pipeline::Stage;
 use super::source::SourceId;
 use super::world::{Binding, Instance, World};
 
@@ -108,6 +110,49 @@ fn check_unique(a: &mut Analyzer<'_>, s: usize, instances: &[Instance<'_>]) -> b
         }
     }
     true
+}
+
+/// Rejects two instances of one swept stage whose resolved parameters are equal (defaults
+/// filled, ints widened: `min_snr {}`, `min_snr { gamma = 5 }` and `min_snr { gamma = 5.0 }`
+/// are one value). They would have one cache key, and run at once into one work folder.
+/// `stages` are the instances of sweep `s`, each named base + instance suffix.
+pub fn check_distinct(a: &mut Analyzer<'_>, s: usize, stages: &[Stage]) {
+    let instance = |stage: &Stage| {
+        let base = stage.sweep.as_ref().map_or("", |sw| sw.base.as_str());
+        a.world.sweeps[s].instances.iter().position(|i| stage.name.strip_prefix(base) == Some(i.suffix.as_str()))
+    };
+    let mut found = Vec::new();
+    for (k, stage) in stages.iter().enumerate() {
+        let same = |o: &&Stage| o.sweep.as_ref().map(|w| &w.base) == stage.sweep.as_ref().map(|w| &w.base);
+        if let Some(first) = stages[..k].iter().filter(same).find(|o| o.params == stage.params) {
+            if let (Some(i), Some(j)) = (instance(first), instance(stage)) {
+                found.push((first.name.clone(), stage.name.clone(), i, j));
+            }
+        }
+    }
+    for (first, again, i, j) in found {
+        let d = duplicate_instance(a, s, (&first, i), (&again, j));
+        a.push(d);
+    }
+}
+
+/// The diagnostic for instance `again` of sweep `s` resolving to the values of `first`,
+/// pointing at the sweep values that differ only in spelling.
+fn duplicate_instance(a: &Analyzer<'_>, s: usize, first: (&str, usize), again: (&str, usize)) -> Diagnostic {
+    let entry = &a.world.sweeps[s];
+    let (bi, bj) = (&entry.instances[first.1].bindings, &entry.instances[again.1].bindings);
+    let differ = bi.iter().zip(bj).find(|(x, y)| x.expr.span != y.expr.span);
+    let msg = format!("sweep instances `{}` and `{}` resolve to the same parameters", first.0, again.0);
+    let (span, earlier) = differ.map_or((entry.decl.span, None), |(x, y)| (y.expr.span, Some(x.expr.span)));
+    let mut d = Diagnostic::new(a.sources, codes::DUPLICATE_INSTANCE, msg, span, format!("gives `{}`", again.0));
+    if let Some(earlier) = earlier.filter(|e| e.source == span.source) {
+        d = d.with_label(earlier, format!("same value as `{}`", first.0));
+    }
+    d.with_help(
+        "with defaults filled in and ints widened to floats the two are equal, so they would be one \
+         stage run twice into one folder; remove one of the values (or move a stage that uses no sweep \
+         variable out of the sweep)",
+    )
 }
 
 /// An expression as instance names show it: no spaces, ints in full,
