@@ -105,6 +105,25 @@ impl Lockfile {
         write_atomic(path, self.to_text().as_bytes())
     }
 
+    /// Checks that the lockfile at `path` can be written (its folder takes a new file), so a
+    /// run fails before it starts rather than after hours of training.
+    ///
+    /// # Errors
+    /// [`CacheError::Write`] naming `path`.
+    pub fn check_writable(path: &Path) -> Result<(), CacheError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if path.is_dir() {
+            let source = std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a folder");
+            return Err(CacheError::write(path, source));
+        }
+        let probe = dir.join(format!(".msnr-probe.{}", std::process::id()));
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe);
+        created.and_then(|_| std::fs::remove_file(&probe)).map_err(|e| CacheError::write(path, e))
+    }
+
     /// The canonical text: pretty JSON, keys sorted at every level, trailing newline.
     ///
     /// # Panics
@@ -195,6 +214,17 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
         std::fs::write(&path, "not json").unwrap();
         assert!(Lockfile::read(&path).unwrap_err().to_string().contains("x.msnr.lock"));
+    }
+
+    #[test]
+    fn a_lockfile_that_is_a_folder_is_not_writable_and_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.msnr.lock");
+        Lockfile::check_writable(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = Lockfile::check_writable(&path).unwrap_err().to_string();
+        assert!(err.contains("x.msnr.lock"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the check leaves no file behind");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     let mut project = Project::open(file, set)?;
     let selected = select(&project, only)?;
     refuse_unimplemented(&project, &selected)?;
+    Lockfile::check_writable(&project.lock_path)
+        .map_err(|e| Failure::Message(format!("the lockfile must be writable: {e} (nothing was run)")))?;
     let store = project.store()?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keyer = project.keyer(&store)?;

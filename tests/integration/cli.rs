@@ -485,3 +485,31 @@ fn gc_keeps_what_an_unregistered_lockfile_refers_to_and_names_the_lockfiles_it_r
     p.msnr(&["gc"]).success().stdout_has("freed");
     assert_eq!(p.store_entries().len(), 1);
 }
+
+/// Issue 10, item 10: a read-only pipeline folder failed only after every stage ran, naming a
+/// temporary file instead of the lockfile. Root writes anywhere, so as root the folder is made
+/// read-only by a read-only bind mount in a private mount namespace (`unshare -m`).
+#[test]
+fn a_lockfile_that_cannot_be_written_fails_the_run_before_anything_runs() {
+    let p = Project::new();
+    p.digits("ro/digits", 1).write("ro/p.msnr", DIGITS);
+    let ro = p.path("ro");
+    // SAFETY: plain syscall.
+    let out = if unsafe { libc::geteuid() } == 0 {
+        if !Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) {
+            eprintln!("skipped: as root, a folder can be made read-only only with `unshare -m`, not usable here");
+            return;
+        }
+        let script = format!("mount --bind -o ro '{0}' '{0}' && exec \"$0\" run ro/p.msnr", ro.display());
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "sh", "-c", &script, env!("CARGO_BIN_EXE_msnr")]).current_dir(p.dir.path());
+        Run(cmd.env("MSNR_PLAIN", "1").env_remove("MSNR_HOME").output().unwrap())
+    } else {
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+        let out = p.msnr(&["run", "ro/p.msnr"]);
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        out
+    };
+    out.failure().stderr_has("p.msnr.lock").stderr_has("nothing was run");
+    assert!(p.store_entries().is_empty(), "{:?}\n{}", p.store_entries(), out.stderr());
+}
