@@ -34,7 +34,14 @@ enum Command {
     /// Show, for each stage, whether it is cached or will run, and why.
     Plan(Target),
     /// Run the stale stages (all, or the named ones and their inputs).
-    Run(RunArgs),
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Accept the current content of downloads whose SHA-256 no longer matches the
+        /// lockfile's pin (a file changed upstream on purpose) and pin the new hash.
+        #[arg(long)]
+        update_pins: bool,
+    },
     /// Print the stage graph as Graphviz dot or Mermaid.
     Graph {
         #[command(flatten)]
@@ -147,7 +154,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Check(t) => inspect::check(&t.file, &t.set),
         Command::Plan(t) => inspect::plan(&t.file, &t.set),
-        Command::Run(a) => run::run(&a.target.file, &a.target.set, &a.only, a.jobs),
+        Command::Run { args: a, update_pins } => {
+            run::run(&a.target.file, &a.target.set, &a.only, run::Options { jobs: a.jobs, update_pins })
+        }
         Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.jobs),
         Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),
         Command::Status(t) => inspect::status(&t.file, &t.set),

@@ -14,8 +14,17 @@ use crate::run::project::Project;
 use crate::run::roots;
 use crate::stages::kinds;
 
+/// How `msnr run` runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Options {
+    /// Stages run at once at most (default: the number of CPUs).
+    pub jobs: Option<usize>,
+    /// Run stages without their lockfile pins, so downloads pin what they fetch now.
+    pub update_pins: bool,
+}
+
 /// Runs the pipeline (or the `only` stages and their inputs).
-pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: Option<usize>) -> Result<(), Failure> {
+pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], options: Options) -> Result<(), Failure> {
     let mut project = Project::open(file, set)?;
     let selected = select(&project, only)?;
     refuse_unimplemented(&project, &selected)?;
@@ -25,7 +34,7 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let keyer = project.keyer(&store)?;
     let on_interrupt = |outcomes: &BTreeMap<usize, Outcome>| interrupted(&project, &store, outcomes);
-    let outcomes = execute(&project, &store, &keyer, selected, jobs, &on_interrupt)?;
+    let outcomes = execute(&project, &store, &keyer, selected, options, &on_interrupt)?;
     let mut memo = keyer.into_memo();
     if memo.files_hashed() > 0 {
         #[allow(clippy::cast_precision_loss)]
@@ -41,6 +50,7 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], jobs: 
         return Err(Failure::Interrupted(signal));
     }
     let lockfile = record(&project, &outcomes);
+    say_new_pins(&project.lockfile, &lockfile);
     project.lockfile = lockfile;
     project.lockfile.write(&project.lock_path).map_err(|e| Failure::Message(e.to_string()))?;
     roots::register(&project.root, &project.lock_path)
@@ -55,14 +65,30 @@ pub(super) fn execute(
     store: &Store,
     keyer: &Keyer,
     selected: Vec<bool>,
-    jobs: Option<usize>,
+    options: Options,
     on_interrupt: &(dyn Fn(&BTreeMap<usize, Outcome>) + Sync),
 ) -> Result<BTreeMap<usize, Outcome>, Failure> {
     interrupt::install().map_err(|e| Failure::Message(format!("cannot handle Ctrl-C: {e}")))?;
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let (pipeline, dag, checked) = (&project.pipeline, &project.dag, &project.checked);
-    Ok(Executor { pipeline, dag, checked, store, keyer, pins, selected, jobs, on_interrupt }.run(&Progress::new()))
+    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let (pipeline, dag, checked, update_pins) =
+        (&project.pipeline, &project.dag, &project.checked, options.update_pins);
+    let executor = Executor { pipeline, dag, checked, store, keyer, pins, update_pins, selected, jobs, on_interrupt };
+    Ok(executor.run(&Progress::new()))
+}
+
+/// Names every pin that differs from the lockfile's (only `--update-pins` can change one).
+fn say_new_pins(old: &Lockfile, new: &Lockfile) {
+    for (stage, entry) in &new.stages {
+        for (name, value) in &entry.pins {
+            match old.stages.get(stage).and_then(|e| e.pins.get(name)) {
+                Some(was) if was != value => {
+                    console::err_line(&format!("msnr: {stage}: {name} pin updated: {was} -> {value}"));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// After Ctrl-C: records the stages that completed, removes this run's staging folders and

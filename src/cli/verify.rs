@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::inspect::table;
-use super::run::{execute, refuse_unimplemented, select};
+use super::run::{execute, refuse_unimplemented, select, Options};
 use super::Failure;
 use crate::cache::Store;
 use crate::run::executor::Outcome;
@@ -40,7 +40,8 @@ pub(super) fn verify(
     let on_interrupt = |_: &BTreeMap<usize, Outcome>| {
         let _ = std::fs::remove_dir_all(scratch.path());
     };
-    let outcomes = execute(&project, &store, &keyer, selected, jobs, &on_interrupt)?;
+    let options = Options { jobs, update_pins: false };
+    let outcomes = execute(&project, &store, &keyer, selected, options, &on_interrupt)?;
     if let Some(signal) = interrupt::received() {
         return Err(Failure::Interrupted(signal));
     }

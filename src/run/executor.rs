@@ -86,6 +86,9 @@ pub struct Executor<'a> {
     pub keyer: &'a Keyer,
     /// Pins per stage from the lockfile.
     pub pins: BTreeMap<String, BTreeMap<String, String>>,
+    /// Run stages without their pins (`msnr run --update-pins`): a download then pins what it
+    /// fetches instead of refusing content that differs from the lockfile's pin.
+    pub update_pins: bool,
     /// Which stages to consider (targets and their inputs).
     pub selected: Vec<bool>,
     /// How many stages may run at once.
@@ -230,6 +233,7 @@ impl Executor<'_> {
         let started = Instant::now();
         let reporter = progress.stage(&stage.name);
         let typed = &self.checked[i].params;
+        let pins = if self.update_pins { BTreeMap::new() } else { pins };
         let result = self.run_stage(stage, info, &key, (inputs, typed), pins, &reporter);
         reporter.finish();
         match result {

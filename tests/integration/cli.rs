@@ -513,3 +513,28 @@ fn a_lockfile_that_cannot_be_written_fails_the_run_before_anything_runs() {
     out.failure().stderr_has("p.msnr.lock").stderr_has("nothing was run");
     assert!(p.store_entries().is_empty(), "{:?}\n{}", p.store_entries(), out.stderr());
 }
+
+/// Issue 10, item 11: a pin mismatch said "re-run with `--update-pins`", a flag that did not exist.
+#[test]
+fn update_pins_accepts_a_download_that_changed_upstream_and_pins_its_new_hash() {
+    let p = Project::new();
+    p.write("upstream/data.bin", "first version");
+    let url = format!("file://{}", p.path("upstream/data.bin").display());
+    p.write("p.msnr", &format!("stage raw = download {{ url = \"{url}\", extract = false }}\n"));
+    p.msnr(&["run", "p.msnr"]).success();
+    let pin = |p: &Project| {
+        let lock = std::fs::read_to_string(p.path("p.msnr.lock")).unwrap();
+        let pins = lock.split("\"pins\": {").nth(1).unwrap();
+        pins.split("\"sha256\": \"").nth(1).unwrap()[..64].to_string()
+    };
+    let first = pin(&p);
+    p.write("upstream/data.bin", "second version");
+    std::fs::remove_dir_all(p.path(".msnr/store")).unwrap();
+    let refused = p.msnr(&["run", "p.msnr"]);
+    refused.failure().stderr_has("lockfile pinned").stderr_has("--update-pins");
+    assert_eq!(pin(&p), first, "a refused download keeps the pin");
+    let updated = p.msnr(&["run", "p.msnr", "--update-pins"]);
+    updated.success().stderr_has(&format!("raw: sha256 pin updated: {first} -> "));
+    assert_ne!(pin(&p), first);
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("0 ran, 1 cached");
+}
