@@ -24,11 +24,28 @@ pub fn format(text: &str) -> Result<String, Diagnostics> {
     format_named("<input>", text)
 }
 
-/// [`format`], with syntax errors shown against the file name `name`.
+/// [`format`], with syntax errors shown against the file name `name`. A leading UTF-8 byte
+/// order mark is kept, and so are CRLF line breaks when the file's first line break is one
+/// (the formatted text then uses CRLF throughout).
 ///
 /// # Errors
 /// The syntax errors of `text` (nothing is formatted then).
 pub fn format_named(name: &str, text: &str) -> Result<String, Diagnostics> {
+    let (bom, body) = match text.strip_prefix(BOM) {
+        Some(rest) => (BOM, rest),
+        None => ("", text),
+    };
+    let crlf = body.find('\n').is_some_and(|i| body[..i].ends_with('\r'));
+    let formatted =
+        if crlf { format_lf(name, &body.replace("\r\n", "\n"))?.replace('\n', "\r\n") } else { format_lf(name, body)? };
+    Ok(format!("{bom}{formatted}"))
+}
+
+/// The UTF-8 byte order mark some editors put first.
+const BOM: &str = "\u{feff}";
+
+/// Formats text without a byte order mark, writing LF line breaks.
+fn format_lf(name: &str, text: &str) -> Result<String, Diagnostics> {
     let mut sources = Sources::default();
     let id: SourceId = sources.add(name.into(), name.into(), text.to_string());
     let file = parser::parse_file(&sources, id)?;
@@ -350,6 +367,19 @@ fn type_text(t: &TypeExpr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_a_byte_order_mark_and_crlf_line_breaks() {
+        let messy = "\u{feff}# digits\r\nstage d = mnist {   }\r\nstage m = train { data = d,\r\n steps = 5 }\r\n";
+        let once = format(messy).unwrap();
+        assert!(once.starts_with("\u{feff}# digits\r\n"), "{once:?}");
+        assert_eq!(once.matches('\n').count(), once.matches("\r\n").count(), "{once:?}");
+        assert_eq!(format(&once).unwrap(), once, "a formatted CRLF file stays as it is");
+        assert_eq!(
+            once.replace("\r\n", "\n").trim_start_matches('\u{feff}'),
+            format(&messy.replace("\r\n", "\n")[3..]).unwrap()
+        );
+    }
 
     fn fmt(text: &str) -> String {
         let once = format(text).unwrap_or_else(|d| panic!("{}", d.render_plain()));

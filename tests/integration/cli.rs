@@ -538,3 +538,19 @@ fn update_pins_accepts_a_download_that_changed_upstream_and_pins_its_new_hash() 
     assert_ne!(pin(&p), first);
     p.msnr(&["run", "p.msnr"]).success().stderr_has("0 ran, 1 cached");
 }
+
+/// Issue 10, item 14: `fmt` failed on a UTF-8 byte order mark that `check` accepts, and turned
+/// CRLF into LF, so `fmt --check` always failed on a CRLF file.
+#[test]
+fn fmt_keeps_a_byte_order_mark_and_crlf_so_check_passes_after_formatting() {
+    let p = Project::new();
+    p.write("p.msnr", "\u{feff}stage digits = mnist {  }\r\nstage few = mnist {\r\n  count = 10 }\r\n");
+    p.msnr(&["check", "p.msnr"]).success();
+    p.msnr(&["fmt", "p.msnr", "--check"]).failure().stderr_has("not formatted: p.msnr");
+    p.msnr(&["fmt", "p.msnr"]).success().stdout_has("formatted p.msnr");
+    let text = std::fs::read_to_string(p.path("p.msnr")).unwrap();
+    assert!(text.starts_with("\u{feff}stage digits = mnist {}\r\n"), "{text:?}");
+    assert_eq!(text.matches('\n').count(), text.matches("\r\n").count(), "{text:?}");
+    p.msnr(&["fmt", "p.msnr", "--check"]).success();
+    p.msnr(&["check", "p.msnr"]).success();
+}
