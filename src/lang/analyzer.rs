@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn overrides_take_constructors_and_lists() {
-        let text = format!("param w = constant\nparam gs = [1]\n{BASE}sweep g in gs {{ stage m = train {{ data = d, net = unet {{}}, steps = 10, weighting = w }} }}");
+        let text = format!("param w = constant\nparam gs = [1]\n{BASE}sweep g in gs {{ stage m = train {{ data = d, net = unet {{}}, steps = 10, weighting = w, seed = g }} }}");
         let p = load(&text, &[("w", "soft_min_snr { gamma = 3 }"), ("gs", "[1, 2, 3]")]);
         assert_eq!(p.stages.len(), 4);
         let Value::Ctor { name, args } = &p.stages[1].params["weighting"] else { panic!() };
