@@ -31,6 +31,8 @@ pub const DUPLICATE: &str = "msnr::duplicate";
 pub const UNDEFINED: &str = "msnr::undefined";
 /// A `use` whose file does not exist (or cannot be read).
 pub const IMPORT_NOT_FOUND: &str = "msnr::import_not_found";
+/// The pipeline file given on the command line is missing, a folder, or not UTF-8 text.
+pub const UNREADABLE_PIPELINE: &str = "msnr::unreadable_pipeline";
 /// Files that import each other.
 pub const IMPORT_CYCLE: &str = "msnr::import_cycle";
 /// A `--set name=value` naming no param or with an unparsable value.

@@ -236,6 +236,10 @@ impl<'a> Analyzer<'a> {
             d = d.with_help(format!("did you mean `{c}`?"));
         } else if let Type::Str | Type::Path = ty {
             d = d.with_help(format!("a string needs quotes: \"{name}\""));
+        } else {
+            d = d.with_help(format!(
+                "declare it (`param {name} = ...` or `stage {name} = ...`), or `use` the file that does"
+            ));
         }
         self.report(d, sc)
     }
@@ -414,21 +418,24 @@ impl<'a> Analyzer<'a> {
     /// Reports a value of the wrong type.
     fn mismatch(&mut self, expr: &Expr, ty: &Type, found: &Shape, sc: Scope) -> Option<Value> {
         let msg = format!("expected `{ty}`, found {}", found.describe());
-        let mut d = Diagnostic::new(self.sources, codes::TYPE_MISMATCH, msg, expr.span, format!("expected `{ty}`"));
+        let d = Diagnostic::new(self.sources, codes::TYPE_MISMATCH, msg, expr.span, format!("expected `{ty}`"));
         let help = match (found, ty) {
             (Shape::Ctor(n), _) if self.stdlib.kind(n).is_some() => {
-                Some(format!("`{n}` is a stage kind: declare `stage x = {n} {{ ... }}` and refer to it as `x`"))
+                format!("`{n}` is a stage kind: declare `stage x = {n} {{ ... }}` and refer to it as `x`")
             }
-            (Shape::None, _) => Some("only optional parameters (`T?`) accept `none`".to_string()),
-            (Shape::Float, Type::Int) => Some("write a whole number".to_string()),
+            (Shape::None, _) => "only optional parameters (`T?`) accept `none`".to_string(),
+            (Shape::Float, Type::Int) => "write a whole number".to_string(),
             (Shape::Str, Type::Artifact(a)) => {
-                Some(format!("a string is accepted only where `{FILES}` is; `{a}` needs a stage"))
+                format!("a string is accepted only where `{FILES}` is; `{a}` needs a stage")
             }
-            _ => None,
+            (Shape::Str, Type::Int | Type::Float) => "write the number without quotes".to_string(),
+            (Shape::Stage(name, Some(out)), Type::Artifact(a)) => format!(
+                "stage `{name}` gives a `{out}`; refer to a stage whose kind gives a `{a}` (`msnr doc` lists each \
+                 kind's output)"
+            ),
+            _ => format!("this parameter takes a `{ty}` (`msnr doc` lists every parameter's type)"),
         };
-        if let Some(h) = help {
-            d = d.with_help(h);
-        }
+        let d = d.with_help(help);
         self.report(d, sc)
     }
 

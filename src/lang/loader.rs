@@ -72,17 +72,30 @@ pub fn load_file(path: &Path) -> Result<Loaded, Diagnostics> {
         Err(e) => {
             let id = loader.loaded.sources.add(absolute.clone(), path.display().to_string(), String::new());
             let span = Span { source: id, start: 0, end: 0 };
-            let msg = format!("cannot read {}: {e}", path.display());
-            return Err(Diagnostics(vec![Diagnostic::new(
-                &loader.loaded.sources,
-                codes::IMPORT_NOT_FOUND,
-                msg,
-                span,
-                "here",
-            )]));
+            let (why, help) = unreadable(&absolute, &e);
+            let msg = format!("cannot read {}: {why}", path.display());
+            let d = Diagnostic::new(&loader.loaded.sources, codes::UNREADABLE_PIPELINE, msg, span, "here");
+            return Err(Diagnostics(vec![d.with_help(help)]));
         }
     }
     loader.finish()
+}
+
+/// Why the pipeline file at `path` could not be read, and what to do about it.
+fn unreadable(path: &Path, e: &std::io::Error) -> (String, String) {
+    if path.is_dir() {
+        return ("it is a folder".into(), "give the path of a `.msnr` file".into());
+    }
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            ("no such file".into(), "check the path; it is relative to the current folder".into())
+        }
+        std::io::ErrorKind::InvalidData => (
+            "it is not UTF-8 text".into(),
+            "pipeline files are UTF-8 text; save it as UTF-8 (a byte order mark is fine)".into(),
+        ),
+        _ => (e.to_string(), "check that the file exists and is readable".into()),
+    }
 }
 
 /// Loads `text` as a file named `name` in the working directory.

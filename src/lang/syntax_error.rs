@@ -30,12 +30,81 @@ pub fn convert(sources: &Sources, id: SourceId, text: &str, error: &Error<Rule>)
         (shown, Span { source: id, start: at, end }, format!("expected {expected}"))
     };
     let d = Diagnostic::new(sources, codes::SYNTAX, format!("expected {expected}, found {shown}"), span, label);
-    match found.as_str() {
-        "use" | "param" | "stage" | "sweep" | "in" | "type" | "kind" | "true" | "false" | "none" => {
+    // A declaration keyword, or the end of the file, where a `}` could stand: a block left open.
+    let declaration = matches!(found.as_str(), "" | "use" | "param" | "stage" | "sweep" | "type" | "kind");
+    let open = if declaration && expected.contains("`}`") { unclosed_brace(&text[..at]) } else { None };
+    match (open, found.as_str()) {
+        (Some(brace), "sweep") if text[line_start(text, brace)..brace].trim_start().starts_with("sweep") => d
+            .with_label(Span { source: id, start: brace, end: brace + 1 }, "inside this sweep")
+            .with_help("a sweep cannot hold another sweep; for every combination of two variables write `sweep a in [..], b in [..] { .. }`"),
+        (Some(brace), _) => {
+            let (line, col) = line_col(text, brace);
+            d.with_label(Span { source: id, start: brace, end: brace + 1 }, "opened here")
+                .with_help(format!("unclosed `{{` opened at {line}:{col}: close it with `}}`"))
+        }
+        (None, "use" | "param" | "stage" | "sweep" | "in" | "type" | "kind" | "true" | "false" | "none") => {
             d.with_help(format!("`{found}` is a reserved word; choose another name"))
         }
-        _ => d,
+        (None, word) => match other_help(word) {
+            Some(help) => d.with_help(help),
+            None => d,
+        },
     }
+}
+
+/// Help for a token that starts no valid one: a non-ASCII letter, a number with a stray suffix.
+fn other_help(found: &str) -> Option<String> {
+    let first = found.chars().next()?;
+    if !first.is_ascii() && first.is_alphabetic() {
+        return Some("names are ASCII letters, digits and `_`, starting with a letter or `_`".into());
+    }
+    if first.is_ascii_digit() && found.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') {
+        return Some(format!(
+            "`{found}` is no number: a number takes at most one suffix, `k` (thousand) or `M` (million), as in `500k`"
+        ));
+    }
+    None
+}
+
+/// The byte offset of the innermost `{` that `text` leaves open (strings and comments skipped).
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let mut open = Vec::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' => open.push(i),
+            '}' => {
+                open.pop();
+            }
+            '#' => {
+                chars.by_ref().find(|&(_, c)| c == '\n');
+            }
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    open.pop()
+}
+
+/// The offset where the line holding `at` starts.
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let line = text[..at].matches('\n').count() + 1;
+    (line, text[line_start(text, at)..at].chars().count() + 1)
 }
 
 /// What [`found`] calls a line break.
@@ -145,6 +214,14 @@ mod tests {
     fn joins_words() {
         assert_eq!(join(&["`{`"]), "`{`");
         assert_eq!(join(&["`,`", "`}`", "a name"]), "`,`, `}` or a name");
+    }
+
+    #[test]
+    fn finds_the_innermost_unclosed_brace_outside_strings_and_comments() {
+        assert_eq!(unclosed_brace("a { b { c } "), Some(2));
+        assert_eq!(unclosed_brace("a { \"{\" # {\n}"), None);
+        assert_eq!(unclosed_brace("x = \"\\\"{\" {"), Some(10));
+        assert_eq!(line_col("ab\ncd{", 5), (2, 3));
     }
 
     #[test]

@@ -109,7 +109,9 @@ fn error_codes_match_fixture_names() {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         let expected: String = match stem.as_str() {
             s if s.starts_with("syntax") => "msnr::syntax".into(),
-            "error_in_import" | "type_mismatch" | "override_wrong_type" => "msnr::type_mismatch".into(),
+            "error_in_import" | "type_mismatch" | "type_mismatch_quoted_number" | "override_wrong_type" => {
+                "msnr::type_mismatch".into()
+            }
             "float_suffix" => "msnr::bad_number".into(),
             "duplicate_stage" | "duplicate_param" | "duplicate_field" => "msnr::duplicate".into(),
             "undefined_reference" | "not_imported" => "msnr::undefined".into(),
@@ -134,8 +136,23 @@ fn many_errors_are_reported_together() {
 #[test]
 fn unreadable_main_file_is_an_error() {
     let d = lang::load(Path::new("tests/fixtures/lang/no_such_file.msnr"), &[]).unwrap_err();
-    assert_eq!(d.0[0].code, "msnr::import_not_found");
-    assert!(d.render_plain().contains("cannot read tests/fixtures/lang/no_such_file.msnr"));
+    assert_eq!(d.0[0].code, "msnr::unreadable_pipeline");
+    assert!(d.render_plain().contains("cannot read tests/fixtures/lang/no_such_file.msnr: no such file"));
+}
+
+/// Issue 10, item 13: a missing, non-UTF-8 or folder pipeline path was reported as
+/// `import_not_found`, with no help line.
+#[test]
+fn a_pipeline_path_that_is_a_folder_or_not_utf8_has_its_own_code_and_help() {
+    let d = lang::load(Path::new("tests/fixtures/lang"), &[]).unwrap_err();
+    assert_eq!(d.0[0].code, "msnr::unreadable_pipeline");
+    assert!(d.render_plain().contains("it is a folder") && d.render_plain().contains("help: give the path"));
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = dir.path().join("latin1.msnr");
+    fs::write(&latin1, b"# caf\xe9\nstage d = mnist {}\n").unwrap();
+    let d = lang::load(&latin1, &[]).unwrap_err();
+    assert_eq!(d.0[0].code, "msnr::unreadable_pipeline");
+    assert!(d.render_plain().contains("not UTF-8 text") && d.render_plain().contains("save it as UTF-8"));
 }
 
 #[test]
