@@ -118,10 +118,18 @@ fn interrupted(project: &Project, store: &Store, outcomes: &BTreeMap<usize, Outc
     }
 }
 
-/// The stages to consider: all, or the named ones and everything they read.
+/// The stages to consider: the named ones, else those the main file declares (all when it
+/// declares none), and everything they read. A stage of an imported file runs only when
+/// one of these needs it, as make and Snakemake run their targets.
 pub(super) fn select(project: &Project, only: &[String]) -> Result<Vec<bool>, Failure> {
+    let stages = &project.pipeline.stages;
     if only.is_empty() {
-        return Ok(vec![true; project.pipeline.stages.len()]);
+        let main = project.pipeline.sources.find(&project.pipeline.path);
+        let targets: Vec<usize> = (0..stages.len()).filter(|&i| Some(stages[i].span.source) == main).collect();
+        if targets.is_empty() {
+            return Ok(vec![true; stages.len()]);
+        }
+        return Ok(project.dag.closure(&targets));
     }
     let mut targets = Vec::new();
     for name in only {

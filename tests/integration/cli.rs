@@ -555,3 +555,21 @@ fn fmt_keeps_a_byte_order_mark_and_crlf_so_check_passes_after_formatting() {
     p.msnr(&["fmt", "p.msnr", "--check"]).success();
     p.msnr(&["check", "p.msnr"]).success();
 }
+
+/// Issue 10, item 8: `run` ran every stage of every imported file (`use "std/celeba.msnr"`
+/// put its 1.4 GB download into each run); now the main file's stages and what they read.
+#[test]
+fn run_runs_the_main_files_stages_and_only_the_imported_stages_they_use() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "lib.msnr",
+        "stage used = images { path = \"digits\", channels = 1 }\nstage unused = images { path = \"no-such-folder\", channels = 1 }\n",
+    );
+    p.write("p.msnr", "use \"lib.msnr\"\nstage small = crop { images = used, recipe = adm {}, size = 8 }\n");
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("2 ran, 0 cached, 0 failed");
+    let lock = std::fs::read_to_string(p.path("p.msnr.lock")).unwrap();
+    assert!(lock.contains("\"used\"") && !lock.contains("\"unused\""), "{lock}");
+    p.msnr(&["run", "p.msnr", "--only", "unused"]).failure().stderr_has("unused: FAILED");
+    p.write("only-imports.msnr", "use \"lib.msnr\"\n");
+    p.msnr(&["run", "only-imports.msnr"]).failure().stderr_has("unused: FAILED").stderr_has("used: cached");
+}
