@@ -197,7 +197,7 @@ fn summarize(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(
             Outcome::Ran(..) => ran += 1,
             Outcome::Cached(_) => cached += 1,
             Outcome::Failed(_) | Outcome::Skipped(_) | Outcome::Interrupted(_) => {
-                failed.push(project.pipeline.stages[i].name.clone())
+                failed.push(project.pipeline.stages[i].name.clone());
             }
         }
     }
