@@ -344,7 +344,7 @@ fn doc_prints_the_stdlib_reference_and_names_unknown_entries() {
         .stdout_has("stage kind `train` -> model")
         .stdout_has("weighting: weighting = constant");
     p.msnr(&["doc", "weighting"]).success().stdout_has("min_snr { gamma }");
-    p.msnr(&["doc", "gama"]).failure().stderr_has("known: crop");
+    p.msnr(&["doc", "gama"]).failure().stderr_has("known: ").stderr_has("crop, crop_recipe");
     p.msnr(&["doc", "sweep"]).success().stdout_has("sweep g in [1, 5], t in [eps, v]");
 }
 
