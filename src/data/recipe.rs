@@ -1,5 +1,5 @@
 //! The two crop recipes of the diffusion literature, each matching its reference code: ADM's
-//! Pillow calls byte for byte, `ScoreSDE`'s TensorFlow resize to its floats, stored as 8 bits.
+//! Pillow calls byte for byte, `ScoreSDE`'s `TensorFlow` resize to its floats, stored as 8 bits.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use super::resample::{resize_region, scale_and_translate, source_span, Filter};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CropRecipe {
-    /// `ScoreSDE`'s `CelebA` recipe: central `center x center` crop, then TensorFlow's
+    /// `ScoreSDE`'s `CelebA` recipe: central `center x center` crop, then `TensorFlow`'s
     /// antialiased bilinear resize, stored as `round(255 x)`.
     #[serde(rename = "scoresde")]
     ScoreSde {

@@ -13,7 +13,7 @@
 //! (`fast_image_resize` follows the same scheme with 16-bit weights and differs
 //! from Pillow by a level on ~20% of pixels, hence this port.)
 //!
-//! TensorFlow's antialiased bilinear resize, which `ScoreSDE`'s `CelebA` recipe uses, is
+//! `TensorFlow`'s antialiased bilinear resize, which `ScoreSDE`'s `CelebA` recipe uses, is
 //! [`scale_and_translate`].
 
 mod pairs;

@@ -1,6 +1,6 @@
 //! Integration tests: data. The crop recipes and mode conversions against the
 //! outputs that `tests/fixtures/data/make_crop_fixtures.py` wrote with the reference code:
-//! Pillow for ADM and the modes, TensorFlow for `ScoreSDE`.
+//! Pillow for ADM and the modes, `TensorFlow` for `ScoreSDE`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ fn check_crop(config: &str, recipe: Value, size: usize, channels: usize, toleran
     }
 }
 
-/// `ScoreSDE`'s recipe against `tf.image.resize(antialias=True)` run by TensorFlow 2.21 (bilinear,
+/// `ScoreSDE`'s recipe against `tf.image.resize(antialias=True)` run by `TensorFlow` 2.21 (bilinear,
 /// the default; the fixtures of the bicubic resize msnr used before differ by up to 28 levels).
 /// TF returns floats and msnr stores 8 bits, so the honest tolerance is one level of
 /// `round(255 x)`: a float within rounding error of a half level may round either way. Same

@@ -1,5 +1,5 @@
 //! Integration tests: one training step against a `PyTorch` twin of the seed repo's
-//! `training_losses` (TiankaiHang/Min-SNR-Diffusion-Training, `gaussian_diffusion.py`).
+//! `training_losses` (`TiankaiHang/Min-SNR-Diffusion-Training`, `gaussian_diffusion.py`).
 //!
 //! Fixture: tests/fixtures/step/, made by `make_fixtures.py` there: a tiny seed `ViT` with fixed
 //! weights, a batch of 4 (labels, timesteps 2/15/50/90 of a cosine T = 100 schedule, noise), and
