@@ -2,9 +2,13 @@
 
 Applies a crop recipe to every image of a flat folder with Pillow (sorted, RGB)
 and stacks the results into one uint8 NCHW array, single process, as a user
-would, with the reference recipes of tests/fixtures/data/make_crop_fixtures.py (the
-Pillow code the crop tests compare against). Prints the wall and CPU seconds of the
-fastest of five runs on the last line (`pillow_timing.py`).
+would. ADM's recipe is the reference of tests/fixtures/data/make_crop_fixtures.py
+(the Pillow code the crop tests compare against). ScoreSDE's reference is
+TensorFlow's (what the fixtures come from); as a speed yardstick this twin keeps
+Pillow for it: the same work (decode, central crop, antialiased resize) with
+Pillow's bicubic, as the figures in RESULTS.md before the bilinear change.
+Prints the wall and CPU seconds of the fastest of five runs on the last line
+(`pillow_timing.py`).
 
     python benches/pillow_crop.py FOLDER scoresde|adm SIZE
 """
@@ -19,9 +23,16 @@ from PIL import Image
 from pillow_timing import report_best_of_five
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "data"))
-from make_crop_fixtures import center_crop_arr, scoresde_crop  # noqa: E402
+from make_crop_fixtures import center_crop_arr  # noqa: E402
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def scoresde_crop(img, center, size):
+    """ScoreSDE's CelebA crop in Pillow: central crop, then an antialiased bicubic resize."""
+    w, h = img.size
+    left, top = (w - center) // 2, (h - center) // 2
+    return img.crop((left, top, left + center, top + center)).resize((size, size), Image.BICUBIC)
 
 
 def load(folder, recipe, size):

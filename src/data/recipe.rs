@@ -1,17 +1,17 @@
-//! The two crop recipes of the diffusion literature, each matching its
-//! reference Pillow code pixel for pixel (within [`resample`](super::resample)'s one level).
+//! The two crop recipes of the diffusion literature, each matching its reference code: ADM's
+//! Pillow calls byte for byte, `ScoreSDE`'s `TensorFlow` resize to its floats, stored as 8 bits.
 
 use serde::{Deserialize, Serialize};
 
 use super::raster::{Raster, Region, Window};
-use super::resample::{resize, resize_region, source_span, Filter};
+use super::resample::{resize_region, scale_and_translate, source_span, Filter};
 
 /// How a photo becomes a `size x size` training image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CropRecipe {
-    /// `ScoreSDE`'s `CelebA` recipe: central `center x center` crop, then an
-    /// antialiased bicubic resize.
+    /// `ScoreSDE`'s `CelebA` recipe: central `center x center` crop, then `TensorFlow`'s
+    /// antialiased bilinear resize, stored as `round(255 x)`.
     #[serde(rename = "scoresde")]
     ScoreSde {
         /// Side of the central crop (140 for `CelebA`).
@@ -54,8 +54,15 @@ impl CropRecipe {
     }
 }
 
-/// `ScoreSDE` (Song et al. 2021) `CelebA` preprocessing, in Pillow:
-/// `img.crop(((w - c) // 2, (h - c) // 2, (w - c) // 2 + c, (h - c) // 2 + c)).resize((size, size), Image.BICUBIC)`.
+/// `ScoreSDE` (Song et al. 2021) `CelebA` preprocessing, `datasets.py` of `score_sde`:
+/// ```python
+/// img = tf.image.convert_image_dtype(img, tf.float32)      # x / 255
+/// img = central_crop(img, 140)      # crop_to_bounding_box(img, (h - c) // 2, (w - c) // 2, c, c)
+/// img = resize_small(img, size)     # tf.image.resize(img, [size, size], antialias=True)
+/// ```
+/// `resize_small` resizes the short side to `round(c * (size / c))`, which is `size` for the
+/// square crop, with the default method, bilinear ([`scale_and_translate`]). Its floats are
+/// stored as `round(255 x)`.
 fn score_sde(image: &Raster, region: Region, center: usize, size: usize) -> Result<Raster, String> {
     let (w, h) = region.size;
     if w < center || h < center {
@@ -69,10 +76,10 @@ fn score_sde(image: &Raster, region: Region, center: usize, size: usize) -> Resu
     let top = ((h - center) / 2).checked_sub(region.origin.1);
     match (left, top) {
         (Some(0), Some(0)) if (image.width, image.height) == (center, center) => {
-            Ok(resize(image, size, size, Filter::Bicubic))
+            Ok(scale_and_translate::resize(image, size, size))
         }
         (Some(x), Some(y)) if x + center <= image.width && y + center <= image.height => {
-            Ok(resize(&image.crop(x, y, center, center), size, size, Filter::Bicubic))
+            Ok(scale_and_translate::resize(&image.crop(x, y, center, center), size, size))
         }
         _ => Err(format!("the decoded part of the {w}x{h} image misses pixels of the center crop")),
     }
@@ -167,6 +174,7 @@ fn scaled_side(x: usize, size: usize, short: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::resample::resize;
     use super::*;
 
     #[test]
@@ -187,7 +195,7 @@ mod tests {
         let placed = Region { origin: (20, 41), size: (181, 223) };
         let whole = recipe.apply(&img, Region::whole(181, 223), 64).unwrap();
         assert_eq!(recipe.apply(&window, placed, 64).unwrap(), whole);
-        let plain = resize(&img.crop(20, 41, 140, 140), 64, 64, Filter::Bicubic);
+        let plain = scale_and_translate::resize(&img.crop(20, 41, 140, 140), 64, 64);
         assert_eq!(whole, plain);
         assert_eq!(recipe.window(139, 500, 64), None);
     }

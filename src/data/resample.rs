@@ -12,8 +12,12 @@
 //! Same integer arithmetic, same bytes: the parity tests require equality.
 //! (`fast_image_resize` follows the same scheme with 16-bit weights and differs
 //! from Pillow by a level on ~20% of pixels, hence this port.)
+//!
+//! `TensorFlow`'s antialiased bilinear resize, which `ScoreSDE`'s `CelebA` recipe uses, is
+//! [`scale_and_translate`].
 
 mod pairs;
+pub mod scale_and_translate;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! The `crop` stage: image files or an image dataset become a `size x size`
 //! dataset by a crop recipe (`ScoreSDE`'s `CelebA` crop or ADM's `center_crop_arr`),
-//! in parallel, matching the reference Pillow code.
+//! in parallel, matching the reference code (`TensorFlow` for `ScoreSDE`, Pillow for ADM).
 
 use std::path::Path;
 

@@ -77,7 +77,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "download", version: 1, exec: Exec::Local(download::run), check: checked::<download::DownloadParams> },
     Kind { name: "images", version: 2, exec: Exec::Local(images::run), check: checked::<images::ImagesParams> },
     Kind { name: "mnist", version: 1, exec: Exec::Local(images::run_mnist), check: checked::<images::MnistParams> },
-    Kind { name: "crop", version: 2, exec: Exec::Local(crop::run), check: checked::<crop::CropParams> },
+    Kind { name: "crop", version: 3, exec: Exec::Local(crop::run), check: checked::<crop::CropParams> },
     Kind { name: "vae_encode", version: 0, exec: Exec::Planned, check: checked::<vae_encode::VaeEncodeParams> },
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },

@@ -343,7 +343,11 @@ fn doc_prints_the_stdlib_reference_and_names_unknown_entries() {
         .success()
         .stdout_has("stage kind `train` -> model")
         .stdout_has("weighting: weighting = constant");
-    p.msnr(&["doc", "weighting"]).success().stdout_has("min_snr { gamma }");
+    // The weighting's doc maps msnr's weightings to the seed repo's `mse_loss_weight_type`s.
+    p.msnr(&["doc", "weighting"])
+        .success()
+        .stdout_has("min_snr { gamma }")
+        .stdout_has("min_snr { gamma = k }   `min_snr_k` (x0, eps), `vmin_snr_k` (v)");
     p.msnr(&["doc", "gama"]).failure().stderr_has("known: ").stderr_has("crop, crop_recipe");
     p.msnr(&["doc", "sweep"]).success().stdout_has("sweep g in [1, 5], t in [eps, v]");
 }

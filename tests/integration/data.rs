@@ -1,5 +1,6 @@
 //! Integration tests: data. The crop recipes and mode conversions against the
-//! Pillow outputs that `tests/fixtures/data/make_crop_fixtures.py` wrote.
+//! outputs that `tests/fixtures/data/make_crop_fixtures.py` wrote with the reference code:
+//! Pillow for ADM and the modes, `TensorFlow` for `ScoreSDE`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// How far `ours` is from Pillow's `theirs`: (share of equal bytes, share within one level, largest gap).
+/// How far `ours` is from the reference's `theirs`: (share of equal bytes, share within one
+/// level, largest gap).
 #[allow(clippy::cast_precision_loss)]
 fn agreement(ours: &[u8], theirs: &[u8]) -> (f64, f64, u8) {
     assert_eq!(ours.len(), theirs.len(), "sizes differ");
@@ -39,8 +41,10 @@ fn recipe(name: &str, center: Option<i64>) -> Value {
     Value::Ctor { name: name.into(), args }
 }
 
-/// Runs `crop` on the photos and compares every output with Pillow's.
-fn check_crop(config: &str, recipe: Value, size: usize, channels: usize) {
+/// Runs `crop` on the photos and compares every output with the reference's (the fixture).
+/// `tolerance`: the largest gap allowed from a lossless input (JPEGs decoded without
+/// libjpeg-turbo are checked more loosely, below).
+fn check_crop(config: &str, recipe: Value, size: usize, channels: usize, tolerance: u8) {
     let dir = tempfile::tempdir().unwrap();
     let spec = crop_spec(dir.path(), recipe, i64::try_from(size).unwrap(), i64::try_from(channels).unwrap());
     let result = msnr::stages::crop::run(&spec, &Silent).unwrap();
@@ -53,31 +57,41 @@ fn check_crop(config: &str, recipe: Value, size: usize, channels: usize) {
         let expected = convert::decode(&expected, channels).unwrap();
         let ours = msnr::data::Raster::from_chw(&images.as_u8().unwrap()[i * item..][..item], channels, size, size);
         let (exact, within_one, max) = agreement(&ours.data, &expected.data);
-        eprintln!("{config} {photo}: {:.2}% equal, {:.3}% within 1, max gap {max}", exact * 100.0, within_one * 100.0);
-        // The resampler is a port of Pillow's integer arithmetic: from a lossless
-        // PNG the bytes are Pillow's, and from a JPEG too when libjpeg-turbo
-        // decodes it; the `image` crate's JPEG decoder rounds otherwise (below).
+        let off = ours.data.iter().zip(&expected.data).filter(|(a, b)| a != b).count();
+        eprintln!(
+            "{config} {photo}: {:.2}% equal, {:.3}% within 1, max gap {max}, {off} of {item} values off",
+            exact * 100.0,
+            within_one * 100.0
+        );
+        // From a lossless PNG the input pixels are the reference's, and from a JPEG too when
+        // libjpeg-turbo decodes it; the `image` crate's JPEG decoder rounds otherwise (below).
         if *photo == "rocket" && !cfg!(msnr_libjpeg) {
             assert!(within_one >= 0.99, "{config} {photo}: only {within_one} within one level, max {max}");
         } else {
-            assert_eq!(max, 0, "{config} {photo}: only {exact} equal to Pillow");
+            assert!(max <= tolerance, "{config} {photo}: max gap {max} over {tolerance}, only {exact} equal");
         }
     }
 }
 
+/// `ScoreSDE`'s recipe against `tf.image.resize(antialias=True)` run by `TensorFlow` 2.21 (bilinear,
+/// the default; the fixtures of the bicubic resize msnr used before differ by up to 28 levels).
+/// TF returns floats and msnr stores 8 bits, so the honest tolerance is one level of
+/// `round(255 x)`: a float within rounding error of a half level may round either way. Same
+/// `f32` operations in the same order: every value of these fixtures is equal (0 off by one).
 #[test]
-fn scoresde_crop_matches_pillow() {
-    check_crop("scoresde140-64-RGB", recipe("scoresde", Some(140)), 64, 3);
-    check_crop("scoresde256-48-RGB", recipe("scoresde", Some(256)), 48, 3);
-    check_crop("scoresde40-64-RGB", recipe("scoresde", Some(40)), 64, 3);
-    check_crop("scoresde140-64-L", recipe("scoresde", Some(140)), 64, 1);
+fn scoresde_crop_matches_tensorflow() {
+    check_crop("scoresde140-64-RGB", recipe("scoresde", Some(140)), 64, 3, 1);
+    check_crop("scoresde256-48-RGB", recipe("scoresde", Some(256)), 48, 3, 1);
+    check_crop("scoresde40-64-RGB", recipe("scoresde", Some(40)), 64, 3, 1);
+    check_crop("scoresde140-64-L", recipe("scoresde", Some(140)), 64, 1, 1);
 }
 
+/// ADM's recipe: a port of Pillow's integer arithmetic, so the bytes are Pillow's.
 #[test]
 fn adm_center_crop_arr_matches_pillow() {
-    check_crop("adm-64-RGB", recipe("adm", None), 64, 3);
-    check_crop("adm-100-RGB", recipe("adm", None), 100, 3);
-    check_crop("adm-64-L", recipe("adm", None), 64, 1);
+    check_crop("adm-64-RGB", recipe("adm", None), 64, 3, 0);
+    check_crop("adm-100-RGB", recipe("adm", None), 100, 3, 0);
+    check_crop("adm-64-L", recipe("adm", None), 64, 1, 0);
 }
 
 #[test]
