@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use msnr_torch::diffusion::loss::loss;
 use msnr_torch::diffusion::models::{Denoiser, ViT, ViTConfig};
 use msnr_torch::diffusion::schedule::Schedule;
+use msnr_torch::diffusion::{OnDevice, TargetOps};
 use msnr_torch::diffusion::target::{q_sample, Target};
 use msnr_torch::diffusion::weighting::{FactorTable, Weighting};
 use serde_json::Value as Json;
