@@ -172,10 +172,15 @@ impl FidInceptionV3 {
     /// FID features `[N, 2048]` (float32) of `images` as pytorch-fid computes them:
     /// [`preprocess`], then [`Self::pool3`], without gradients, on the network's device.
     ///
+    /// The activations are laid out channels-last (NHWC strides, the same values; every
+    /// layer keeps its input's layout): oneDNN's CPU convolutions run ~25% faster so
+    /// (pytorch-fid's model on 16 images, 2 threads: 12.3-14.9 s NCHW, 9.2-10.4 s NHWC).
+    ///
     /// # Errors
     /// [`InceptionError`] when `images` are not `[N, 1 or 3, H, W]` uint8 or float.
     pub fn features(&self, images: &Tensor) -> Result<Tensor, InceptionError> {
         let x = preprocess(&images.to_device(self.device))?;
+        let x = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
         Ok(tch::no_grad(|| self.pool3(&x)))
     }
 }
