@@ -27,6 +27,7 @@ impl Statistics {
     ///
     /// # Errors
     /// [`MetricError`] when `features` is not a matrix, has fewer than 2 rows, or is not finite.
+    #[allow(clippy::cast_precision_loss)] // row counts are far below 2^52
     pub fn of_features(features: &Tensor, what: &'static str) -> Result<Self, MetricError> {
         let (n, d) = matrix(features, what)?;
         if n < 2 {

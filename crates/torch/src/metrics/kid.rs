@@ -40,34 +40,34 @@ pub struct Kid {
     pub subset_size: usize,
 }
 
-/// KID between feature sets `x` (`[n1, d]`) and `y` (`[n2, d]`), any float kind and device.
+/// KID between feature sets `first` (`[n1, d]`) and `second` (`[n2, d]`), any float kind and device.
 ///
 /// # Errors
 /// [`MetricError`] when either is not a matrix, the widths differ, a set has fewer than
 /// 2 rows, there are no subsets, or a kernel value is not finite.
-pub fn kid(x: &Tensor, y: &Tensor, cfg: &KidConfig) -> Result<Kid, MetricError> {
-    let (n1, d) = rows(x, "first features")?;
-    let (n2, d2) = rows(y, "second features")?;
-    if d != d2 {
-        return Err(MetricError::Mismatch(format!("KID of features of width {d} and {d2}")));
+pub fn kid(first: &Tensor, second: &Tensor, cfg: &KidConfig) -> Result<Kid, MetricError> {
+    let (n1, width) = rows(first, "first features")?;
+    let (n2, width2) = rows(second, "second features")?;
+    if width != width2 {
+        return Err(MetricError::Mismatch(format!("KID of features of width {width} and {width2}")));
     }
-    let m = cfg.subset_size.min(n1).min(n2);
-    if m < 2 || cfg.subsets == 0 {
-        let found = i64::try_from(m).unwrap_or(i64::MAX);
+    let size = cfg.subset_size.min(n1).min(n2);
+    if size < 2 || cfg.subsets == 0 {
+        let found = i64::try_from(size).unwrap_or(i64::MAX);
         return Err(MetricError::TooFew { what: "KID", needed: "each subset", min: 2, found });
     }
     let mut rng = Mt19937::new(cfg.seed);
     let mut mmds = Vec::with_capacity(cfg.subsets);
     for _ in 0..cfg.subsets {
-        let a = subset(x, &rng.choice(n1, m));
-        let b = subset(y, &rng.choice(n2, m));
-        mmds.push(mmd2_unbiased(&a, &b));
+        let sub1 = subset(first, &rng.choice(n1, size));
+        let sub2 = subset(second, &rng.choice(n2, size));
+        mmds.push(mmd2_unbiased(&sub1, &sub2));
     }
     let (mean, std) = mean_std(&mmds);
     if !(mean.is_finite() && std.is_finite()) {
         return Err(MetricError::NotFinite("KID"));
     }
-    Ok(Kid { mean, std, subset_size: m })
+    Ok(Kid { mean, std, subset_size: size })
 }
 
 /// torch-fidelity's `kernel_poly` with its defaults: `(X Y^T / d + 1)^3`.

@@ -66,10 +66,11 @@ fn formula_matches_the_fixture_script() {
 
 #[test]
 fn inception_blocks_match_pytorch_fid() {
+    type Block<'a> = &'a dyn Fn(&Tensor) -> Tensor;
     let (_vs, net) = formula_net();
     let out = load("inception.safetensors");
     let meta = &expected()["inception"];
-    let blocks: [(&str, &dyn Fn(&Tensor) -> Tensor); 7] = [
+    let blocks: [(&str, Block); 7] = [
         ("stem", &|x| net.stem(x)),
         ("Mixed_5b", &|x| net.mixed_5b.forward(x)),
         ("Mixed_6a", &|x| net.mixed_6a.forward(x)),

@@ -11,6 +11,7 @@
 mod blocks;
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 
 use tch::nn::{self, Init, VarStore};
@@ -66,6 +67,7 @@ pub struct BasicConv2d {
 impl BasicConv2d {
     /// `BasicConv2d(cin, cout, kernel_size=kernel, stride=stride, padding=padding)` under `vs`;
     /// weights are meant to be loaded (the fresh ones are N(0, 0.1), torchvision's scale).
+    #[must_use]
     pub fn new(vs: &nn::Path, cin: i64, cout: i64, kernel: [i64; 2], stride: i64, padding: [i64; 2]) -> Self {
         let (conv, bn) = (vs / "conv", vs / "bn");
         Self {
@@ -80,6 +82,7 @@ impl BasicConv2d {
     }
 
     /// A square `k x k` kernel with the same padding on both sides.
+    #[must_use]
     pub fn square(vs: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> Self {
         Self::new(vs, cin, cout, [k, k], stride, [padding, padding])
     }
@@ -121,6 +124,7 @@ pub struct FidInceptionV3 {
 
 impl FidInceptionV3 {
     /// pytorch-fid's `fid_inception_v3()` without its download: the layers under `vs`.
+    #[must_use]
     pub fn new(vs: &nn::Path) -> Self {
         let conv = |name: &str, cin, cout, k, stride, pad| BasicConv2d::square(&(vs / name), cin, cout, k, stride, pad);
         Self {
@@ -213,7 +217,11 @@ pub fn preprocess(images: &Tensor) -> Result<Tensor, InceptionError> {
 ///
 /// # Errors
 /// [`ModelError::Weights`] listing missing, unexpected and misshapen tensors, naming `source`.
-pub fn load_inception(vs: &VarStore, mut tensors: HashMap<String, Tensor>, source: &Path) -> Result<(), ModelError> {
+pub fn load_inception<S: BuildHasher>(
+    vs: &VarStore,
+    mut tensors: HashMap<String, Tensor, S>,
+    source: &Path,
+) -> Result<(), ModelError> {
     tensors.retain(|name, _| !name.ends_with(".num_batches_tracked"));
     load_state_dict(vs, &tensors, source)
 }
@@ -224,7 +232,7 @@ pub fn load_inception(vs: &VarStore, mut tensors: HashMap<String, Tensor>, sourc
 /// [`ModelError::Read`] when `path` cannot be read, else as [`load_inception`].
 pub fn load_inception_safetensors(vs: &VarStore, path: &Path) -> Result<(), ModelError> {
     let read = |e: tch::TchError| ModelError::Read { path: path.to_path_buf(), message: e.to_string() };
-    let tensors = Tensor::read_safetensors(path).map_err(read)?.into_iter().collect();
+    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path).map_err(read)?.into_iter().collect();
     load_inception(vs, tensors, path)
 }
 

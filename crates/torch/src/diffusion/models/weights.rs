@@ -4,6 +4,7 @@
 //! extra tensors, broadcasts some shape mismatches and changes the variables' kinds.)
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 
 use tch::nn::VarStore;
@@ -28,7 +29,11 @@ pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), ModelError> {
 /// # Errors
 /// [`ModelError::Weights`] listing every missing, unexpected or misshapen tensor (then
 /// nothing is loaded), [`ModelError::Read`] when a copy fails (e.g. a non-numeric tensor).
-pub fn load_state_dict(vs: &VarStore, file: &HashMap<String, Tensor>, path: &Path) -> Result<(), ModelError> {
+pub fn load_state_dict<S: BuildHasher>(
+    vs: &VarStore,
+    file: &HashMap<String, Tensor, S>,
+    path: &Path,
+) -> Result<(), ModelError> {
     let read = |e: tch::TchError| ModelError::Read { path: path.to_path_buf(), message: e.to_string() };
     let vars = vs.variables();
     let sorted = |mut names: Vec<String>| {

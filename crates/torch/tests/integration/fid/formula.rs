@@ -47,7 +47,7 @@ fn scale(name: &str, shape: &[i64], u: f64) -> f64 {
 /// Parameter `name` of the given shape, rounded to f32.
 #[allow(clippy::cast_possible_truncation)] // rounding to f32 is the point
 pub fn tensor(name: &str, shape: &[i64]) -> Tensor {
-    let n = shape.iter().product::<i64>() as usize;
+    let n = numel(shape);
     let values: Vec<f32> = uniform(name, n).map(|u| scale(name, shape, u) as f32).collect();
     Tensor::from_slice(&values).view(shape)
 }
@@ -55,17 +55,21 @@ pub fn tensor(name: &str, shape: &[i64]) -> Tensor {
 /// A block input in [0, 1).
 #[allow(clippy::cast_possible_truncation)]
 pub fn input(name: &str, shape: &[i64]) -> Tensor {
-    let n = shape.iter().product::<i64>() as usize;
-    let values: Vec<f32> = uniform(name, n).map(|u| ((u + 1.0) / 2.0) as f32).collect();
+    let n = numel(shape);
+    let values: Vec<f32> = uniform(name, n).map(|u| f64::midpoint(u, 1.0) as f32).collect();
     Tensor::from_slice(&values).view(shape)
 }
 
 /// uint8 images: the top 8 bits of the hashes of `images`.
 #[allow(clippy::cast_possible_truncation)]
 pub fn images(shape: &[i64]) -> Tensor {
-    let n = shape.iter().product::<i64>() as usize;
+    let n = numel(shape);
     let values: Vec<u8> = hashes("images", n).map(|h| (h >> 56) as u8).collect();
     Tensor::from_slice(&values).view(shape)
+}
+
+fn numel(shape: &[i64]) -> usize {
+    usize::try_from(shape.iter().product::<i64>()).expect("a shape")
 }
 
 /// Sets every variable of `vs` (a `FidInceptionV3`'s) to the formula's values.

@@ -48,6 +48,7 @@ pub struct FidInceptionA {
 
 impl FidInceptionA {
     /// The block under `vs` (e.g. `Mixed_5b`).
+    #[must_use]
     pub fn new(vs: &nn::Path, cin: i64, pool_features: i64) -> Self {
         Self {
             branch1x1: BasicConv2d::square(&(vs / "branch1x1"), cin, 64, 1, 1, 0),
@@ -83,6 +84,7 @@ pub struct InceptionB {
 
 impl InceptionB {
     /// The block under `vs` (`Mixed_6a`).
+    #[must_use]
     pub fn new(vs: &nn::Path, cin: i64) -> Self {
         Self {
             branch3x3: BasicConv2d::square(&(vs / "branch3x3"), cin, 384, 3, 2, 0),
@@ -119,6 +121,7 @@ pub struct FidInceptionC {
 
 impl FidInceptionC {
     /// The block under `vs` (e.g. `Mixed_6b`), with `c7` channels inside its 7x7 branches.
+    #[must_use]
     pub fn new(vs: &nn::Path, cin: i64, c7: i64) -> Self {
         let (row, col) = (([1, 7], [0, 3]), ([7, 1], [3, 0]));
         let conv = |name: &str, cin, cout, (k, pad): ([i64; 2], [i64; 2])| {
@@ -165,6 +168,7 @@ pub struct InceptionD {
 
 impl InceptionD {
     /// The block under `vs` (`Mixed_7a`).
+    #[must_use]
     pub fn new(vs: &nn::Path, cin: i64) -> Self {
         Self {
             branch3x3_1: BasicConv2d::square(&(vs / "branch3x3_1"), cin, 192, 1, 1, 0),
@@ -206,6 +210,7 @@ pub struct FidInceptionE {
 
 impl FidInceptionE {
     /// The block under `vs` (`Mixed_7b` or `Mixed_7c`).
+    #[must_use]
     pub fn new(vs: &nn::Path, cin: i64, pool: BranchPool) -> Self {
         let (row, col) = (([1, 3], [0, 1]), ([3, 1], [1, 0]));
         let conv = |name: &str, cin, cout, (k, pad): ([i64; 2], [i64; 2])| {
