@@ -2,11 +2,13 @@
 //! `diffusion::models::inception`), all in float64:
 //! - [`frechet`]: feature statistics and the Frechet distance (FID);
 //! - [`kid`]: the kernel inception distance (unbiased MMD^2, cubic kernel, subsets);
-//! - [`mt19937`]: numpy's legacy random subsets, so KID's subsets are torch-fidelity's.
+//! - [`mt19937`]: numpy's legacy random subsets, so KID's subsets are torch-fidelity's;
+//! - [`npz`]: statistics as `.npz` files with `mu` and `sigma` (pytorch-fid's, `OpenAI`'s).
 
 pub mod frechet;
 pub mod kid;
 pub mod mt19937;
+pub mod npz;
 
 pub use self::frechet::{frechet_distance, Statistics};
 pub use self::kid::{kid, Kid, KidConfig};
@@ -40,4 +42,12 @@ pub enum MetricError {
     /// NaN or infinity in features or statistics.
     #[error("{0}: features or statistics are not finite (NaN or infinity)")]
     NotFinite(&'static str),
+    /// A statistics file that cannot be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
 }

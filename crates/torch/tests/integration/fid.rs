@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use msnr::nets::ModelError;
 use msnr_torch::diffusion::models::inception::{load_inception, load_inception_safetensors, FidInceptionV3};
+use msnr_torch::metrics::npz::read_statistics;
 use msnr_torch::metrics::{frechet_distance, kid, KidConfig, Statistics};
 use serde_json::Value as Json;
 use tch::nn::VarStore;
@@ -160,6 +161,18 @@ fn statistics_and_frechet_distance_match_numpy_and_pytorch_fid() {
         let same = frechet_distance(&a, &a).unwrap();
         assert!(same.abs() < 1e-9 * a.sigma.trace().double_value(&[]), "{case}: FID of a set with itself {same}");
     }
+}
+
+#[test]
+fn statistics_files_read_as_numpy_wrote_them() {
+    let t = load("frechet.safetensors");
+    let (mu, sigma) = (&t["full_rank.mu1"], &t["full_rank.sigma1"]);
+    let saved = read_statistics(&fixture("stats_pytorch_fid.npz")).unwrap();
+    assert_eq!((&saved.mu, &saved.sigma), (mu, sigma));
+    let f32_fortran = read_statistics(&fixture("stats_f32_fortran.npz")).unwrap();
+    let rounded = |x: &Tensor| x.to_kind(Kind::Float).to_kind(Kind::Double);
+    let skewed = sigma + sigma.ones_like().triu(1) * 0.25;
+    assert_eq!((f32_fortran.mu, f32_fortran.sigma), (rounded(mu), rounded(&skewed)));
 }
 
 #[test]
