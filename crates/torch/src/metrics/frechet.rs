@@ -106,7 +106,7 @@ pub fn frechet_distance(a: &Statistics, b: &Statistics) -> Result<f64, MetricErr
 /// part (pytorch-fid raises if it exceeds 1e-3 on the diagonal, else drops it). Here both
 /// eigendecompositions are of symmetric matrices (LAPACK `syevd`, always convergent, real);
 /// zero eigenvalues are exact, tiny negative ones are rounding and clamp to 0. On the test
-/// matrices both routes agree to 1e-8 relative, the singular case (n < d) included.
+/// matrices both routes agree to 2e-8 relative, the singular case (n < d) included.
 fn trace_sqrt_product(s1: &Tensor, s2: &Tensor) -> f64 {
     let (w, v) = s1.linalg_eigh("L");
     let root = (&v * numerically_nonnegative(&w).sqrt().unsqueeze(0)).mm(&v.tr());

@@ -104,6 +104,11 @@ fn inception_features_match_pytorch_fid() {
     let float = net.features(&(images.to_kind(Kind::Float) / 255.0)).unwrap();
     assert!(relative_error("features of float input", &float, reference) < NET_TOLERANCE);
     assert!(relative_error("logits", &tch::no_grad(|| net.logits(&features)), &out["logits"]) < NET_TOLERANCE);
+    // One image at a time: the same features, and progress after each.
+    let mut progress = Vec::new();
+    let batched = net.features_batched(&images, 1, &mut |k| progress.push(k)).unwrap();
+    assert!(relative_error("features one at a time", &batched, reference) < NET_TOLERANCE);
+    assert_eq!(progress, [1, 2]);
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub enum InceptionError {
     /// Neither `uint8` (0..255) nor a float kind (values in [0, 1]).
     #[error("Inception features need uint8 images or float images in [0, 1], found {0:?}")]
     Kind(Kind),
+    /// A batch size below 1.
+    #[error("Inception batch size must be at least 1, found {0}")]
+    Batch(i64),
 }
 
 /// torchvision's `BasicConv2d`: `conv` (no bias), `bn` (eps 0.001, running statistics) and ReLU.
@@ -187,6 +190,35 @@ impl FidInceptionV3 {
         let x = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
         Ok(tch::no_grad(|| self.pool3(&x)))
     }
+
+    /// [`Self::features`] of `images` (`[N, C, H, W]`, on any device, e.g. all of a dataset
+    /// on the CPU) `batch` at a time, gathered on the CPU; `done(k)` after each batch with the
+    /// images done so far. Memory on the network's device is bounded by `batch`.
+    ///
+    /// # Errors
+    /// As [`Self::features`], and [`InceptionError::Batch`] for a batch size below 1.
+    pub fn features_batched(
+        &self,
+        images: &Tensor,
+        batch: i64,
+        done: &mut dyn FnMut(i64),
+    ) -> Result<Tensor, InceptionError> {
+        if batch < 1 {
+            return Err(InceptionError::Batch(batch));
+        }
+        let n = images.size().first().copied().unwrap_or(0);
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(usize::try_from(batch).unwrap_or(1)) {
+            let len = batch.min(n - start);
+            parts.push(self.features(&images.narrow(0, start, len))?.to_device(Device::Cpu));
+            done(start + len);
+        }
+        if parts.is_empty() {
+            check(images)?; // the same errors for an empty set
+            return Ok(Tensor::zeros([0, FEATURES], (Kind::Float, Device::Cpu)));
+        }
+        Ok(Tensor::cat(&parts, 0))
+    }
 }
 
 /// Images to network inputs, as pytorch-fid: uint8 to [0, 1] (`ToTensor`: x / 255), one
@@ -196,19 +228,27 @@ impl FidInceptionV3 {
 /// # Errors
 /// [`InceptionError`] when `images` are not `[N, 1 or 3, H, W]` uint8 or float.
 pub fn preprocess(images: &Tensor) -> Result<Tensor, InceptionError> {
+    check(images)?;
+    let x = match images.kind() {
+        Kind::Uint8 => images.to_kind(Kind::Float) / 255.0,
+        Kind::Float => images.shallow_clone(),
+        _ => images.to_kind(Kind::Float),
+    };
+    let x = if images.size()[1] == 1 { x.repeat([1, 3, 1, 1]) } else { x };
+    let x = x.upsample_bilinear2d([INPUT_SIZE, INPUT_SIZE], false, None, None);
+    Ok(x * 2.0 - 1.0)
+}
+
+/// Images [`preprocess`] takes: `[N, 1 or 3, H, W]`, uint8 or a float kind.
+fn check(images: &Tensor) -> Result<(), InceptionError> {
     let size = images.size();
     if size.len() != 4 || !(size[1] == 1 || size[1] == 3) {
         return Err(InceptionError::Shape(size));
     }
-    let x = match images.kind() {
-        Kind::Uint8 => images.to_kind(Kind::Float) / 255.0,
-        Kind::Float => images.shallow_clone(),
-        Kind::Double | Kind::Half | Kind::BFloat16 => images.to_kind(Kind::Float),
-        other => return Err(InceptionError::Kind(other)),
-    };
-    let x = if size[1] == 1 { x.repeat([1, 3, 1, 1]) } else { x };
-    let x = x.upsample_bilinear2d([INPUT_SIZE, INPUT_SIZE], false, None, None);
-    Ok(x * 2.0 - 1.0)
+    match images.kind() {
+        Kind::Uint8 | Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 => Ok(()),
+        other => Err(InceptionError::Kind(other)),
+    }
 }
 
 /// Loads a state dict (e.g. read from `pt_inception-2015-12-05-6726825d.pth`) into `vs`,
@@ -285,5 +325,16 @@ mod tests {
             preprocess(&Tensor::zeros([1, 3, 8, 8], (Kind::Int64, Device::Cpu))),
             Err(InceptionError::Kind(Kind::Int64))
         ));
+    }
+
+    #[test]
+    fn batched_features_of_no_images_are_empty_or_errors() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = FidInceptionV3::new(&vs.root());
+        let none = Tensor::zeros([0, 3, 8, 8], (Kind::Uint8, Device::Cpu));
+        assert_eq!(net.features_batched(&none, 4, &mut |_| ()).unwrap().size(), [0, FEATURES]);
+        let four = Tensor::zeros([0, 4, 8, 8], (Kind::Uint8, Device::Cpu));
+        assert!(matches!(net.features_batched(&four, 4, &mut |_| ()), Err(InceptionError::Shape(_))));
+        assert!(matches!(net.features_batched(&none, 0, &mut |_| ()), Err(InceptionError::Batch(0))));
     }
 }
