@@ -34,6 +34,7 @@ fn expected() -> Json {
 }
 
 mod formula;
+mod stage;
 
 /// The network with the formula's weights, and the weights by name.
 fn formula_net() -> (VarStore, FidInceptionV3) {
@@ -156,13 +157,19 @@ fn statistics_and_frechet_distance_match_numpy_and_pytorch_fid() {
             assert!(relative_error(&format!("{case} statistics"), ours, theirs) < 1e-12);
         }
         close(&format!("{case} FID"), frechet_distance(&a, &b).unwrap(), want["fid"].as_f64().unwrap(), 1e-6);
-        let given = Statistics::new(get("mu1"), get("sigma1"), 0, "mu1").unwrap();
-        close(
-            &format!("{case} FID from given statistics"),
-            frechet_distance(&given, &b).unwrap(),
-            want["fid"].as_f64().unwrap(),
-            1e-6,
-        );
+        // Statistics as given (an .npz): no low-rank factor, the d x d route on both sides.
+        let given1 = Statistics::new(get("mu1"), get("sigma1"), 0, "mu1").unwrap();
+        let given2 = Statistics::new(get("mu2"), get("sigma2"), 0, "mu2").unwrap();
+        for (what, x, y) in [("given, features", &given1, &b), ("given, given", &given1, &given2)] {
+            close(
+                &format!("{case} FID ({what})"),
+                frechet_distance(x, y).unwrap(),
+                want["fid"].as_f64().unwrap(),
+                1e-6,
+            );
+        }
+        let same_given = frechet_distance(&given1, &given1).unwrap();
+        assert!(same_given.abs() < 1e-9 * a.sigma.trace().double_value(&[]), "{case}: {same_given}");
         let same = frechet_distance(&a, &a).unwrap();
         assert!(same.abs() < 1e-9 * a.sigma.trace().double_value(&[]), "{case}: FID of a set with itself {same}");
     }
