@@ -2,7 +2,7 @@
 //! Inception-v3 ([`crate::diffusion::models::inception`]) and the float64 metrics of
 //! [`crate::metrics`]. The reference is a dataset (its features give both FID and KID) or
 //! an `.npz` with `mu` and `sigma` (FID only: KID needs the reference's features).
-//! Output: `metrics.json` (fid, kid, kid_std, n, n_reference, features) and `stats.npz`
+//! Output: `metrics.json` (`fid`, `kid`, `kid_std`, `n`, `n_reference`, `features`) and `stats.npz`
 //! (the samples' `mu` and `sigma`, as pytorch-fid's `--save-stats` writes them).
 
 use std::collections::{BTreeMap, HashMap};
@@ -154,6 +154,7 @@ fn count(features: &Tensor) -> f64 {
     features.size()[0] as f64
 }
 
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` wants
 fn metric(e: crate::metrics::MetricError) -> StageError {
     StageError::Failed(e.to_string())
 }
