@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::params::{Reader, Shape};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
-use super::{classifier, crop, download, images, train, vae_encode};
+use super::{classifier, crop, download, fid, images, train, vae_encode};
 
 /// Runs a stage inside the front end process.
 pub type LocalRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
@@ -82,7 +82,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },
     Kind { name: "sample", version: 0, exec: Exec::Planned, check: unchecked },
-    Kind { name: "fid", version: 0, exec: Exec::Planned, check: unchecked },
+    Kind { name: "fid", version: 1, exec: Exec::Worker, check: checked::<fid::FidParams> },
 ];
 
 /// The kind named `name`.
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn planned_kinds_are_refused_by_name() {
-        assert_eq!(implemented("fid").unwrap_err(), "stage kind `fid` is declared but not implemented yet");
+        assert_eq!(implemented("sample").unwrap_err(), "stage kind `sample` is declared but not implemented yet");
         assert!(implemented("train").unwrap().torch());
         assert!(!implemented("crop").unwrap().torch());
     }

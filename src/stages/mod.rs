@@ -3,7 +3,7 @@
 //! and checker of parameters, and the spec/result protocol every implementation
 //! speaks (in process or in the worker).
 //!
-//! Kinds that need libtorch (`train`; later `sample`, `fid`, `vae_encode`) keep their
+//! Kinds that need libtorch (`train`, `classifier`, `fid`; later `sample`, `vae_encode`) keep their
 //! parameter structs here, where `msnr check` validates them, and their `run` in the
 //! `msnr-torch` crate, which runs only in its `msnr-worker` process.
 
@@ -12,6 +12,7 @@ pub mod check;
 pub mod classifier;
 pub mod crop;
 pub mod download;
+pub mod fid;
 pub mod images;
 pub mod kinds;
 pub mod params;

@@ -147,9 +147,9 @@ fn declared_but_unimplemented_kind_is_refused_before_running() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
-        "stage digits = images { path = \"digits\", channels = 1 }\nstage s = fid { samples = digits, reference = digits }\n",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage s = vae_encode { images = digits, vae = \"digits\" }\n",
     );
-    p.msnr(&["run", "p.msnr"]).failure().stderr_has("`s` (kind `fid`)");
+    p.msnr(&["run", "p.msnr"]).failure().stderr_has("`s` (kind `vae_encode`)");
     assert!(p.store_entries().is_empty());
 }
 

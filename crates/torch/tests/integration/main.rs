@@ -1,8 +1,10 @@
 //! The torch crate's one integration test binary: numerics and models against
 //! their PyTorch references, one training step against the seed repo's `training_losses`,
-//! and the train stage end to end.
+//! FID's network and metrics against pytorch-fid, scipy and torch-fidelity, and the train
+//! stage end to end.
 
 mod diffusion;
+mod fid;
 mod models;
 mod step;
 mod train;

@@ -1,14 +1,16 @@
-//! Denoiser networks, structured like their reference implementations so their
-//! checkpoints load by name:
+//! Networks (the denoisers and FID's feature network), structured like their reference
+//! implementations so their checkpoints load by name:
 //! - [`vit`]: the seed paper's ViT (Min-SNR-Diffusion-Training, `vision_transformer.py`);
 //! - [`unet`]: the ADM UNet (guided-diffusion, `unet.py`);
 //! - [`denoiser`]: the [`Denoiser`] trait the stages use and [`build`];
+//! - [`inception`]: pytorch-fid's FID Inception-v3, the feature network of FID and KID;
 //! - [`weights`]: strict safetensors loading.
 //!
 //! Their configurations and validation live without libtorch in `msnr::nets`
 //! (re-exported here), so the front end's `msnr check` uses the same rules.
 
 pub mod denoiser;
+pub mod inception;
 mod layers;
 pub mod unet;
 pub mod vit;
@@ -17,5 +19,5 @@ pub mod weights;
 pub use self::denoiser::{build, Denoiser};
 pub use self::unet::{UNet, UNetConfig};
 pub use self::vit::{ViT, ViTConfig};
-pub use self::weights::load_weights;
+pub use self::weights::{load_state_dict, load_weights};
 pub use msnr::nets::{check_net, ModelError, NetContext, NetParams, NetSpec};

@@ -4,6 +4,7 @@
 //! extra tensors, broadcasts some shape mismatches and changes the variables' kinds.)
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 
 use tch::nn::VarStore;
@@ -19,6 +20,21 @@ use msnr::nets::ModelError;
 pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), ModelError> {
     let read = |e: tch::TchError| ModelError::Read { path: path.to_path_buf(), message: e.to_string() };
     let file: HashMap<String, Tensor> = Tensor::read_safetensors(path).map_err(read)?.into_iter().collect();
+    load_state_dict(vs, &file, path)
+}
+
+/// Copies the named tensors `file` (read from `path`, e.g. a checkpoint's state dict) into
+/// `vs`, strictly as [`load_weights`].
+///
+/// # Errors
+/// [`ModelError::Weights`] listing every missing, unexpected or misshapen tensor (then
+/// nothing is loaded), [`ModelError::Read`] when a copy fails (e.g. a non-numeric tensor).
+pub fn load_state_dict<S: BuildHasher>(
+    vs: &VarStore,
+    file: &HashMap<String, Tensor, S>,
+    path: &Path,
+) -> Result<(), ModelError> {
+    let read = |e: tch::TchError| ModelError::Read { path: path.to_path_buf(), message: e.to_string() };
     let vars = vs.variables();
     let sorted = |mut names: Vec<String>| {
         names.sort();

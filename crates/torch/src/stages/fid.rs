@@ -1,0 +1,160 @@
+//! The `fid` stage: FID and KID of a set of images against a reference, with pytorch-fid's
+//! Inception-v3 ([`crate::diffusion::models::inception`]) and the float64 metrics of
+//! [`crate::metrics`]. The reference is a dataset (its features give both FID and KID) or
+//! an `.npz` with `mu` and `sigma` (FID only: KID needs the reference's features).
+//! Output: `metrics.json` (`fid`, `kid`, `kid_std`, `n`, `n_reference`, `features`) and `stats.npz`
+//! (the samples' `mu` and `sigma`, as pytorch-fid's `--save-stats` writes them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+use msnr::data::reader::{Dataset, Images};
+use msnr::stages::fid::FidParams;
+use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
+
+use crate::diffusion::models::inception::{load_inception, FidInceptionV3};
+use crate::metrics::npz::{read_statistics, write_statistics};
+use crate::metrics::{frechet_distance, kid, KidConfig, Statistics};
+
+/// The feature network's name, recorded next to the numbers.
+const FEATURES: &str = "inception-v3 pool3 (pytorch-fid)";
+
+/// Runs the stage (the worker's entry for kind `fid`).
+///
+/// # Errors
+/// Unreadable inputs or weights, images the network cannot take, a reference that is
+/// neither a dataset nor statistics, each named.
+pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let params: FidParams = spec.typed()?;
+    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    let weights = single_file(
+        &spec.source_dir(params.inception().map_err(|e| StageError::param("inception", e.message))?)?,
+        &["pth", "pt", "safetensors"],
+    )?;
+    let vs = VarStore::new(device);
+    let net = FidInceptionV3::new(&vs.root());
+    load_weights(&vs, &weights)?;
+    let batch = i64::try_from(params.batch).unwrap_or(i64::MAX);
+    let samples = features(&net, &spec.source_dir(&params.samples)?, "samples", batch, reporter)?;
+    let stats = Statistics::of_features(&samples, "samples").map_err(metric)?;
+    let reference_dir = spec.source_dir(&params.reference)?;
+    let (reference, ref_features) = if Dataset::open(&reference_dir).is_ok() {
+        let f = features(&net, &reference_dir, "reference", batch, reporter)?;
+        (Statistics::of_features(&f, "reference").map_err(metric)?, Some(f))
+    } else {
+        let npz = single_file(&reference_dir, &["npz"])?;
+        (read_statistics(&npz).map_err(metric)?, None)
+    };
+    let mut metrics = BTreeMap::new();
+    metrics.insert("fid".to_string(), frechet_distance(&stats, &reference).map_err(metric)?);
+    metrics.insert("n".to_string(), count(&samples));
+    if let Some(f) = &ref_features {
+        metrics.insert("n_reference".to_string(), count(f));
+        let cfg = KidConfig {
+            subsets: usize::try_from(params.kid_subsets).unwrap_or(usize::MAX),
+            subset_size: usize::try_from(params.kid_subset_size).unwrap_or(usize::MAX),
+            ..KidConfig::default()
+        };
+        let k = kid(&samples, f, &cfg).map_err(metric)?;
+        metrics.insert("kid".to_string(), k.mean);
+        metrics.insert("kid_std".to_string(), k.std);
+    } else {
+        reporter.log("reference given as statistics (.npz): FID only, KID needs the reference's features");
+    }
+    write_outputs(spec, &stats, &metrics)?;
+    reporter.log(&format!("FID {:.4} over n = {} images ({FEATURES})", metrics["fid"], metrics["n"]));
+    Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+/// The Inception features of the dataset at `dir`, `batch` images at a time.
+fn features(
+    net: &FidInceptionV3,
+    dir: &Path,
+    what: &str,
+    batch: i64,
+    reporter: &dyn Reporter,
+) -> Result<Tensor, StageError> {
+    let input = |message: String| StageError::Input { path: dir.to_path_buf(), message: format!("{what}: {message}") };
+    let data = Dataset::open(dir).map_err(|e| input(e.to_string()))?;
+    let m = data.manifest().clone();
+    if m.count < 2 {
+        return Err(input(format!("{} images; FID needs at least 2", m.count)));
+    }
+    let (images, _) = data.read_all().map_err(|e| input(e.to_string()))?;
+    let Images::U8(bytes) = images else {
+        return Err(input("latents, not images: decode them first (FID scores images)".into()));
+    };
+    if m.channels == 1 {
+        reporter.log(&format!("{what}: 1 channel, repeated to RGB as pytorch-fid does"));
+    }
+    let shape = [m.count, m.channels, m.height, m.width].map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+    let images = Tensor::from_slice(&bytes).view(shape);
+    let total = m.count as u64;
+    let done = &mut |k: i64| reporter.progress(k.unsigned_abs(), total, what);
+    net.features_batched(&images, batch, done).map_err(|e| input(e.to_string()))
+}
+
+/// Loads pytorch-fid's weights from a `torch.save` file or a safetensors file.
+fn load_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
+    let bad = |message: String| StageError::Input { path: path.to_path_buf(), message };
+    let tensors: HashMap<String, Tensor> = if path.extension().is_some_and(|e| e == "safetensors") {
+        Tensor::read_safetensors(path).map_err(|e| bad(e.to_string()))?.into_iter().collect()
+    } else {
+        let ckpt = torchfile::load(path).map_err(|e| bad(e.to_string()))?;
+        ckpt.into_tensors(None).into_iter().map(|(name, t)| (name, to_tch(&t))).collect()
+    };
+    load_inception(vs, tensors, path).map_err(|e| bad(e.to_string()))
+}
+
+/// A checkpoint tensor as float32 (the network's kind; counters come out as floats and are
+/// dropped by [`load_inception`]).
+fn to_tch(t: &torchfile::Tensor) -> Tensor {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect();
+    Tensor::from_slice(&t.to_f32()).view(shape.as_slice())
+}
+
+/// `path` itself, or the one file in folder `path` with one of `extensions`.
+fn single_file(path: &Path, extensions: &[&str]) -> Result<PathBuf, StageError> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| StageError::io(path, e))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.contains(&e)))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => Err(StageError::Input {
+            path: path.to_path_buf(),
+            message: format!(
+                "expected a dataset or one file ending in .{} here, found {n} such files",
+                extensions.join(" or .")
+            ),
+        }),
+    }
+}
+
+fn write_outputs(spec: &StageSpec, stats: &Statistics, metrics: &BTreeMap<String, f64>) -> Result<(), StageError> {
+    write_statistics(stats, &spec.out_dir.join("stats.npz")).map_err(metric)?;
+    let mut json = serde_json::to_value(metrics).unwrap_or_default();
+    json["features"] = serde_json::Value::from(FEATURES);
+    let path = spec.out_dir.join("metrics.json");
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    std::fs::write(&path, text + "\n").map_err(|e| StageError::io(path, e))
+}
+
+#[allow(clippy::cast_precision_loss)] // image counts are far below 2^52
+fn count(features: &Tensor) -> f64 {
+    features.size()[0] as f64
+}
+
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` wants
+fn metric(e: crate::metrics::MetricError) -> StageError {
+    StageError::Failed(e.to_string())
+}
