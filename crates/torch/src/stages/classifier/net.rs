@@ -1,7 +1,7 @@
 //! The classifier network: a LeNet-sized CNN (LeCun et al. 1998, with ReLU, max pooling
-//! and an adaptive pool so any image side of at least 4 works): `conv1` 3x3 (16) ->
-//! ReLU -> max-pool 2, `conv2` 3x3 (32) -> ReLU -> max-pool 2, adaptive average pool to
-//! 4x4, `fc1` (512 -> 128) -> ReLU = the features, `fc2` (128 -> classes) = the logits.
+//! and an adaptive pool so any image side of at least 4 works): `conv1` 3x3 (32) ->
+//! ReLU -> max-pool 2, `conv2` 3x3 (64) -> ReLU -> max-pool 2, adaptive average pool to
+//! 4x4, `fc1` (1024 -> 128) -> ReLU = the features, `fc2` (128 -> classes) = the logits.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -23,9 +23,9 @@ impl LeNet {
     pub fn new(vs: &nn::Path, channels: i64, classes: i64) -> Self {
         let conv = nn::ConvConfig { padding: 1, ..nn::ConvConfig::default() };
         Self {
-            conv1: nn::conv2d(vs / "conv1", channels, 16, 3, conv),
-            conv2: nn::conv2d(vs / "conv2", 16, 32, 3, conv),
-            fc1: nn::linear(vs / "fc1", 32 * 16, FEATURES, nn::LinearConfig::default()),
+            conv1: nn::conv2d(vs / "conv1", channels, 32, 3, conv),
+            conv2: nn::conv2d(vs / "conv2", 32, 64, 3, conv),
+            fc1: nn::linear(vs / "fc1", 64 * 16, FEATURES, nn::LinearConfig::default()),
             fc2: nn::linear(vs / "fc2", FEATURES, classes, nn::LinearConfig::default()),
         }
     }
