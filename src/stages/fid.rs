@@ -19,7 +19,9 @@ pub struct FidParams {
     /// pytorch-fid's Inception weights (`.pth` or `.safetensors`, a file or a folder holding
     /// one); required to run.
     pub inception: Option<Source>,
-    /// Images per Inception batch (>= 1).
+    /// A classifier stage whose features replace Inception's (the classifier distance).
+    pub classifier: Option<Source>,
+    /// Images per feature-network batch (>= 1).
     pub batch: u64,
     /// KID subsets (>= 1).
     pub kid_subsets: u64,
@@ -36,6 +38,11 @@ impl KindParams for FidParams {
             Some(_) => r.source("inception").map(Some),
             None => None,
         };
+        let classifier = match r.value("classifier") {
+            Some(Value::None) => Some(None),
+            Some(_) => r.source("classifier").map(Some),
+            None => None,
+        };
         let batch = r.int("batch", 1..);
         let kid_subsets = r.int("kid_subsets", 1..);
         let kid_subset_size = r.int("kid_subset_size", 2..);
@@ -43,6 +50,7 @@ impl KindParams for FidParams {
             samples: samples?,
             reference: reference?,
             inception: inception?,
+            classifier: classifier?,
             batch: batch?.unsigned_abs(),
             kid_subsets: kid_subsets?.unsigned_abs(),
             kid_subset_size: kid_subset_size?.unsigned_abs(),

@@ -15,6 +15,7 @@ use msnr::data::reader::{Dataset, Images};
 use msnr::stages::fid::FidParams;
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 
+use super::classifier::Classifier;
 use crate::diffusion::models::inception::{load_inception, FidInceptionV3};
 use crate::metrics::npz::{read_statistics, write_statistics};
 use crate::metrics::{frechet_distance, kid, KidConfig, Statistics};
@@ -30,26 +31,20 @@ const FEATURES: &str = "inception-v3 pool3 (pytorch-fid)";
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let params: FidParams = spec.typed()?;
     let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
-    let weights = single_file(
-        &spec.source_dir(params.inception().map_err(|e| StageError::param("inception", e.message))?)?,
-        &["pth", "pt", "safetensors"],
-    )?;
-    let vs = VarStore::new(device);
-    let net = FidInceptionV3::new(&vs.root());
-    load_weights(&vs, &weights)?;
+    let net = FeatureNet::load(spec, &params, device)?;
     let batch = i64::try_from(params.batch).unwrap_or(i64::MAX);
-    let samples = features(&net, &spec.source_dir(&params.samples)?, "samples", batch, reporter)?;
+    let (samples, labels) = features(&net, &spec.source_dir(&params.samples)?, "samples", batch, reporter)?;
     let stats = Statistics::of_features(&samples, "samples").map_err(metric)?;
     let reference_dir = spec.source_dir(&params.reference)?;
     let (reference, ref_features) = if Dataset::open(&reference_dir).is_ok() {
-        let f = features(&net, &reference_dir, "reference", batch, reporter)?;
+        let (f, _) = features(&net, &reference_dir, "reference", batch, reporter)?;
         (Statistics::of_features(&f, "reference").map_err(metric)?, Some(f))
     } else {
         let npz = single_file(&reference_dir, &["npz"])?;
         (read_statistics(&npz).map_err(metric)?, None)
     };
     let mut metrics = BTreeMap::new();
-    metrics.insert("fid".to_string(), frechet_distance(&stats, &reference).map_err(metric)?);
+    metrics.insert(net.distance_name().to_string(), frechet_distance(&stats, &reference).map_err(metric)?);
     metrics.insert("n".to_string(), count(&samples));
     if let Some(f) = &ref_features {
         metrics.insert("n_reference".to_string(), count(f));
@@ -64,37 +59,96 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     } else {
         reporter.log("reference given as statistics (.npz): FID only, KID needs the reference's features");
     }
-    write_outputs(spec, &stats, &metrics)?;
-    reporter.log(&format!("FID {:.4} over n = {} images ({FEATURES})", metrics["fid"], metrics["n"]));
+    if let Some(accuracy) = labels {
+        metrics.insert("class_accuracy".to_string(), accuracy);
+    }
+    write_outputs(spec, &stats, &metrics, net.description())?;
+    let name = net.distance_name();
+    reporter.log(&format!("{name} {:.4} over n = {} images ({})", metrics[name], metrics["n"], net.description()));
     Ok(StageResult { metrics, pins: BTreeMap::new() })
 }
 
-/// The Inception features of the dataset at `dir`, `batch` images at a time.
+/// The network whose features the distance is computed in.
+enum FeatureNet {
+    /// pytorch-fid's Inception-v3, and the store that owns its weights.
+    Inception(Box<FidInceptionV3>, #[allow(dead_code)] VarStore),
+    /// A `classifier` stage's network.
+    Classifier(Box<Classifier>),
+}
+
+impl FeatureNet {
+    /// The classifier when one is given, else Inception with its weights.
+    fn load(spec: &StageSpec, params: &FidParams, device: Device) -> Result<Self, StageError> {
+        if let Some(source) = &params.classifier {
+            return Classifier::load(&spec.source_dir(source)?, device).map(|c| Self::Classifier(Box::new(c)));
+        }
+        let inception = params.inception().map_err(|e| StageError::param("inception", e.message))?;
+        let weights = single_file(&spec.source_dir(inception)?, &["pth", "pt", "safetensors"])?;
+        let vs = VarStore::new(device);
+        let net = FidInceptionV3::new(&vs.root());
+        load_weights(&vs, &weights)?;
+        Ok(Self::Inception(Box::new(net), vs))
+    }
+
+    /// The metric's name: FID only for Inception's features.
+    fn distance_name(&self) -> &'static str {
+        match self {
+            Self::Inception(..) => "fid",
+            Self::Classifier(_) => "classifier_distance",
+        }
+    }
+
+    /// The feature network, recorded next to the numbers.
+    fn description(&self) -> &'static str {
+        match self {
+            Self::Inception(..) => FEATURES,
+            Self::Classifier(_) => "classifier stage (LeNet, 128-d hidden layer)",
+        }
+    }
+}
+
+/// The features of the dataset at `dir`, `batch` images at a time, and, with a classifier
+/// and labelled images, the share of images it gives their own label.
 fn features(
-    net: &FidInceptionV3,
+    net: &FeatureNet,
     dir: &Path,
     what: &str,
     batch: i64,
     reporter: &dyn Reporter,
-) -> Result<Tensor, StageError> {
+) -> Result<(Tensor, Option<f64>), StageError> {
     let input = |message: String| StageError::Input { path: dir.to_path_buf(), message: format!("{what}: {message}") };
     let data = Dataset::open(dir).map_err(|e| input(e.to_string()))?;
     let m = data.manifest().clone();
     if m.count < 2 {
-        return Err(input(format!("{} images; FID needs at least 2", m.count)));
+        return Err(input(format!("{} images; a Frechet distance needs at least 2", m.count)));
     }
-    let (images, _) = data.read_all().map_err(|e| input(e.to_string()))?;
+    let (images, labels) = data.read_all().map_err(|e| input(e.to_string()))?;
     let Images::U8(bytes) = images else {
         return Err(input("latents, not images: decode them first (FID scores images)".into()));
     };
-    if m.channels == 1 {
-        reporter.log(&format!("{what}: 1 channel, repeated to RGB as pytorch-fid does"));
-    }
     let shape = [m.count, m.channels, m.height, m.width].map(|d| i64::try_from(d).unwrap_or(i64::MAX));
     let images = Tensor::from_slice(&bytes).view(shape);
-    let total = m.count as u64;
-    let done = &mut |k: i64| reporter.progress(k.unsigned_abs(), total, what);
-    net.features_batched(&images, batch, done).map_err(|e| input(e.to_string()))
+    match net {
+        FeatureNet::Inception(net, _) => {
+            if m.channels == 1 {
+                reporter.log(&format!("{what}: 1 channel, repeated to RGB as pytorch-fid does"));
+            }
+            let total = m.count as u64;
+            let done = &mut |k: i64| reporter.progress(k.unsigned_abs(), total, what);
+            Ok((net.features_batched(&images, batch, done).map_err(|e| input(e.to_string()))?, None))
+        }
+        FeatureNet::Classifier(clf) => {
+            clf.check_input([shape[1], shape[2], shape[3]]).map_err(|e| input(e.to_string()))?;
+            let x = images.to_device(clf.device()).to_kind(tch::Kind::Float) / 127.5 - 1.0;
+            let labelled = m.classes.len() > 1 && i64::try_from(m.classes.len()).ok() == Some(clf.config.classes);
+            let accuracy = labelled.then(|| {
+                let truth = Tensor::from_slice(&labels).to_device(clf.device());
+                let right = clf.predict(&x, batch).eq_tensor(&truth).to_kind(tch::Kind::Double);
+                right.mean(tch::Kind::Double).double_value(&[])
+            });
+            Ok((clf.features(&x, batch).to_device(Device::Cpu), accuracy))
+        }
+    }
 }
 
 /// Loads pytorch-fid's weights from a `torch.save` file or a safetensors file.
@@ -140,10 +194,15 @@ fn single_file(path: &Path, extensions: &[&str]) -> Result<PathBuf, StageError> 
     }
 }
 
-fn write_outputs(spec: &StageSpec, stats: &Statistics, metrics: &BTreeMap<String, f64>) -> Result<(), StageError> {
+fn write_outputs(
+    spec: &StageSpec,
+    stats: &Statistics,
+    metrics: &BTreeMap<String, f64>,
+    features: &str,
+) -> Result<(), StageError> {
     write_statistics(stats, &spec.out_dir.join("stats.npz")).map_err(metric)?;
     let mut json = serde_json::to_value(metrics).unwrap_or_default();
-    json["features"] = serde_json::Value::from(FEATURES);
+    json["features"] = serde_json::Value::from(features);
     let path = spec.out_dir.join("metrics.json");
     let text = serde_json::to_string_pretty(&json).unwrap_or_default();
     std::fs::write(&path, text + "\n").map_err(|e| StageError::io(path, e))

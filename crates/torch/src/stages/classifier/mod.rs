@@ -37,7 +37,7 @@ pub struct Classifier {
     /// What it takes.
     pub config: ClassifierConfig,
     net: LeNet,
-    _vs: VarStore,
+    vs: VarStore,
 }
 
 /// Runs the stage.
@@ -104,7 +104,7 @@ fn fit(
 
 /// The batch moved by a random offset of up to [`SHIFT`] pixels in each direction, the
 /// uncovered border filled with the background (-1): the classic augmentation that lets a
-/// LeNet reach ~99% on MNIST from a few thousand digits.
+/// `LeNet` reach ~99% on MNIST from a few thousand digits.
 fn shifted(x: &Tensor) -> Tensor {
     let (h, w) = (x.size()[2], x.size()[3]);
     let offset = Tensor::randint(2 * SHIFT + 1, [2], (Kind::Int64, Device::Cpu));
@@ -146,7 +146,13 @@ impl Classifier {
         let net = LeNet::new(&vs.root(), config.channels, config.classes);
         let weights = dir.join("classifier.safetensors");
         vs.load(&weights).map_err(|e| StageError::Input { path: weights, message: e.to_string() })?;
-        Ok(Self { config, net, _vs: vs })
+        Ok(Self { config, net, vs })
+    }
+
+    /// The device the classifier lives on.
+    #[must_use]
+    pub fn device(&self) -> Device {
+        self.vs.device()
     }
 
     /// Checks that images of shape `[c, h, w]` are what the classifier was trained on.
@@ -168,25 +174,26 @@ impl Classifier {
 
     /// The features of `images` (float in [-1, 1], `[n, c, h, w]`), in batches of `batch`, as f64.
     pub fn features(&self, images: &Tensor, batch: i64) -> Tensor {
-        self.map_batches(images, batch, |x| self.net.features(x))
+        map_batches(images, batch, |x| self.net.features(x))
     }
 
     /// The predicted class of each image.
     pub fn predict(&self, images: &Tensor, batch: i64) -> Tensor {
-        self.map_batches(images, batch, |x| self.net.logits(x).argmax(1, false))
+        map_batches(images, batch, |x| self.net.logits(x).argmax(1, false))
     }
+}
 
-    fn map_batches(&self, images: &Tensor, batch: i64, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
-        tch::no_grad(|| {
-            let parts: Vec<Tensor> = images.split(batch.max(1), 0).iter().map(&f).collect();
-            let out = Tensor::cat(&parts, 0);
-            if out.is_floating_point() {
-                out.to_kind(Kind::Double)
-            } else {
-                out
-            }
-        })
-    }
+/// `f` over `images` in chunks of `batch`, without gradients; float results as f64.
+fn map_batches(images: &Tensor, batch: i64, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let parts: Vec<Tensor> = images.split(batch.max(1), 0).iter().map(&f).collect();
+        let out = Tensor::cat(&parts, 0);
+        if out.is_floating_point() {
+            out.to_kind(Kind::Double)
+        } else {
+            out
+        }
+    })
 }
 
 #[cfg(test)]

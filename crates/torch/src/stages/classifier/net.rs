@@ -1,4 +1,4 @@
-//! The classifier network: a LeNet-sized CNN (LeCun et al. 1998, with ReLU, max pooling
+//! The classifier network: a `LeNet`-sized CNN (`LeCun` et al. 1998, with ReLU, max pooling
 //! and an adaptive pool so any image side of at least 4 works): `conv1` 3x3 (32) ->
 //! ReLU -> max-pool 2, `conv2` 3x3 (64) -> ReLU -> max-pool 2, adaptive average pool to
 //! 4x4, `fc1` (1024 -> 128) -> ReLU = the features, `fc2` (128 -> classes) = the logits.
@@ -20,6 +20,7 @@ pub struct LeNet {
 
 impl LeNet {
     /// A classifier of `channels`-channel images into `classes` classes under `vs`.
+    #[must_use]
     pub fn new(vs: &nn::Path, channels: i64, classes: i64) -> Self {
         let conv = nn::ConvConfig { padding: 1, ..nn::ConvConfig::default() };
         Self {
