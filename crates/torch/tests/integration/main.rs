@@ -4,5 +4,6 @@
 
 mod diffusion;
 mod models;
+mod sampler;
 mod step;
 mod train;
