@@ -17,7 +17,7 @@ use msnr_torch::diffusion::schedule::Schedule;
 use msnr_torch::diffusion::target::Target;
 use tch::{nn, Device, Kind, Tensor};
 
-const BATCH: usize = 32;
+const BATCH: i64 = 32;
 const STEPS: usize = 18;
 const ROUNDS: usize = 3;
 
@@ -54,8 +54,8 @@ fn msnr_img_per_s() -> f64 {
     let heun = sampler::build(&cfg, &Schedule::cosine(1000).expect("schedule")).expect("sampler");
     let model = GuidedModel::new(net.as_ref(), Target::Eps, &cfg, Kind::Float).expect("model");
     tch::manual_seed(0);
-    let z = Tensor::randn([BATCH as i64, 3, 16, 16], (Kind::Float, Device::Cpu)).to_kind(Kind::Double);
-    let y = Tensor::randint(10, [BATCH as i64], (Kind::Int64, Device::Cpu));
+    let z = Tensor::randn([BATCH, 3, 16, 16], (Kind::Float, Device::Cpu)).to_kind(Kind::Double);
+    let y = Tensor::randint(10, [BATCH], (Kind::Int64, Device::Cpu));
     let mut noise = FixedNoise(Tensor::zeros([0], (Kind::Double, Device::Cpu)));
     let mut run = || tch::no_grad(|| heun.sample(&model, &z, Some(&y), &mut noise));
     let _ = run(); // warm-up

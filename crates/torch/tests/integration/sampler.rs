@@ -37,7 +37,7 @@ fn cases() -> serde_json::Map<String, Json> {
         .clone()
 }
 
-/// The fixture ViT (vit_cond's shape, denoiser-like weights), in `kind`.
+/// The fixture ViT (`vit_cond`'s shape, denoiser-like weights), in `kind`.
 fn vit(kind: Kind) -> (VarStore, ViT) {
     let mut vs = VarStore::new(Device::Cpu);
     let net = ViT::new(vs.root(), crate::models::vit_config("vit_cond"));

@@ -11,7 +11,7 @@
 
 use tch::Tensor;
 
-use super::{x0_and_eps, GuidedModel, Sampler, SamplerConfig, StepNoise};
+use super::{timestep, x0_and_eps, GuidedModel, Sampler, SamplerConfig, StepNoise};
 use crate::diffusion::schedule::Schedule;
 
 /// DDIM with `eta`, optional x0 clipping.
@@ -41,7 +41,7 @@ impl Sampler for Ddim {
     }
 
     fn timesteps(&self) -> Vec<i64> {
-        self.timesteps.iter().map(|t| i64::try_from(*t).expect("timesteps fit i64")).collect()
+        self.timesteps.iter().map(|t| timestep(*t)).collect()
     }
 
     fn sample(&self, model: &GuidedModel, z: &Tensor, y: Option<&Tensor>, noise: &mut dyn StepNoise) -> Tensor {

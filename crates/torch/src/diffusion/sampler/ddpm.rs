@@ -1,6 +1,6 @@
 //! DDPM ancestral sampling (Ho, Jain & Abbeel 2020, eq. 6-7 posterior, Algorithm 2) with
 //! the fixed small variance, on a respaced schedule, as guided-diffusion's `p_sample` on a
-//! `SpacedDiffusion` and diffusers' `DDPMScheduler.step` (variance 'fixed_small') compute it.
+//! `SpacedDiffusion` and diffusers' `DDPMScheduler.step` (variance `fixed_small`) compute it.
 //! Between kept timesteps `t` and `prev` (`abar_prev = 1` after the last):
 //! `beta = 1 - abar_t / abar_prev`, posterior mean `sqrt(abar_prev) beta / (1 - abar_t) x0 +
 //! sqrt(1 - beta) (1 - abar_prev) / (1 - abar_t) x_t`, variance `(1 - abar_prev) / (1 - abar_t)
@@ -12,7 +12,7 @@
 
 use tch::Tensor;
 
-use super::{x0_and_eps, GuidedModel, Sampler, SamplerConfig, StepNoise};
+use super::{timestep, x0_and_eps, GuidedModel, Sampler, SamplerConfig, StepNoise};
 use crate::diffusion::schedule::Schedule;
 
 /// Ancestral DDPM, optional x0 clipping.
@@ -41,7 +41,7 @@ impl Sampler for Ddpm {
     }
 
     fn timesteps(&self) -> Vec<i64> {
-        self.timesteps.iter().map(|t| i64::try_from(*t).expect("timesteps fit i64")).collect()
+        self.timesteps.iter().map(|t| timestep(*t)).collect()
     }
 
     fn sample(&self, model: &GuidedModel, z: &Tensor, y: Option<&Tensor>, noise: &mut dyn StepNoise) -> Tensor {

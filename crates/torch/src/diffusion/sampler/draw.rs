@@ -26,13 +26,13 @@ pub enum Labels {
 }
 
 impl Labels {
-    /// Labels for a model with `classes` classes (0: unconditional): `given` when not empty,
-    /// else uniform.
+    /// Labels for a model with `classes` classes (0 or less: unconditional): `given` when not
+    /// empty, else uniform.
     ///
     /// # Errors
     /// [`SamplerError::Label`] when a given label is outside `0 .. classes`.
     pub fn new(classes: i64, given: Vec<i64>) -> Result<Self, SamplerError> {
-        if classes == 0 {
+        if classes <= 0 {
             return Ok(Self::None);
         }
         if let Some((position, &label)) = given.iter().enumerate().find(|(_, l)| !(0..classes).contains(*l)) {
@@ -43,14 +43,14 @@ impl Labels {
 
     /// Image `i`'s label under `seed`.
     #[must_use]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
     pub fn label(&self, seed: u64, i: u64) -> Option<i64> {
         match self {
             Self::None => None,
-            Self::Uniform(n) => {
-                let n = u64::try_from(*n).expect("class counts are positive");
-                Some(i64::try_from(SplitMix64::new(key(seed, i, LABEL_STREAM)).below(n)).expect("labels fit i64"))
-            }
-            Self::Given(list) => Some(list[usize::try_from(i % list.len() as u64).expect("index fits usize")]),
+            // `n > 0` (from `new`), so the draw is below `n <= i64::MAX`.
+            Self::Uniform(n) => Some(SplitMix64::new(key(seed, i, LABEL_STREAM)).below(*n as u64) as i64),
+            // The remainder is below `list.len()`, a `usize`.
+            Self::Given(list) => Some(list[(i % list.len() as u64) as usize]),
         }
     }
 }
@@ -94,7 +94,7 @@ pub fn draw<E>(
     range: Range<u64>,
     mut each: impl FnMut(Drawn) -> Result<(), E>,
 ) -> Result<(), E> {
-    let batch = u64::try_from(cfg.batch.max(1)).expect("batch fits u64");
+    let batch = u64::try_from(cfg.batch.max(1)).unwrap_or(u64::MAX);
     let mut start = range.start;
     while start < range.end {
         let ids = start..(start + batch).min(range.end);
@@ -118,7 +118,6 @@ fn draw_batch(sampler: &dyn Sampler, model: &GuidedModel, labels: &Labels, cfg: 
 /// value_range=(-1, 1))`: `norm_ip` clamps to the range and maps it to `[0, 1]`
 /// (`(x - low) / (high - low)`), then `mul(255).add_(0.5).clamp_(0, 255)` and a truncating
 /// cast to `uint8` (torchvision utils.py `make_grid`/`save_image`). In `x`'s dtype.
-#[must_use]
 pub fn to_u8(x: &Tensor) -> Tensor {
     ((x.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0 + 0.5).clamp(0.0, 255.0).to_kind(Kind::Uint8)
 }

@@ -1,5 +1,5 @@
 //! The noise levels EDM's samplers step through on a discrete model, as the seed builds
-//! them (scripts_vit/sampler_edm.py `Net`, run by EDM's `ablation_sampler` with
+//! them (`scripts_vit/sampler_edm.py` `Net`, run by EDM's `ablation_sampler` with
 //! discretization 'edm', schedule 'linear', scaling 'none'), and the denoiser `D(x; sigma)`.
 //!
 //! - The model's sigmas (Karras et al. 2022, "Elucidating the Design Space...", appendix C.3.4,
@@ -25,7 +25,7 @@
 
 use tch::Tensor;
 
-use super::{GuidedModel, SamplerConfig};
+use super::{timestep, GuidedModel, SamplerConfig};
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::target::Target;
 
@@ -52,7 +52,7 @@ impl KarrasGrid {
         for i in 0..cfg.steps {
             let j = nearest(&u[..m], (hi + real(i) / last * (lo - hi)).powf(cfg.rho));
             sigmas.push(u[j]);
-            timesteps.push(i64::try_from(m - 1 - j).expect("timesteps fit i64"));
+            timesteps.push(timestep(m - 1 - j));
         }
         sigmas.push(0.0);
         Self { sigmas, timesteps }
@@ -120,6 +120,7 @@ fn real(n: usize) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // grid points are model sigmas exactly
 mod tests {
     use std::f64::consts::PI;
 

@@ -42,17 +42,17 @@ impl Sampler for Heun {
 
     fn sample(&self, model: &GuidedModel, z: &Tensor, y: Option<&Tensor>, _: &mut dyn StepNoise) -> Tensor {
         let sigmas = self.grid.sigmas();
-        let n = sigmas.len() - 1;
+        let last = sigmas.len() - 2;
         let mut x = z * sigmas[0];
-        for i in 0..n {
-            let h = sigmas[i + 1] - sigmas[i];
-            let d = self.grid.direction(model, &x, i, y);
-            let euler = &x + &d * h;
-            x = if i == n - 1 {
+        for i in 0..=last {
+            let step = sigmas[i + 1] - sigmas[i];
+            let slope = self.grid.direction(model, &x, i, y);
+            let euler = &x + &slope * step;
+            x = if i == last {
                 euler
             } else {
-                let d_prime = self.grid.direction(model, &euler, i + 1, y);
-                &x + (d * 0.5 + d_prime * 0.5) * h // EDM Algorithm 1, line 8
+                let slope_next = self.grid.direction(model, &euler, i + 1, y);
+                &x + (slope * 0.5 + slope_next * 0.5) * step // EDM Algorithm 1, line 8
             };
         }
         x

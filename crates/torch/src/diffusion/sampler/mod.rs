@@ -232,6 +232,12 @@ pub fn build(cfg: &SamplerConfig, schedule: &Schedule) -> Result<Box<dyn Sampler
     })
 }
 
+/// An integer timestep as the nets take it (schedules stay far below 2^63 steps).
+#[allow(clippy::cast_possible_wrap)]
+pub(crate) fn timestep(t: usize) -> i64 {
+    t as i64
+}
+
 /// The `x0` and `eps` a prediction `f` implies at `x_t` with `abar = abar_t`, as diffusers'
 /// `DDIMScheduler.step` writes them (DDIM paper eq. 9 for eps; Salimans & Ho 2022 sec. 4
 /// and appendix D for v): eps: `x0 = (x - sqrt(1 - abar) f) / sqrt(abar)`; x0: `eps = (x -

@@ -1,7 +1,7 @@
 //! The model as samplers call it: a [`Denoiser`] with its target, evaluated at one integer
 //! timestep with classifier-free guidance (Ho & Salimans 2022, eq. 6, in the seed's form).
 //!
-//! Guidance follows the seed (scripts_vit/sampler_edm.py, `Net.forward`): the batch is
+//! Guidance follows the seed (`scripts_vit/sampler_edm.py`, `Net.forward`): the batch is
 //! doubled with the same input, the second half labelled with the null class, and the
 //! model OUTPUT is combined as `uncond + s * (cond - uncond)` (the seed does so on the eps
 //! prediction of eps models and on `D = F` of x0 models; both are the model output). Where

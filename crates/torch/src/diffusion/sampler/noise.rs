@@ -41,7 +41,6 @@ pub struct ImageNoise {
 
 impl ImageNoise {
     /// Stream 0 of each image: its initial noise, `[B, shape...]` `f64` on the CPU.
-    #[must_use]
     pub fn initial(&self, shape: &[i64]) -> Tensor {
         self.draw(0, shape)
     }
