@@ -58,3 +58,31 @@ impl Sampler for Heun {
         x
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind};
+
+    use super::*;
+    use crate::diffusion::sampler::model::tests::LabelNet;
+    use crate::diffusion::sampler::noise::FixedNoise;
+    use crate::diffusion::target::Target;
+
+    #[test]
+    fn calls_the_model_2n_minus_1_times_at_its_timesteps() {
+        let cfg = SamplerConfig { steps: 5, ..SamplerConfig::default() };
+        let heun = Heun::new(&cfg, &Schedule::cosine(1000).unwrap());
+        let net = LabelNet::default();
+        let model = GuidedModel::new(&net, Target::X0, &cfg, Kind::Float).unwrap();
+        let z = Tensor::zeros([3, 1, 2, 2], (Kind::Double, Device::Cpu));
+        let y = Tensor::from_slice(&[1i64, 2, 3]);
+        let mut none = FixedNoise(Tensor::zeros([0], (Kind::Double, Device::Cpu)));
+        let x = heun.sample(&model, &z, Some(&y), &mut none);
+        let calls: Vec<i64> = net.calls.lock().unwrap().iter().map(|c| c.1).collect();
+        assert_eq!((heun.nfe(), calls.len()), (9, 9));
+        assert_eq!(calls, heun.timesteps());
+        assert_eq!(*calls.last().unwrap(), 0, "the last evaluation is at the smallest sigma, t = 0");
+        // x0 model, last step Euler to sigma 0: the sample is the last D = F = label + 0 / 1000.
+        assert!((x.double_value(&[2, 0, 1, 1]) - 3.0).abs() < 1e-6);
+    }
+}

@@ -66,3 +66,71 @@ impl<'a> GuidedModel<'a> {
         out.to_kind(x.kind())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Mutex;
+
+    use tch::Device;
+
+    use super::*;
+
+    /// A fake conditional net (10 classes, null label 10) whose output is its label plus
+    /// `t / 1000` everywhere; it records each call's batch size and timestep.
+    #[derive(Debug, Default)]
+    pub(crate) struct LabelNet {
+        pub(crate) calls: Mutex<Vec<(i64, i64)>>,
+    }
+
+    impl Denoiser for LabelNet {
+        fn forward_t(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, _: bool) -> Tensor {
+            let t0 = t.int64_value(&[0]);
+            self.calls.lock().unwrap().push((x.size()[0], t0));
+            let y =
+                y.map_or_else(|| Tensor::full([x.size()[0]], 10, (Kind::Int64, Device::Cpu)), Tensor::shallow_clone);
+            let value = y.to_kind(x.kind()) + t.to_kind(x.kind()) / 1000.0;
+            x.zeros_like() + value.reshape([-1, 1, 1, 1])
+        }
+
+        fn null_label(&self) -> Option<i64> {
+            Some(10)
+        }
+    }
+
+    #[test]
+    fn guidance_combines_conditional_and_null_outputs() {
+        let net = LabelNet::default();
+        let cfg = SamplerConfig { guidance: 1.5, guidance_interval: Some((100, 200)), ..SamplerConfig::default() };
+        let model = GuidedModel::new(&net, Target::Eps, &cfg, Kind::Float).unwrap();
+        let x = Tensor::zeros([2, 1, 2, 2], (Kind::Double, Device::Cpu));
+        let y = Tensor::from_slice(&[3i64, 7]);
+        let inside = model.output(&x, 150, Some(&y));
+        assert_eq!(inside.kind(), Kind::Double, "back in the state's dtype");
+        // uncond + s (cond - uncond) = 10.15 + 1.5 (c + 0.15 - 10.15)
+        let want = [10.15 + 1.5 * (3.0 - 10.0), 10.15 + 1.5 * (7.0 - 10.0)];
+        for (row, w) in want.iter().enumerate() {
+            assert!((inside.double_value(&[i64::try_from(row).unwrap(), 0, 1, 1]) - w).abs() < 1e-5);
+        }
+        let outside = model.output(&x, 201, Some(&y));
+        assert!((outside.double_value(&[1, 0, 0, 0]) - 7.201).abs() < 1e-5, "conditional only");
+        assert_eq!(*net.calls.lock().unwrap(), [(4, 150), (2, 201)], "doubled batch where guided, once elsewhere");
+    }
+
+    #[test]
+    fn guidance_needs_a_conditional_net() {
+        #[derive(Debug)]
+        struct Unconditional;
+        impl Denoiser for Unconditional {
+            fn forward_t(&self, x: &Tensor, _: &Tensor, _: Option<&Tensor>, _: bool) -> Tensor {
+                x.shallow_clone()
+            }
+            fn null_label(&self) -> Option<i64> {
+                None
+            }
+        }
+        let cfg = SamplerConfig { guidance: 2.0, ..SamplerConfig::default() };
+        let err = GuidedModel::new(&Unconditional, Target::X0, &cfg, Kind::Float).unwrap_err();
+        assert_eq!(err, SamplerError::GuidanceUnconditional(2.0));
+        assert!(GuidedModel::new(&Unconditional, Target::X0, &SamplerConfig::default(), Kind::Float).is_ok());
+    }
+}
