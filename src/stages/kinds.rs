@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::params::{Reader, Shape};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
-use super::{classifier, crop, download, images, train, vae_encode};
+use super::{classifier, crop, download, images, sample, train, vae_encode};
 
 /// Runs a stage inside the front end process.
 pub type LocalRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
@@ -81,7 +81,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "vae_encode", version: 0, exec: Exec::Planned, check: checked::<vae_encode::VaeEncodeParams> },
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },
-    Kind { name: "sample", version: 0, exec: Exec::Planned, check: unchecked },
+    Kind { name: "sample", version: 1, exec: Exec::Worker, check: checked::<sample::SampleParams> },
     Kind { name: "fid", version: 0, exec: Exec::Planned, check: unchecked },
 ];
 

@@ -15,6 +15,7 @@ pub mod download;
 pub mod images;
 pub mod kinds;
 pub mod params;
+pub mod sample;
 pub mod spec;
 pub mod train;
 pub mod vae_encode;

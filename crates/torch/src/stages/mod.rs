@@ -3,6 +3,7 @@
 //! checker already read and validated (`msnr::stages::kinds`).
 
 pub mod classifier;
+pub mod sample;
 pub mod train;
 
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
@@ -11,7 +12,8 @@ use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 pub type WorkerRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
 
 /// The worker's line for every kind the front end's table marks `Exec::Worker`.
-pub static WORKER_KINDS: &[(&str, WorkerRun)] = &[("train", train::run), ("classifier", classifier::run)];
+pub static WORKER_KINDS: &[(&str, WorkerRun)] =
+    &[("train", train::run), ("classifier", classifier::run), ("sample", sample::run)];
 
 /// Runs a torch stage in this (worker) process.
 ///

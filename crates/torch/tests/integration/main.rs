@@ -1,9 +1,10 @@
 //! The torch crate's one integration test binary: numerics and models against
-//! their PyTorch references, one training step against the seed repo's `training_losses`,
-//! and the train stage end to end.
+//! their PyTorch references, the samplers, one training step against the seed repo's
+//! `training_losses`, and the train and sample stages end to end.
 
 mod diffusion;
 mod models;
+mod sample_stage;
 mod sampler;
 mod step;
 mod train;
