@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::params::{Reader, Shape};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
-use super::{classifier, crop, download, fid, images, train, vae_encode};
+use super::{classifier, crop, download, fid, images, sample, train, vae_encode};
 
 /// Runs a stage inside the front end process.
 pub type LocalRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
@@ -81,7 +81,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "vae_encode", version: 0, exec: Exec::Planned, check: checked::<vae_encode::VaeEncodeParams> },
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },
-    Kind { name: "sample", version: 0, exec: Exec::Planned, check: unchecked },
+    Kind { name: "sample", version: 1, exec: Exec::Worker, check: checked::<sample::SampleParams> },
     Kind { name: "fid", version: 1, exec: Exec::Worker, check: checked::<fid::FidParams> },
 ];
 
@@ -109,12 +109,6 @@ fn checked<P: KindParams>(r: &mut Reader<'_>) -> Option<Checked> {
     let shape = params.shape(r);
     let params = serde_json::to_value(&params).expect("parameter structs serialize");
     Some(Checked { params, shape })
-}
-
-/// A planned kind with no parameter struct yet: nothing beyond the analyzer's types.
-#[allow(clippy::unnecessary_wraps)] // one signature for the table
-fn unchecked(_: &mut Reader<'_>) -> Option<Checked> {
-    Some(Checked { params: serde_json::Value::Null, shape: Shape::UNKNOWN })
 }
 
 #[cfg(test)]

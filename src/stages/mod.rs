@@ -16,6 +16,7 @@ pub mod fid;
 pub mod images;
 pub mod kinds;
 pub mod params;
+pub mod sample;
 pub mod spec;
 pub mod train;
 pub mod vae_encode;

@@ -4,6 +4,7 @@
 
 pub mod classifier;
 pub mod fid;
+pub mod sample;
 pub mod train;
 
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
@@ -13,7 +14,7 @@ pub type WorkerRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageE
 
 /// The worker's line for every kind the front end's table marks `Exec::Worker`.
 pub static WORKER_KINDS: &[(&str, WorkerRun)] =
-    &[("train", train::run), ("classifier", classifier::run), ("fid", fid::run)];
+    &[("train", train::run), ("classifier", classifier::run), ("sample", sample::run), ("fid", fid::run)];
 
 /// Runs a torch stage in this (worker) process.
 ///

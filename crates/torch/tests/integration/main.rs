@@ -1,10 +1,12 @@
 //! The torch crate's one integration test binary: numerics and models against
-//! their PyTorch references, one training step against the seed repo's `training_losses`,
-//! FID's network and metrics against pytorch-fid, scipy and torch-fidelity, and the train
-//! stage end to end.
+//! their PyTorch references, the samplers, one training step against the seed repo's
+//! `training_losses`, FID's network and metrics against pytorch-fid, scipy and
+//! torch-fidelity, and the train and sample stages end to end.
 
 mod diffusion;
 mod fid;
 mod models;
+mod sample_stage;
+mod sampler;
 mod step;
 mod train;

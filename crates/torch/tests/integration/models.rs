@@ -32,7 +32,7 @@ fn ints(cfg: &Json, key: &str) -> Vec<i64> {
 }
 
 /// The fixture's `SeedViT` keyword arguments as a [`ViTConfig`].
-fn vit_config(name: &str) -> ViTConfig {
+pub(crate) fn vit_config(name: &str) -> ViTConfig {
     let c = &meta()[name]["config"];
     ViTConfig {
         image_size: int(c, "image_size", 0),

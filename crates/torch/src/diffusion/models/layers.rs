@@ -43,7 +43,8 @@ pub(crate) fn conv1x1(vs: &nn::Path, cin: i64, cout: i64, init: Option<Init>) ->
     nn::conv1d(vs, cin, cout, 1, nn::ConvConfig { ws_init: init, bs_init: init, ..Default::default() })
 }
 
-/// guided-diffusion's `GroupNorm32`: 32 groups, eps 1e-5, computed in float32.
+/// guided-diffusion's `GroupNorm32`: 32 groups, eps 1e-5, computed in float32 (float64 inputs
+/// stay float64, for float64 parity runs of a float64 net).
 #[derive(Debug)]
 pub(crate) struct GroupNorm32(nn::GroupNorm);
 
@@ -55,7 +56,16 @@ impl GroupNorm32 {
 
     /// `super().forward(x.float()).type(x.dtype)`.
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        nn::Module::forward(&self.0, &x.to_kind(Kind::Float)).to_kind(x.kind())
+        nn::Module::forward(&self.0, &at_least_f32(x)).to_kind(x.kind())
+    }
+}
+
+/// `x` in float32 when narrower (half, bfloat16), else as it is: where the references
+/// compute a norm in float32, a float64 net (parity tests) keeps float64.
+pub(crate) fn at_least_f32(x: &Tensor) -> Tensor {
+    match x.kind() {
+        Kind::Double => x.shallow_clone(),
+        _ => x.to_kind(Kind::Float),
     }
 }
 

@@ -2,9 +2,10 @@
 //! `Mlp`): `x + attn(norm1(x))`, then `x + fc2(gelu(fc1(norm2(x))))`; LayerNorm eps 1e-6.
 
 use tch::nn::{self, Init, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::attention::Attention;
+use crate::diffusion::models::layers::at_least_f32;
 
 /// The seed's `norm_layer`: `partial(nn.LayerNorm, eps=1e-6)`.
 fn layer_norm(vs: nn::Path, width: i64) -> nn::LayerNorm {
@@ -54,9 +55,10 @@ impl Block {
         }
     }
 
-    /// `[batch, tokens, width]` to the same shape. The norms run in float32, as the seed's.
+    /// `[batch, tokens, width]` to the same shape. The norms run in float32, as the seed's
+    /// (float64 in a float64 net).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let norm = |ln: &nn::LayerNorm, x: &Tensor| ln.forward(&x.to_kind(Kind::Float)).to_kind(x.kind());
+        let norm = |ln: &nn::LayerNorm, x: &Tensor| ln.forward(&at_least_f32(x)).to_kind(x.kind());
         let x = x + self.attn.forward(&norm(&self.norm1, x));
         let h = self.fc1.forward(&norm(&self.norm2, &x)).gelu("none");
         x + self.fc2.forward(&h)
@@ -65,7 +67,7 @@ impl Block {
 
 #[cfg(test)]
 mod tests {
-    use tch::Device;
+    use tch::{Device, Kind};
 
     use super::*;
 

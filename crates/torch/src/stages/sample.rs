@@ -1,0 +1,232 @@
+//! The `sample` stage: draws `count` images from a `train` stage's model with one of
+//! [`crate::diffusion::sampler`]'s samplers and writes them as a dataset artifact (u8 images
+//! in `[0, 255]` from the model's `[-1, 1]`, as torchvision's `save_image`; float32 latents
+//! as they are for a 4-channel model, until a VAE decoder exists) with their labels, plus
+//! `grid.png` (the first 64 images, 8 per row) for people to look at. Image `i` depends
+//! only on `(seed, i)`; memory is bounded by the batch. Runs in the worker (libtorch).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use tch::nn::VarStore;
+use tch::{Device, Kind};
+
+use crate::diffusion::models::{self, load_weights, Denoiser, NetContext, NetSpec};
+use crate::diffusion::sampler::{self, draw, DrawConfig, Drawn, GuidedModel, Labels, SamplerConfig};
+use crate::diffusion::schedule::Schedule;
+use crate::diffusion::target::Target;
+use msnr::data::{DType, DatasetWriter};
+use msnr::lang::Value;
+use msnr::stages::check::defaults_for;
+use msnr::stages::params::{Reader, Shape};
+use msnr::stages::sample::SampleParams;
+use msnr::stages::train::TrainParams;
+use msnr::stages::{KindParams, Reporter, StageError, StageResult, StageSpec};
+
+/// Images in `grid.png`, and per row.
+const GRID: (usize, usize) = (64, 8);
+
+/// What the sampler needs of a trained model: its net, target, schedule and data facts.
+struct Trained {
+    /// Holds the net's parameters.
+    _vs: VarStore,
+    net: Box<dyn Denoiser>,
+    target: Target,
+    schedule: Schedule,
+    /// `[channels, height, width]`.
+    shape: [i64; 3],
+    num_classes: i64,
+}
+
+/// Runs the stage.
+///
+/// # Errors
+/// An unreadable model folder, a parameter the model cannot take (steps beyond its
+/// schedule, guidance on an unconditional model, a label beyond its classes), or a
+/// dataset that cannot be written.
+pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let p: SampleParams = spec.typed()?;
+    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    let trained = load_model(&spec.source_dir(&p.model)?, p.ema, device)?;
+    let cfg = sampler_config(&p);
+    let sampler = sampler::build(&cfg, &trained.schedule).map_err(|e| param(&e))?;
+    let model = GuidedModel::new(trained.net.as_ref(), trained.target, &cfg, Kind::Float).map_err(|e| param(&e))?;
+    let labels = Labels::new(trained.num_classes, p.labels.clone()).map_err(|e| param(&e))?;
+    let latents = !matches!(trained.shape[0], 1 | 3);
+    if latents {
+        reporter
+            .log("a latent model (not 1 or 3 channels): the samples are the latents themselves (no VAE decoder yet)");
+    }
+    let mut out = Output::create(&spec.out_dir, &trained, latents, p.count)?;
+    let batch = usize::try_from(p.batch).map_err(|_| StageError::param("batch", "too large"))?;
+    let kind = if device.is_cuda() { Kind::Float } else { Kind::Double };
+    let draw_cfg = DrawConfig { seed: p.seed, batch, shape: trained.shape, device, kind };
+    let started = Instant::now();
+    tch::no_grad(|| {
+        draw(sampler.as_ref(), &model, &labels, &draw_cfg, 0..p.count, |d| {
+            out.push(&d)?;
+            #[allow(clippy::cast_precision_loss)]
+            let rate = (d.start + d.labels.len().max(1) as u64) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            reporter.progress(out.done, p.count, &format!("{rate:.2} images/s"));
+            Ok::<(), StageError>(())
+        })
+    })?;
+    out.finish(&spec.out_dir)?;
+    let mut metrics = BTreeMap::new();
+    #[allow(clippy::cast_precision_loss)]
+    metrics.insert("images".to_string(), p.count as f64);
+    #[allow(clippy::cast_precision_loss)]
+    metrics.insert("nfe".to_string(), sampler.nfe() as f64);
+    Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+/// The library's sampler settings from the stage's parameters.
+fn sampler_config(p: &SampleParams) -> SamplerConfig {
+    let s = &p.sampler;
+    SamplerConfig {
+        kind: s.name.parse().unwrap_or_default(),
+        steps: usize::try_from(s.steps).unwrap_or(usize::MAX),
+        eta: s.eta,
+        clip_x0: s.clip,
+        guidance: p.guidance,
+        guidance_interval: p.interval,
+        sigma_min: s.sigma_min,
+        sigma_max: s.sigma_max,
+        rho: s.rho,
+        ..SamplerConfig::default()
+    }
+}
+
+fn param(e: &sampler::SamplerError) -> StageError {
+    match e {
+        sampler::SamplerError::Param { param, reason } => {
+            StageError::param(&format!("sampler.{param}"), reason.clone())
+        }
+        sampler::SamplerError::GuidanceUnconditional(_) => StageError::param("guidance", e.to_string()),
+        sampler::SamplerError::Label { .. } => StageError::param("labels", e.to_string()),
+        sampler::SamplerError::UnknownSampler(_) => StageError::param("sampler", e.to_string()),
+    }
+}
+
+/// Reads a `train` output folder: `config.json` (the stage's parameters and its data's
+/// facts), then the net with `ema.safetensors` or `model.safetensors`.
+fn load_model(dir: &Path, ema: bool, device: Device) -> Result<Trained, StageError> {
+    let path = dir.join("config.json");
+    let bad = |m: String| StageError::param("model", format!("{}: {m}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(|e| StageError::io(&path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let written: BTreeMap<String, Value> =
+        serde_json::from_value(json["params"].clone()).map_err(|e| bad(format!("params: {e}")))?;
+    let mut params = defaults_for("train");
+    params.extend(written);
+    let none = |_: &str| Shape::UNKNOWN;
+    let mut r = Reader::new(&params, &none, None);
+    let got = TrainParams::read(&mut r);
+    let train = r.finish(got).map_err(|errors| bad(format!("{}: {}", errors[0].param, errors[0].message)))?;
+    let fact = |key: &str| json["data"][key].as_i64().ok_or_else(|| bad(format!("data.{key} is missing")));
+    let shape = [fact("channels")?, fact("height")?, fact("width")?];
+    let num_classes = fact("num_classes")?;
+    let schedule = train.schedule.build().map_err(|e| bad(e.to_string()))?;
+    let steps = i64::try_from(schedule.steps()).map_err(|_| bad("schedule too long".into()))?;
+    let ctx = NetContext { image_size: shape[1], channels: shape[0], num_classes, steps };
+    let vs = VarStore::new(device);
+    let net = models::build(vs.root(), &NetSpec::new(&train.net, &ctx)).map_err(|e| bad(e.to_string()))?;
+    let weights = dir.join(if ema { "ema.safetensors" } else { "model.safetensors" });
+    load_weights(&vs, &weights).map_err(|e| bad(e.to_string()))?;
+    Ok(Trained { _vs: vs, net, target: train.target, schedule, shape, num_classes })
+}
+
+/// The dataset being written and the images kept for the grid.
+struct Output {
+    writer: DatasetWriter,
+    latents: bool,
+    grid: Vec<Vec<u8>>,
+    done: u64,
+}
+
+impl Output {
+    fn create(dir: &Path, trained: &Trained, latents: bool, count: u64) -> Result<Self, StageError> {
+        let dims = trained.shape.map(|d| usize::try_from(d).unwrap_or(0));
+        let classes = if trained.num_classes > 0 {
+            (0..trained.num_classes).map(|c| c.to_string()).collect()
+        } else {
+            vec!["sample".to_owned()]
+        };
+        let dtype = if latents { DType::F32 } else { DType::U8 };
+        let failed = |e: msnr::data::DataError| StageError::Failed(format!("writing the samples: {e}"));
+        let writer = DatasetWriter::create(dir, dims, dtype, classes).map_err(failed)?;
+        let count = usize::try_from(count).map_err(|_| StageError::param("count", "too large"))?;
+        Ok(Self { writer: writer.expecting(count), latents, grid: Vec::new(), done: 0 })
+    }
+
+    fn push(&mut self, d: &Drawn) -> Result<(), StageError> {
+        let failed = |e: msnr::data::DataError| StageError::Failed(format!("writing the samples: {e}"));
+        let rows = d.images.size()[0];
+        for row in 0..rows {
+            let label = d.labels.get(usize::try_from(row).unwrap_or(0)).copied().unwrap_or(0);
+            let image = d.images.get(row);
+            if self.latents {
+                let values: Vec<f32> = Vec::try_from(image.flatten(0, -1))
+                    .map_err(|e: tch::TchError| StageError::Failed(e.to_string()))?;
+                self.writer.push_f32(&values, label).map_err(failed)?;
+            } else {
+                let bytes: Vec<u8> = Vec::try_from(image.flatten(0, -1))
+                    .map_err(|e: tch::TchError| StageError::Failed(e.to_string()))?;
+                if self.grid.len() < GRID.0 {
+                    self.grid.push(bytes.clone());
+                }
+                self.writer.push(&bytes, label).map_err(failed)?;
+            }
+            self.done += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(self, dir: &Path) -> Result<(), StageError> {
+        let manifest = self.writer.manifest().clone();
+        self.writer.finish().map_err(|e| StageError::Failed(format!("writing the samples: {e}")))?;
+        if !self.grid.is_empty() {
+            write_grid(&dir.join("grid.png"), &self.grid, manifest.channels, manifest.height, manifest.width)?;
+        }
+        Ok(())
+    }
+}
+
+/// `images` (CHW bytes, 1 or 3 channels) tiled 8 per row with 2-pixel black borders (as
+/// torchvision's `make_grid` pads), as an 8-bit PNG (gray or RGB).
+fn write_grid(path: &Path, images: &[Vec<u8>], c: usize, h: usize, w: usize) -> Result<(), StageError> {
+    let (cols, pad) = (GRID.1.min(images.len()), 2);
+    let rows = images.len().div_ceil(cols);
+    let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);
+    let mut pixels = vec![0u8; gw * gh * c];
+    for (k, image) in images.iter().enumerate() {
+        let (x0, y0) = (pad + (k % cols) * (w + pad), pad + (k / cols) * (h + pad));
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    pixels[((y0 + y) * gw + x0 + x) * c + ch] = image[(ch * h + y) * w + x];
+                }
+            }
+        }
+    }
+    let color = if c == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+    let dims = (u32::try_from(gw).unwrap_or(u32::MAX), u32::try_from(gh).unwrap_or(u32::MAX));
+    image::save_buffer(path, &pixels, dims.0, dims.1, color)
+        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_tiles_images_with_borders() {
+        let dir = tempfile::tempdir().unwrap();
+        let images: Vec<Vec<u8>> = (0..3u8).map(|k| vec![50 * (k + 1); 4]).collect();
+        write_grid(&dir.path().join("g.png"), &images, 1, 2, 2).unwrap();
+        let png = image::open(dir.path().join("g.png")).unwrap().to_luma8();
+        assert_eq!(png.dimensions(), (3 * 4 + 2, 4 + 2));
+        assert_eq!((png.get_pixel(2, 2)[0], png.get_pixel(6, 3)[0], png.get_pixel(0, 0)[0]), (50, 100, 0));
+    }
+}
