@@ -99,7 +99,7 @@ fn fid_stage_errors_name_what_is_wrong() {
     Tensor::write_safetensors(&vars, dir.path().join("good.safetensors")).unwrap();
     let few = [("samples", path("one")), ("reference", path("samples")), ("inception", path("good.safetensors"))];
     let err = run(&few, &dir.path().join("o3")).unwrap_err();
-    assert!(err.contains("samples: 1 images; FID needs at least 2"), "{err}");
+    assert!(err.contains("samples: 1 images; a Frechet distance needs at least 2"), "{err}");
     let no_ref = [("samples", path("samples")), ("reference", path("empty")), ("inception", path("good.safetensors"))];
     let err = run(&no_ref, &dir.path().join("o4")).unwrap_err();
     assert!(err.contains("expected a dataset or one file ending in .npz here, found 0"), "{err}");
