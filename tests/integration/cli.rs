@@ -306,7 +306,7 @@ fn check_rejects_data_that_cannot_fit_the_net_pointing_at_the_parameter() {
 #[test]
 fn committed_pipelines_check_and_plan_without_network() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["hello.msnr", "celeba64.msnr", "imagenet64.msnr"] {
+    for name in ["hello.msnr", "digits.msnr", "celeba64.msnr", "imagenet64.msnr"] {
         let file = root.join("pipelines").join(name);
         let p = Project::new();
         let file = file.to_str().unwrap();
