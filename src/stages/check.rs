@@ -3,7 +3,7 @@
 //! (a dataset that cannot fit the net is caught here). All problems of all stages are
 //! reported together, each at its parameter's span.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::graph::Dag;
 use crate::lang::types::{Type, FILES};
@@ -24,9 +24,10 @@ pub fn check(pipeline: &Pipeline, dag: &Dag, device: DeviceResolver<'_>) -> Resu
     let unknown = Checked { params: serde_json::Value::Null, shape: Shape::UNKNOWN };
     let mut checked = vec![unknown; pipeline.stages.len()];
     let mut errors = Vec::new();
+    let index: HashMap<&str, usize> = pipeline.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     for &i in dag.order() {
         let stage = &pipeline.stages[i];
-        let shape_of = |name: &str| pipeline.stages.iter().position(|s| s.name == name).map(|j| checked[j].shape);
+        let shape_of = |name: &str| index.get(name).map(|&j| checked[j].shape);
         match check_stage(stage, &|name| shape_of(name).unwrap_or_default(), device) {
             Ok(c) => checked[i] = c,
             Err(es) => errors.extend(es.iter().map(|e| diagnostic(pipeline, stage, e))),

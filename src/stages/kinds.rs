@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn planned_kinds_are_refused_by_name() {
-        assert_eq!(implemented("vae_encode").unwrap_err(), "stage kind `vae_encode` is declared but not implemented yet");
+        assert_eq!(
+            implemented("vae_encode").unwrap_err(),
+            "stage kind `vae_encode` is declared but not implemented yet"
+        );
         assert!(implemented("train").unwrap().torch());
         assert!(!implemented("crop").unwrap().torch());
     }
