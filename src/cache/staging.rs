@@ -64,6 +64,13 @@ impl Staging {
         &self.out_dir
     }
 
+    /// A folder stored with the entry (as `store/<key>/state/`) but outside `out/`: not part
+    /// of the output hash. Created by the stage if it needs it.
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// The folder kept across attempts at this key (checkpoints, partial downloads);
     /// deleted by a successful commit.
     #[must_use]

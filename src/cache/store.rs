@@ -237,6 +237,13 @@ impl Store {
 }
 
 impl Entry {
+    /// The entry's state folder (`store/<key>/state/`, see [`Staging::state_dir`]); it may
+    /// not exist.
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        self.out_dir.with_file_name("state")
+    }
+
     /// Whether `out/` still hashes to the recorded output hash (detects a
     /// store entry edited or damaged after it was committed).
     ///

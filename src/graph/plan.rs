@@ -9,7 +9,7 @@ use std::fmt;
 use crate::cache::{InputKey, KeyChange, Lockfile, Store};
 use crate::lang::Pipeline;
 use crate::run::keys::Keyer;
-use crate::run::resume;
+use crate::run::{continuation, resume};
 use crate::stages::kinds;
 
 use super::Dag;
@@ -43,6 +43,9 @@ pub enum Reason {
     InputStale(String),
     /// An earlier run of this key stopped (Ctrl-C, a crash) after checkpointing this step.
     Resumes(u64),
+    /// It will start from a shorter run of the same configuration: stored (with its
+    /// progress), or an instance of this pipeline that runs first (`None`).
+    Continues(String, Option<u64>),
 }
 
 impl fmt::Display for Reason {
@@ -52,6 +55,8 @@ impl fmt::Display for Reason {
             Self::NotInStore => f.write_str("same key as the lockfile, output not in the store"),
             Self::InputStale(name) => write!(f, "input `{name}` will run"),
             Self::Resumes(step) => write!(f, "will resume from step {step}"),
+            Self::Continues(name, Some(step)) => write!(f, "will continue `{name}` (stored) from step {step}"),
+            Self::Continues(name, None) => write!(f, "will continue `{name}`, which runs first"),
             Self::Changed(changes) => {
                 let parts: Vec<String> =
                     changes.iter().map(|c| format!("{}: {} -> {}", c.what, c.old, c.new)).collect();
@@ -78,8 +83,17 @@ pub struct Step {
 #[must_use]
 pub fn plan(pipeline: &Pipeline, dag: &Dag, store: &Store, lock: &Lockfile, keyer: &Keyer) -> Vec<Step> {
     let mut status: Vec<Option<Status>> = vec![None; pipeline.stages.len()];
+    let before = continuation::order(pipeline);
     for &i in dag.order() {
-        status[i] = Some(stage_status(pipeline, dag, i, &status, store, lock, keyer));
+        let mut s = stage_status(pipeline, dag, i, &status, store, lock, keyer);
+        if let (Status::Stale(reasons), Some(j)) = (&mut s, before[i]) {
+            if !reasons.iter().any(|r| matches!(r, Reason::Resumes(_) | Reason::Continues(..)))
+                && !matches!(status[j], Some(Status::Cached { .. }))
+            {
+                reasons.push(Reason::Continues(pipeline.stages[j].name.clone(), None));
+            }
+        }
+        status[i] = Some(s);
     }
     dag.order().iter().map(|&i| Step { stage: i, status: status[i].take().expect("planned in order") }).collect()
 }
@@ -120,7 +134,10 @@ fn stage_status(
     if let Some(entry) = store.get(&digest) {
         return Status::Cached { key: digest, output: entry.meta.output.clone() };
     }
-    let resume = resume::checkpoint_step(&store.work_dir(&digest)).map(Reason::Resumes);
+    let name_at = |step| continuation::sibling(pipeline, stage, step).map(|j| pipeline.stages[j].name.clone());
+    let resume = resume::checkpoint_step(&store.work_dir(&digest))
+        .map(Reason::Resumes)
+        .or_else(|| continuation::find(store, &key, &name_at).map(|c| Reason::Continues(c.name, Some(c.step))));
     let reason = match lock.stages.get(&stage.name) {
         None if resume.is_some() => return Status::Stale(resume.into_iter().collect()),
         None => Reason::NeverRun,

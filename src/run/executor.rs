@@ -14,6 +14,7 @@ use crate::graph::Dag;
 use crate::lang::{Pipeline, Stage};
 use crate::stages::{kinds, Checked, Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
+use super::continuation;
 use super::keys::{self, Keyer};
 use super::progress::Progress;
 use super::{interrupt, resume, worker};
@@ -35,14 +36,32 @@ struct Schedule {
     ready: Vec<usize>,
     /// Stages running now.
     running: BTreeSet<usize>,
+    /// Per stage, the stages that wait for it to end, whatever its outcome, so they can
+    /// continue its run ([`continuation::order`]).
+    continuers: Vec<Vec<usize>>,
 }
 
 impl Schedule {
     fn new(x: &Executor<'_>) -> Self {
         let n = x.pipeline.stages.len();
-        let waiting: Vec<usize> = (0..n).map(|i| x.dag.inputs(&x.pipeline.stages[i].name).len()).collect();
+        let mut waiting: Vec<usize> = (0..n).map(|i| x.dag.inputs(&x.pipeline.stages[i].name).len()).collect();
+        let mut continuers = vec![Vec::new(); n];
+        for (i, before) in continuation::order(x.pipeline).into_iter().enumerate() {
+            if let Some(j) = before.filter(|&j| x.selected[i] && x.selected[j]) {
+                continuers[j].push(i);
+                waiting[i] += 1;
+            }
+        }
         let ready = x.dag.order().iter().copied().filter(|&i| x.selected[i] && waiting[i] == 0).collect();
-        Self { waiting, outcomes: BTreeMap::new(), ready, running: BTreeSet::new() }
+        Self { waiting, outcomes: BTreeMap::new(), ready, running: BTreeSet::new(), continuers }
+    }
+
+    /// One input (or the run a stage continues) of `r` ended; readies `r` when none is left.
+    fn release(&mut self, r: usize) {
+        self.waiting[r] -= 1;
+        if self.waiting[r] == 0 && !self.outcomes.contains_key(&r) {
+            self.ready.push(r);
+        }
     }
 }
 
@@ -153,12 +172,15 @@ impl Executor<'_> {
             if !self.selected[r] {
                 continue;
             }
-            s.waiting[r] -= 1;
-            if !ok {
+            if ok {
+                s.release(r);
+            } else {
+                s.waiting[r] -= 1;
                 self.skip(r, &self.pipeline.stages[i].name, &mut s.outcomes, progress);
-            } else if s.waiting[r] == 0 && !s.outcomes.contains_key(&r) {
-                s.ready.push(r);
             }
+        }
+        for r in std::mem::take(&mut s.continuers[i]) {
+            s.release(r);
         }
     }
 
@@ -255,6 +277,13 @@ impl Executor<'_> {
         reporter: &dyn Reporter,
     ) -> Result<Done, String> {
         let staging = self.store.begin(key).map_err(|e| e.to_string())?;
+        let name_at =
+            |step| continuation::sibling(self.pipeline, stage, step).map(|j| self.pipeline.stages[j].name.clone());
+        let continue_from = continuation::find(self.store, key, &name_at);
+        if let Some(c) = &continue_from {
+            reporter
+                .log(&format!("continues `{}` (stored, {} steps) instead of starting from scratch", c.name, c.step));
+        }
         let spec = StageSpec {
             name: stage.name.clone(),
             kind: stage.kind.clone(),
@@ -266,6 +295,8 @@ impl Executor<'_> {
             device: key.torch.as_ref().map_or_else(|| "cpu".to_string(), |t| t.device.clone()),
             pins,
             typed: typed.clone(),
+            state_dir: Some(staging.state_dir()),
+            continue_from,
         };
         let result: Result<StageResult, StageError> = match info.exec {
             Exec::Local(run) => run(&spec, reporter),

@@ -3,6 +3,7 @@
 //! the protocol between the front end and the `msnr-worker` process that runs
 //! libtorch stages.
 
+pub mod continuation;
 pub mod device;
 pub mod executor;
 pub mod interrupt;

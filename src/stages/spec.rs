@@ -41,6 +41,31 @@ pub struct StageSpec {
     /// then reads from `params`.
     #[serde(default)]
     pub typed: serde_json::Value,
+    /// A folder stored with the entry but outside its output (not hashed, not read by other
+    /// stages): where a stage leaves the state a longer run of the same configuration
+    /// continues from (`train`'s final checkpoint). `None` outside a pipeline.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// The stored run this one continues, if the runner found one (see
+    /// [`Continuation`]); the stage starts from its state instead of from scratch.
+    #[serde(default)]
+    pub continue_from: Option<Continuation>,
+}
+
+/// A stored run of the same configuration that stopped earlier (`train` with fewer
+/// `steps`, everything else equal): a longer run starts from its final state, so
+/// lengthening training re-uses every step already made, and each length stays its own
+/// cached entry (metric-versus-steps curves cache per point).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Continuation {
+    /// The stage instance that made it when known (for messages), else its key's first digits.
+    pub name: String,
+    /// Its progress (`steps`).
+    pub step: u64,
+    /// Its entry's state folder ([`StageSpec::state_dir`] when it ran).
+    pub state_dir: PathBuf,
+    /// Its entry's output folder.
+    pub out_dir: PathBuf,
 }
 
 /// What a successful stage reports besides its output folder.
@@ -131,6 +156,8 @@ impl StageSpec {
             device: "cpu".to_string(),
             pins: BTreeMap::new(),
             typed: serde_json::Value::Null,
+            state_dir: None,
+            continue_from: None,
         }
     }
 

@@ -387,6 +387,44 @@ fn identical_upstream_output_leaves_downstream_cached() {
     p.msnr(&["run", "p.msnr"]).success().stderr_has("msnr: d: done").stderr_has("msnr: c: cached");
 }
 
+/// The recorded output hash of stage `name` in the lockfile `rel`.
+fn locked_output(p: &Project, rel: &str, name: &str) -> String {
+    let lock: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.path(rel)).unwrap()).unwrap();
+    lock["stages"][name]["output"].as_str().unwrap_or_else(|| panic!("no output for {name} in {lock}")).to_string()
+}
+
+/// Issue 15: a sweep over `steps` runs its instances shortest first, each continuing the
+/// stored shorter run, and the longer run's output is bit for bit the one a run from scratch
+/// gives; lengthening training later re-uses the stored runs too.
+#[test]
+fn a_longer_run_continues_the_stored_shorter_one_bit_for_bit() {
+    let net = "net = unet { channels = 32, mults = [1], attention = [] }, batch = 2, log_every = 2";
+    let sweep = |steps: &str| {
+        format!("{DIGITS}sweep n in [{steps}] {{\n  stage m = train {{ data = digits, {net}, steps = n }}\n}}\n")
+    };
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", &sweep("2, 4"));
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("will continue `m[n=2]`, which runs first");
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("continuing `m[n=2]` from step 2");
+    let scratch = Project::new();
+    scratch
+        .digits("digits", 1)
+        .write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, {net}, steps = 4 }}\n"));
+    scratch.msnr(&["run", "p.msnr"]).success();
+    assert_eq!(locked_output(&p, "p.msnr.lock", "m[n=4]"), locked_output(&scratch, "p.msnr.lock", "m"));
+    // Lengthening: the 4-step run is stored, so a 6-step run continues it.
+    p.write("p.msnr", &sweep("2, 4, 6"));
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("will continue `m[n=4]` (stored) from step 4");
+    p.msnr(&["run", "p.msnr"])
+        .success()
+        .stderr_has("m[n=2]: cached")
+        .stderr_has("m[n=4]: cached")
+        .stderr_has("continuing `m[n=4]` from step 4");
+    // A run the pipeline no longer declares is named by its entry.
+    p.write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, {net}, steps = 3 }}\n"));
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("continuing `train (entry");
+}
+
 /// A tiny train on one digit per class: the real worker, a few seconds on a CPU.
 const TRAIN: &str = "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 2, batch = 2 }\n";
 

@@ -54,26 +54,27 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
         ));
     }
     let data = TrainData::load(&spec.source_dir(&cfg.data)?, device)?;
-    let mut vs = VarStore::new(device);
-    let net = build_net(&cfg, &data, &vs)?;
-    let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
-    let mut opt = AdamW::new(&params, cfg.adamw);
-    let mut ema = Ema::new(&params, cfg.ema, cfg.ema_warmup);
-    let mut scaler = (cfg.precision == Precision::Fp16).then(LossScaler::default);
-    let mut sums = Sums::default();
-    let start = checkpoint::load(
-        &spec.work_dir,
-        &mut Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema, scaler: &mut scaler, log: &mut sums },
-    )?
-    .unwrap_or(0);
-    if start > 0 {
-        reporter.log(&format!("resuming from the checkpoint at step {start}"));
-    }
+    let mut state = State::new(&cfg, &data, device)?;
+    let start = match checkpoint::load(&spec.work_dir, &mut state.parts())? {
+        Some(step) => {
+            reporter.log(&format!("resuming from the checkpoint at step {step}"));
+            step
+        }
+        None => continue_shorter(spec, &cfg, &data, &mut state, reporter)?,
+    };
+    let State { mut vs, net, params, mut opt, mut ema, scaler, sums } = state;
     let mut trainer =
         Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, scaler, started: Instant::now() };
     let mut log = Log::open(&spec.work_dir, start, sums)?;
     let last = trainer.train(start, &mut opt, &mut ema, &mut log, spec, &mut vs, reporter)?;
     write_outputs(spec, &vs, &params, &ema, &data, &log)?;
+    if let Some(dir) = &spec.state_dir {
+        // The final state, kept beside the entry: a longer run of this configuration starts here.
+        let mut sums = log.sums();
+        let parts = Parts { vs: &mut vs, opt: &mut opt, ema: &mut ema, scaler: &mut trainer.scaler, log: &mut sums };
+        std::fs::create_dir_all(dir).map_err(|e| StageError::io(dir, e))?;
+        checkpoint::save(dir, cfg.steps, &parts)?;
+    }
     let mut metrics = BTreeMap::new();
     metrics.insert("loss".to_string(), last);
     #[allow(clippy::cast_precision_loss)]
@@ -81,6 +82,84 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     #[allow(clippy::cast_precision_loss)]
     metrics.insert("steps".to_string(), cfg.steps as f64);
     Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+/// The training state before the first step: the net, its flat parameters, the optimizer,
+/// the EMA, the loss scaler and the log's sums, freshly initialized from the seed.
+struct State {
+    vs: VarStore,
+    net: Box<dyn Denoiser>,
+    params: FlatParams,
+    opt: AdamW,
+    ema: Ema,
+    scaler: Option<LossScaler>,
+    sums: Sums,
+}
+
+impl State {
+    fn new(cfg: &TrainConfig, data: &TrainData, device: Device) -> Result<Self, StageError> {
+        let vs = VarStore::new(device);
+        let net = build_net(cfg, data, &vs)?;
+        let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
+        let opt = AdamW::new(&params, cfg.adamw);
+        let ema = Ema::new(&params, cfg.ema, cfg.ema_warmup);
+        let scaler = (cfg.precision == Precision::Fp16).then(LossScaler::default);
+        Ok(Self { vs, net, params, opt, ema, scaler, sums: Sums::default() })
+    }
+
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            vs: &mut self.vs,
+            opt: &mut self.opt,
+            ema: &mut self.ema,
+            scaler: &mut self.scaler,
+            log: &mut self.sums,
+        }
+    }
+}
+
+/// Starts from the final state of the stored shorter run the runner found
+/// ([`StageSpec::continue_from`]), if any: loads its checkpoint and its log, and returns its
+/// step. That run's last log record must fall on a `log_every` boundary (a run whose length
+/// is not a multiple of `log_every` logged a partial record a longer run would not have), or
+/// the result would differ from a run from scratch; then, and when its state cannot be read,
+/// this run starts from scratch, saying why.
+fn continue_shorter(
+    spec: &StageSpec,
+    cfg: &TrainConfig,
+    data: &TrainData,
+    state: &mut State,
+    reporter: &dyn Reporter,
+) -> Result<u64, StageError> {
+    let Some(from) = &spec.continue_from else { return Ok(0) };
+    if from.step % cfg.log_every != 0 {
+        reporter.log(&format!(
+            "not continuing `{}`: its {} steps are not a multiple of log_every = {}; training from scratch",
+            from.name, from.step, cfg.log_every
+        ));
+        return Ok(0);
+    }
+    let loaded = checkpoint::load(&from.state_dir, &mut state.parts()).and_then(|step| {
+        let log = spec.work_dir.join("log.jsonl");
+        std::fs::copy(from.out_dir.join("log.jsonl"), &log).map_err(|e| StageError::io(&log, e))?;
+        Ok(step)
+    });
+    match loaded {
+        Ok(Some(step)) if step == from.step => {
+            reporter.log(&format!("continuing `{}` from step {step}", from.name));
+            Ok(step)
+        }
+        other => {
+            let why = match other {
+                Err(e) => e.to_string(),
+                Ok(step) => format!("its state is at step {step:?}, not {}", from.step),
+            };
+            reporter.log(&format!("not continuing `{}` ({why}); training from scratch", from.name));
+            let _ = std::fs::remove_file(spec.work_dir.join("log.jsonl"));
+            *state = State::new(cfg, data, state.vs.device())?;
+            Ok(0)
+        }
+    }
 }
 
 /// Builds the net for the data's shape, seeded with the stage's seed.
