@@ -7,6 +7,7 @@
 //! - [`cache`]: cache keys, the content-addressed store, the lockfile, file hashes;
 //! - [`run`]: the executor, progress reporting and the worker protocol;
 //! - [`stages`]: one module per stage kind;
+//! - [`report`]: the recorded results as tables, series and steps-to-reach (compare, plot, report);
 //! - [`data`]: the dataset artifact format;
 //! - [`diffusion`]: schedules, targets, weightings and optimizer settings (no libtorch);
 //! - [`nets`]: denoiser configurations and their validation (no libtorch);
@@ -27,5 +28,6 @@ pub mod graph;
 pub mod lang;
 pub mod malloc;
 pub mod nets;
+pub mod report;
 pub mod run;
 pub mod stages;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use tempfile::TempDir;
@@ -33,6 +33,8 @@ pub struct Staging {
     work_dir: PathBuf,
     /// The store it goes into.
     store: Store,
+    /// When the stage began, for the entry's wall time.
+    started: Instant,
 }
 
 impl Staging {
@@ -49,7 +51,7 @@ impl Staging {
         for d in [&out_dir, &work_dir] {
             fs::create_dir_all(d).map_err(|e| CacheError::write(d, e))?;
         }
-        Ok(Self { key, fields, dir, out_dir, work_dir, store: store.clone() })
+        Ok(Self { key, fields, dir, out_dir, work_dir, store: store.clone(), started: Instant::now() })
     }
 
     /// The key's digest (the entry's future folder name).
@@ -100,6 +102,7 @@ impl Staging {
             created: rfc3339(SystemTime::now()),
             msnr: env!("CARGO_PKG_VERSION").to_string(),
             key_fields: self.fields,
+            seconds: Some(self.started.elapsed().as_secs_f64()),
         };
         let meta_path = self.dir.path().join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).expect("metadata always serializes");

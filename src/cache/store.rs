@@ -57,6 +57,9 @@ pub struct Meta {
     pub msnr: String,
     /// The full key, so `show` and `plan` can explain the entry.
     pub key_fields: CacheKey,
+    /// Wall time of the run that made it, in seconds (absent in entries of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// A complete store entry.

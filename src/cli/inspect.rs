@@ -1,6 +1,5 @@
-//! The read-only verbs: check, plan, graph, status, compare.
+//! The read-only verbs: check, plan, graph, status (compare has its own module).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::Failure;
@@ -66,27 +65,6 @@ pub(super) fn status(file: &Path, set: &[(String, String)]) -> Result<(), Failur
         rows.push(row);
     }
     crate::console::out(&table(&["STAGE", "STATE", "OUTPUT", "METRICS"], &rows));
-    Ok(())
-}
-
-/// `msnr compare`: one row per stage that recorded metrics, one column per metric.
-pub(super) fn compare(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
-    let project = Project::open(file, set)?;
-    let names: BTreeSet<&String> = project.lockfile.stages.values().flat_map(|e| e.metrics.keys()).collect();
-    let mut header = vec!["STAGE"];
-    header.extend(names.iter().map(|s| s.as_str()));
-    let mut rows = Vec::new();
-    for stage in &project.pipeline.stages {
-        let Some(entry) = project.lockfile.stages.get(&stage.name).filter(|e| !e.metrics.is_empty()) else { continue };
-        let mut row = vec![stage.name.clone()];
-        row.extend(names.iter().map(|m| entry.metrics.get(*m).map_or_else(|| "-".to_string(), |v| format!("{v:.6}"))));
-        rows.push(row);
-    }
-    if rows.is_empty() {
-        crate::console::out_line(&format!("no metrics recorded yet: run `msnr run {}` first", file.display()));
-        return Ok(());
-    }
-    crate::console::out(&table(&header, &rows));
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! turns every error into a message on stderr and an exit code; nothing here
 //! panics on user input.
 
+mod compare;
 mod doc;
 mod inspect;
 mod maintain;
@@ -55,8 +56,27 @@ enum Command {
     Verify(RunArgs),
     /// Show each stage's cache state, output folder and recorded metrics.
     Status(Target),
-    /// Table of the recorded metrics of every stage (sweep instances side by side).
-    Compare(Target),
+    /// Table of the recorded metrics of every stage (sweep instances side by side), and
+    /// the steps each run needs to reach a value.
+    Compare {
+        #[command(flatten)]
+        target: Target,
+        /// Steps each metric-versus-steps series needs to reach a value: `METRIC=VALUE`, or
+        /// `METRIC=baseline` for the final value of the baseline series (see --baseline).
+        #[arg(long, value_name = "METRIC=VALUE")]
+        reach: Option<String>,
+        /// The baseline series for `--reach METRIC=baseline`: a sweep binding, `NAME=VALUE`
+        /// (default `weighting=constant`).
+        #[arg(long, value_name = "NAME=VALUE")]
+        baseline: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: compare::Format,
+        /// Show metrics measured on different numbers of images or feature networks side by
+        /// side anyway.
+        #[arg(long)]
+        mixed: bool,
+    },
     /// Remove store entries no lockfile of this project refers to.
     Gc {
         /// Only print what would be removed.
@@ -160,7 +180,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.jobs),
         Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),
         Command::Status(t) => inspect::status(&t.file, &t.set),
-        Command::Compare(t) => inspect::compare(&t.file, &t.set),
+        Command::Compare { target, reach, baseline, format, mixed } => {
+            let opts = compare::Options { reach: reach.as_deref(), baseline: baseline.as_deref(), format, mixed };
+            compare::compare(&target.file, &target.set, &opts)
+        }
         Command::Gc { dry_run } => maintain::gc(dry_run),
         Command::Fmt { files, check } => maintain::fmt(&files, check),
         Command::Doc { name } => maintain::doc(name.as_deref()),
