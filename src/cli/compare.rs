@@ -367,4 +367,30 @@ mod tests {
         assert_eq!(csv_cell("min_snr { gamma = 5 }"), "min_snr { gamma = 5 }");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
     }
+
+    fn score(n: f64, features: &str) -> Row {
+        Row {
+            stage: 0,
+            name: "score".into(),
+            base: "score".into(),
+            kind: "fid".into(),
+            bindings: vec![],
+            metrics: [("n".to_string(), n), ("classifier_distance".to_string(), 1.0)].into_iter().collect(),
+            train: None,
+            steps: None,
+            train_seconds: None,
+            device: None,
+            features: Some(features.into()),
+        }
+    }
+
+    #[test]
+    fn scores_of_different_n_or_feature_networks_are_refused_by_name() {
+        let (a, b, c) = (score(500.0, "classifier:aa"), score(1000.0, "classifier:aa"), score(500.0, "inception:bb"));
+        assert!(comparable(&[&a, &a]).is_ok());
+        let Err(Failure::Message(m)) = comparable(&[&a, &b]) else { panic!("mixed n must be refused") };
+        assert!(m.contains("numbers of images n (1000, 500)") && m.contains("--mixed"), "{m}");
+        let Err(Failure::Message(m)) = comparable(&[&a, &c]) else { panic!("mixed features must be refused") };
+        assert!(m.contains("feature networks (classifier:aa, inception:bb)"), "{m}");
+    }
 }

@@ -23,7 +23,7 @@ pub struct Row {
     pub base: String,
     /// Stage kind.
     pub kind: String,
-    /// Sweep bindings, rendered as written (`weighting` -> `min_snr { gamma = 5 }`).
+    /// Sweep bindings, rendered as in instance names (`weighting` -> `min_snr{gamma=5}`).
     pub bindings: Vec<(String, String)>,
     /// The recorded metrics.
     pub metrics: BTreeMap<String, f64>,
@@ -144,12 +144,28 @@ pub fn lower_is_better(metric: &str) -> bool {
     !metric.contains("accuracy")
 }
 
+/// A swept instance's bindings as its name renders them (`m[w=min_snr{gamma=5},n=4]`), so
+/// tables and instance names agree.
 fn bindings(stage: &crate::lang::Stage) -> Vec<(String, String)> {
-    stage
-        .sweep
-        .as_ref()
-        .map(|s| s.bindings.iter().map(|(k, v)| (k.clone(), v.to_string())).collect())
-        .unwrap_or_default()
+    let Some(sweep) = &stage.sweep else { return Vec::new() };
+    let inner = stage.name.strip_prefix(sweep.base.as_str()).and_then(|r| r.strip_prefix('[')?.strip_suffix(']'));
+    let Some(inner) = inner else {
+        return sweep.bindings.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    };
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts.iter().filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -269,7 +285,7 @@ mod tests {
         assert_eq!(exp.rows.len(), 8);
         let samples: Vec<&Series> = exp.series.iter().filter(|s| s.base == "s").collect();
         assert_eq!(samples.len(), 2, "{:?}", exp.series);
-        assert_eq!(samples[1].title(), "w=min_snr { gamma = 5.0 }");
+        assert_eq!(samples[1].title(), "w=min_snr{gamma=5}");
         let steps: Vec<Option<u64>> = samples[1].points.iter().map(|&r| exp.rows[r].steps).collect();
         assert_eq!(steps, [Some(2), Some(4)], "ordered by steps, read from the upstream train");
         assert_eq!(exp.rows[samples[1].points[0]].device.as_deref(), Some("cpu"));

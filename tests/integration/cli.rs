@@ -1,6 +1,7 @@
 //! End-to-end tests of the `msnr` binary: run, caching, plan reasons, failures,
 //! the store's atomicity under SIGKILL, the worker boundary and the lock.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -423,6 +424,45 @@ fn a_longer_run_continues_the_stored_shorter_one_bit_for_bit() {
     // A run the pipeline no longer declares is named by its entry.
     p.write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, {net}, steps = 3 }}\n"));
     p.msnr(&["run", "p.msnr"]).success().stderr_has("continuing `train (entry");
+}
+
+/// Issue 15: `compare` reads a sweep over the training length as metric-versus-steps
+/// series, says how many steps each needs to reach the baseline's final value, and prints
+/// the same rows as JSON and CSV.
+#[test]
+fn compare_reads_a_length_sweep_as_series_and_reaches_the_baseline() {
+    let p = Project::new();
+    p.write(
+        "p.msnr",
+        "stage d = mnist { count = 120 }\nstage small = crop { images = d, recipe = adm {}, size = 14 }\n\
+         stage judge = classifier { data = small, steps = 20, holdout = 20 }\n\
+         sweep weighting in [constant, min_snr { gamma = 5 }], n in [2, 4] {\n\
+           stage m = train { data = small, net = unet { channels = 32, mults = [1], attention = [] }, weighting = weighting, steps = n, batch = 4, log_every = 2 }\n\
+           stage s = sample { model = m, sampler = ddim { steps = 2 }, count = 20, batch = 20 }\n\
+           stage score = fid { samples = s, reference = small, classifier = judge }\n\
+         }\n",
+    );
+    p.msnr(&["compare", "p.msnr"]).success().stdout_has("no metrics recorded yet");
+    p.msnr(&["run", "p.msnr"]).success();
+    p.msnr(&["compare", "p.msnr", "--reach", "classifier_distance=baseline"])
+        .success()
+        .stdout_has("score (fid)")
+        .stdout_has("steps to reach the final classifier_distance of weighting=constant")
+        .stdout_has("weighting=min_snr{gamma=5}");
+    p.msnr(&["compare", "p.msnr", "--reach", "fid=3"]).failure().stderr_has("no stage recorded a metric `fid`");
+    let json =
+        p.msnr(&["compare", "p.msnr", "--format", "json", "--reach", "classifier_distance=100"]).success().stdout();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let scores: Vec<&serde_json::Value> =
+        doc["rows"].as_array().unwrap().iter().filter(|r| r["kind"] == "fid").collect();
+    assert_eq!(scores.len(), 4);
+    let steps: BTreeSet<u64> = scores.iter().map(|r| r["steps"].as_u64().unwrap()).collect();
+    assert_eq!(steps, BTreeSet::from([2, 4]), "each score knows its training's steps");
+    assert!(scores.iter().all(|r| r["metrics"]["n"] == 20.0 && r["device"] == "cpu"));
+    assert_eq!(doc["reach"].as_array().unwrap().len(), 2, "one answer per series: {json}");
+    let csv = p.msnr(&["compare", "p.msnr", "--format", "csv"]).success().stdout();
+    assert!(csv.starts_with("stage,kind,weighting,n,train_steps,"), "{csv}");
+    assert!(csv.contains("\"score[weighting=constant,n=4]\"") || csv.contains("score[weighting=constant,n=4]"));
 }
 
 /// A tiny train on one digit per class: the real worker, a few seconds on a CPU.
