@@ -5,6 +5,10 @@
 //! one project build at once while two processes never build the same key. The lock goes
 //! with the guard: dropping it, or the process dying, releases it.
 //!
+//! Runs also hold `.msnr/runs.lock` shared for their whole length, and `gc` takes it
+//! exclusively: gc waits for running runs, which may have built entries no lockfile
+//! refers to yet (the lockfile is written when a run ends).
+//!
 //! A lock file may be deleted (gc removes those of deleted entries, holding them). A waiter
 //! that locked a file someone deleted meanwhile holds nothing; so after locking, the handle
 //! is checked to still be the file at the path (same device and inode), else it retries.
@@ -54,6 +58,22 @@ impl StoreLock {
             }
             other => other,
         }
+    }
+
+    /// Takes a shared lock at `path` (many holders at once, none while an exclusive holder
+    /// has it), waiting for an exclusive holder and then printing `waiting` once on stderr first.
+    ///
+    /// # Errors
+    /// [`CacheError::Lock`] when the lock file cannot be opened or locked.
+    pub fn acquire_shared(path: &Path, waiting: &str) -> Result<Self, CacheError> {
+        let file = open(path)?;
+        match FileExt::try_lock_shared(&file) {
+            Ok(true) => return Ok(Self { file, path: path.into() }),
+            Ok(false) => crate::console::err_line(waiting),
+            Err(source) => return Err(CacheError::Lock { path: path.into(), source }),
+        }
+        FileExt::lock_shared(&file).map_err(|source| CacheError::Lock { path: path.into(), source })?;
+        Ok(Self { file, path: path.into() })
     }
 
     /// Takes the lock at `path` if it is free.
@@ -150,6 +170,25 @@ mod tests {
         drop(held);
         let acquired = waiter.join().unwrap().unwrap();
         assert!(acquired >= released);
+    }
+
+    #[test]
+    fn shared_holders_exclude_an_exclusive_one_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.lock");
+        let a = StoreLock::acquire_shared(&path, "").unwrap();
+        let b = StoreLock::acquire_shared(&path, "").unwrap();
+        assert!(matches!(StoreLock::try_acquire(&path), Err(CacheError::Locked { .. })));
+        drop((a, b));
+        let exclusive = StoreLock::try_acquire(&path).unwrap();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || StoreLock::acquire_shared(&path, "waiting").map(|_| std::time::Instant::now()))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let released = std::time::Instant::now();
+        drop(exclusive);
+        assert!(waiter.join().unwrap().unwrap() >= released);
     }
 
     #[test]

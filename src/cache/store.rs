@@ -3,6 +3,7 @@
 //! ```text
 //! .msnr/
 //!   lock                 store-wide lock, held briefly for bookkeeping (tmp cleaning, gc, roots, lockfiles)
+//!   runs.lock            held shared by every run, exclusively by gc (which waits for runs)
 //!   locks/<key>          one lock per entry, held by the process building that key
 //!   hashes.json          the file-hash memo
 //!   store/<key>/out/     a stage's output, complete and never modified again
@@ -145,6 +146,29 @@ impl Store {
         Ok(lock)
     }
 
+    /// Marks this process as running stages until the guard is dropped (a shared lock on
+    /// `.msnr/runs.lock`; any number of runs at once). Waits while `gc` runs.
+    ///
+    /// # Errors
+    /// When the lock cannot be taken.
+    pub fn running(&self) -> Result<StoreLock, CacheError> {
+        let path = self.root.join("runs.lock");
+        let waiting = format!("msnr: waiting for `msnr gc` to finish (holding {})", path.display());
+        StoreLock::acquire_shared(&path, &waiting)
+    }
+
+    /// Waits until no run is running and keeps new ones from starting until the guard is
+    /// dropped (an exclusive lock on `.msnr/runs.lock`): what a run builds is referred to by
+    /// its lockfile only once it ends, so `gc` must not run beside one.
+    ///
+    /// # Errors
+    /// When the lock cannot be taken.
+    pub fn no_runs(&self) -> Result<StoreLock, CacheError> {
+        let path = self.root.join("runs.lock");
+        let waiting = format!("waiting for running msnr processes to finish (they hold {})", path.display());
+        StoreLock::acquire_saying(&path, &waiting)
+    }
+
     /// Takes the lock of entry `key` (see the module docs), waiting while another process
     /// builds it and saying once on stderr that `what` waits.
     ///
@@ -253,7 +277,21 @@ impl Store {
         }
         report.freed = sizes.values().sum();
         report.removed = sizes.into_iter().collect();
+        if !dry_run {
+            self.remove_orphan_locks()?;
+        }
         Ok(report)
+    }
+
+    /// Deletes the free entry locks of keys with neither an entry nor a work folder.
+    fn remove_orphan_locks(&self) -> Result<(), CacheError> {
+        for name in list_names(&self.root.join("locks"))? {
+            let orphan = !self.entries_dir().join(&name).exists() && !self.work_root().join(&name).exists();
+            if let Some(lock) = orphan.then(|| self.try_lock_entry(&name).ok()).flatten() {
+                lock.remove();
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the staging folders this process made (`tmp/<key>.<pid>.*`), as a run stopped
@@ -572,12 +610,15 @@ mod tests {
         let building = store.lock_entry(&entry.key, "x").unwrap();
         let _lock = store.lock().unwrap();
         let report = store.gc(&HashSet::new(), false).unwrap();
-        assert_eq!(report.busy, [entry.key.clone()]);
+        assert_eq!(report.busy, std::slice::from_ref(&entry.key));
         assert!(store.get(&entry.key).is_some());
         drop(building);
         store.gc(&HashSet::new(), false).unwrap();
         assert!(store.get(&entry.key).is_none());
         assert!(!store.root().join("locks").join(&entry.key).exists(), "the lock file goes with the entry");
+        drop(store.lock_entry(&key(11).digest(), "x").unwrap());
+        store.gc(&HashSet::new(), false).unwrap();
+        assert!(fs::read_dir(store.root().join("locks")).unwrap().next().is_none(), "orphan locks go too");
     }
 
     #[test]

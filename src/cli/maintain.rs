@@ -9,12 +9,14 @@ use crate::run::{project, roots};
 
 /// `msnr gc`: removes store entries that no lockfile refers to (registered by a run, or
 /// any `*.msnr.lock` under the project root), naming the lockfiles it read; and
-/// forgets the remembered hashes of files that no longer exist. Keys another process is
-/// building are left alone, and so are work folders changed within [`WORK_GRACE`] (the
+/// forgets the remembered hashes of files that no longer exist. It waits for running runs
+/// (what they built is referred to once their lockfile is written); keys another process
+/// is building are left alone, and so are work folders changed within [`WORK_GRACE`] (the
 /// checkpoint of an interrupted `train` that a re-run resumes from).
 pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     let root = project::project_root(&PathBuf::from("gc.msnr"));
     let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
+    let _no_runs = store.no_runs().map_err(|e| Failure::Message(e.to_string()))?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let (keep, lockfiles) = roots::live_keys(&root).map_err(Failure::Message)?;
     for path in &lockfiles {

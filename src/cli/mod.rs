@@ -54,7 +54,8 @@ enum Command {
     /// Re-run every stage from scratch in a throwaway store and compare each
     /// output with the lockfile (the project's store and lockfile are untouched).
     Verify(RunArgs),
-    /// Show each stage's cache state, output folder and recorded metrics.
+    /// Show each stage's cache state, output folder and recorded metrics (`--check`: re-hash
+    /// every stored file to find corrupted entries).
     ///
     /// The state checks that each stored file exists with its size; with `--check` every
     /// file of every entry the lockfile refers to is re-hashed, each damaged one is named,

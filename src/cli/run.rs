@@ -31,6 +31,7 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], option
     Lockfile::check_writable(&project.lock_path)
         .map_err(|e| Failure::Message(format!("the lockfile must be writable: {e} (nothing was run)")))?;
     let store = project.store()?;
+    let _running = store.running().map_err(|e| Failure::Message(e.to_string()))?;
     let keyer = project.keyer(&store)?;
     let on_interrupt = |outcomes: &BTreeMap<usize, Outcome>| interrupted(&project, &store, outcomes);
     let outcomes = execute(&project, &store, &keyer, selected, options, &on_interrupt)?;

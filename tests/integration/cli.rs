@@ -773,3 +773,42 @@ fn gc_keeps_the_checkpoint_of_an_interrupted_train() {
     assert!(!work.exists());
     p.msnr(&["run", "p.msnr"]).success().stderr_has("0 ran, 1 cached");
 }
+
+/// Per-entry locks let runs proceed at once, but what a run built is named by its lockfile
+/// only when it ends: `gc` waits for running runs instead of deleting their fresh entries.
+#[test]
+fn gc_waits_for_a_running_run_instead_of_deleting_what_it_built() {
+    use std::io::BufRead as _;
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 8, mults = [1], attention = [] }}, steps = 2, batch = 2 }}\n"));
+    let (started, release) = (p.path("worker-started"), p.path("release"));
+    let worker = p.path("held-worker.sh");
+    std::fs::write(
+        &worker,
+        format!(
+            "#!/bin/sh\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done\necho '@msnr {{\"result\":{{\"metrics\":{{}},\"pins\":{{}}}}}}'\n",
+            started.display(),
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = p
+        .cmd(&["run", "p.msnr"])
+        .env("MSNR_WORKER", &worker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the run's worker", Duration::from_secs(60), || started.exists());
+    let mut gc = p.cmd(&["gc"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(gc.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("waiting for running msnr processes to finish"), "{first}");
+    std::fs::write(&release, "").unwrap();
+    Run(run.wait_with_output().unwrap()).success();
+    let gc = Run(gc.wait_with_output().unwrap());
+    gc.success().stdout_has("freed 0.0 B in 0 entries");
+    let again = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
+    again.success().stderr_has("0 ran, 2 cached");
+}
