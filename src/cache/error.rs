@@ -4,6 +4,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The end of every [`CacheError::Corrupted`] message (the runner looks for it in a stage's
+/// error to set the damaged input aside).
+pub const CORRUPTED: &str = "the store entry is corrupted; `msnr run` rebuilds it";
+
 /// A failure of the cache: hashing, the store, the lock, the lockfile.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -68,6 +72,16 @@ pub enum CacheError {
         param: String,
         /// The upstream stage name.
         stage: String,
+    },
+    /// A stored file differs from what its entry recorded when it was stored.
+    #[error("{}: {problem} (store entry {}): {CORRUPTED}", file.display(), &key[..key.len().min(12)])]
+    Corrupted {
+        /// The entry's key.
+        key: String,
+        /// The file read.
+        file: PathBuf,
+        /// What differs (`hash mismatch`, `missing`, a size).
+        problem: String,
     },
     /// A cache key that is not 64 lowercase hex digits (it would not be a safe folder name).
     #[error("`{key}` is not a cache key (expected 64 lowercase hex digits)")]

@@ -14,7 +14,8 @@ use tempfile::TempDir;
 
 use super::atomic::{sync_dir, sync_file};
 use super::error::CacheError;
-use super::hash::{hash_tree, list_tree, EntryKind};
+use super::hash::{list_tree, EntryKind};
+use super::integrity::record_tree;
 use super::key::CacheKey;
 use super::store::{read_entry, remove_all, Entry, Meta, Store};
 
@@ -80,7 +81,8 @@ impl Staging {
         &self.work_dir
     }
 
-    /// Publishes the output: hashes `out/`, writes `meta.json`, fsyncs it all,
+    /// Publishes the output: hashes `out/` (recording each file's size, mtime and hash
+    /// in `meta.json`), writes `meta.json`, fsyncs it all,
     /// renames the staging folder to `store/<key>` and deletes the work folder.
     /// If a complete entry for the key already exists it is kept and returned,
     /// and this output is deleted.
@@ -91,7 +93,7 @@ impl Staging {
     /// # Panics
     /// Never: the metadata always serializes.
     pub fn commit(self, metrics: BTreeMap<String, f64>, pins: BTreeMap<String, String>) -> Result<Entry, CacheError> {
-        let output = hash_tree(&self.out_dir)?;
+        let (output, files) = record_tree(&self.out_dir)?;
         sync_tree(&self.out_dir)?;
         let meta = Meta {
             key: self.key.clone(),
@@ -103,6 +105,7 @@ impl Staging {
             msnr: env!("CARGO_PKG_VERSION").to_string(),
             key_fields: self.fields,
             seconds: Some(self.started.elapsed().as_secs_f64()),
+            files: Some(files),
         };
         let meta_path = self.dir.path().join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).expect("metadata always serializes");
@@ -169,6 +172,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::hash::hash_tree;
     use crate::cache::key::KeyValue;
     use std::time::Duration;
 

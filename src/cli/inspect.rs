@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::Failure;
+use crate::cache::Depth;
 use crate::graph::plan::{self, Status};
 use crate::graph::render::{self, Format};
 use crate::run::project::Project;
@@ -46,26 +47,51 @@ pub(super) fn graph(file: &Path, set: &[(String, String)], format: Format) -> Re
     Ok(())
 }
 
-/// `msnr status`: per stage, what the lockfile recorded and whether the store still has it.
-pub(super) fn status(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
+/// `msnr status`: per stage, what the lockfile recorded and whether the store still has it
+/// whole: each file present with its size, or, with `check`, re-hashed (`nix-store --verify
+/// --check-contents`); damaged files are listed under the table, and `check` then fails.
+pub(super) fn status(file: &Path, set: &[(String, String)], check: bool) -> Result<(), Failure> {
     let project = Project::open(file, set)?;
     let store = project.store()?;
-    let mut rows = Vec::new();
+    let depth = if check { Depth::Full } else { Depth::Stat };
+    let (mut rows, mut damaged, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     for stage in &project.pipeline.stages {
-        let row = match project.lockfile.stages.get(&stage.name) {
-            None => [stage.name.clone(), "never run".into(), String::new(), String::new()],
-            Some(entry) => {
-                let present = store.get(&entry.key);
-                let state = if present.is_some() { "stored" } else { "not in store" };
-                let out = present.map(|e| e.out_dir.display().to_string()).unwrap_or_default();
-                let metrics: Vec<String> = entry.metrics.iter().map(|(k, v)| format!("{k}={v:.6}")).collect();
-                [stage.name.clone(), state.into(), out, metrics.join(" ")]
-            }
+        let Some(entry) = project.lockfile.stages.get(&stage.name) else {
+            rows.push([stage.name.clone(), "never run".into(), String::new(), String::new()]);
+            continue;
         };
-        rows.push(row);
+        let present = store.get(&entry.key);
+        let damage = match &present {
+            Some(e) => e.check(depth).map_err(|e| Failure::Message(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let state = match (&present, damage.is_empty()) {
+            (None, _) => "not in store",
+            (Some(_), true) => "stored",
+            (Some(_), false) => "CORRUPTED",
+        };
+        for d in &damage {
+            notes.push(format!("{}: {d}", stage.name));
+        }
+        if !damage.is_empty() {
+            damaged.push(stage.name.clone());
+        }
+        let out = present.map(|e| e.out_dir.display().to_string()).unwrap_or_default();
+        let metrics: Vec<String> = entry.metrics.iter().map(|(k, v)| format!("{k}={v:.6}")).collect();
+        rows.push([stage.name.clone(), state.into(), out, metrics.join(" ")]);
     }
     crate::console::out(&table(&["STAGE", "STATE", "OUTPUT", "METRICS"], &rows));
-    Ok(())
+    for note in &notes {
+        crate::console::out_line(note);
+    }
+    if damaged.is_empty() || !check {
+        return Ok(());
+    }
+    Err(Failure::Message(format!(
+        "corrupted store entries: {}; `msnr run {}` moves them aside and rebuilds them",
+        damaged.join(", "),
+        file.display()
+    )))
 }
 
 /// Left-aligned columns separated by two spaces; plain text for pipes and tests.

@@ -3,32 +3,33 @@
 use std::path::{Path, PathBuf};
 
 use super::Failure;
-use crate::cache::Store;
+use crate::cache::{GcReport, Store, WORK_GRACE};
 use crate::lang;
 use crate::run::{project, roots};
 
 /// `msnr gc`: removes store entries that no lockfile refers to (registered by a run, or
 /// any `*.msnr.lock` under the project root), naming the lockfiles it read; and
-/// forgets the remembered hashes of files that no longer exist.
+/// forgets the remembered hashes of files that no longer exist. It waits for running runs
+/// (what they built is referred to once their lockfile is written); keys another process
+/// is building are left alone, and so are work folders changed within [`WORK_GRACE`] (the
+/// checkpoint of an interrupted `train` that a re-run resumes from).
 pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     let root = project::project_root(&PathBuf::from("gc.msnr"));
     let store = Store::open(&root).map_err(|e| Failure::Message(e.to_string()))?;
+    let _no_runs = store.no_runs().map_err(|e| Failure::Message(e.to_string()))?;
     let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let (keep, lockfiles) = roots::live_keys(&root).map_err(Failure::Message)?;
     for path in &lockfiles {
         let shown = path.strip_prefix(&root).unwrap_or(path);
         crate::console::out_line(&format!("keeping what {} refers to", shown.display()));
     }
-    let report = if dry_run {
-        gc_preview(&store, &keep)?
-    } else {
-        store.gc(&keep).map_err(|e| Failure::Message(e.to_string()))?
-    };
+    let report = store.gc(&keep, dry_run).map_err(|e| Failure::Message(e.to_string()))?;
     if !dry_run {
         let mut memo = store.memo().map_err(|e| Failure::Message(e.to_string()))?;
         memo.prune_missing();
         memo.save().map_err(|e| Failure::Message(e.to_string()))?;
     }
+    say_kept(&report);
     for (key, bytes) in &report.removed {
         crate::console::out_line(&format!(
             "{} {key} ({})",
@@ -45,30 +46,17 @@ pub(super) fn gc(dry_run: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What `gc` would remove: every entry not in `keep`, with its size.
-fn gc_preview(store: &Store, keep: &std::collections::HashSet<String>) -> Result<crate::cache::GcReport, Failure> {
-    let mut report = crate::cache::GcReport::default();
-    for key in store.keys().map_err(|e| Failure::Message(e.to_string()))? {
-        if keep.contains(&key) {
-            continue;
-        }
-        let bytes = store.get(&key).and_then(|e| e.out_dir.parent().map(dir_size)).unwrap_or(0);
-        report.freed += bytes;
-        report.removed.push((key, bytes));
+/// Names what gc left although nothing refers to it.
+fn say_kept(report: &GcReport) {
+    let days = WORK_GRACE.as_secs() / 86_400;
+    for key in &report.recent_work {
+        crate::console::out_line(&format!(
+            "keeping work folder {key}: changed within {days} days (an interrupted stage resumes from it)"
+        ));
     }
-    Ok(report)
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => dir_size(&e.path()),
-                _ => e.metadata().map_or(0, |m| m.len()),
-            })
-            .sum()
-    })
+    for key in &report.busy {
+        crate::console::out_line(&format!("keeping {key}: another msnr process is building it"));
+    }
 }
 
 /// `msnr fmt`: canonical formatting, in place or as a check.

@@ -54,8 +54,19 @@ enum Command {
     /// Re-run every stage from scratch in a throwaway store and compare each
     /// output with the lockfile (the project's store and lockfile are untouched).
     Verify(RunArgs),
-    /// Show each stage's cache state, output folder and recorded metrics.
-    Status(Target),
+    /// Show each stage's cache state, output folder and recorded metrics (`--check`: re-hash
+    /// every stored file to find corrupted entries).
+    ///
+    /// The state checks that each stored file exists with its size; with `--check` every
+    /// file of every entry the lockfile refers to is re-hashed, each damaged one is named,
+    /// and the command fails if any is (`msnr run` moves such an entry aside and rebuilds it).
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Re-hash every stored file against the hashes recorded when it was stored.
+        #[arg(long)]
+        check: bool,
+    },
     /// Table of the recorded metrics of every stage (sweep instances side by side), and
     /// the steps each run needs to reach a value.
     Compare {
@@ -179,7 +190,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.jobs),
         Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),
-        Command::Status(t) => inspect::status(&t.file, &t.set),
+        Command::Status { target: t, check } => inspect::status(&t.file, &t.set, check),
         Command::Compare { target, reach, baseline, format, mixed } => {
             let opts = compare::Options { reach: reach.as_deref(), baseline: baseline.as_deref(), format, mixed };
             compare::compare(&target.file, &target.set, &opts)

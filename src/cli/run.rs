@@ -31,7 +31,7 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], option
     Lockfile::check_writable(&project.lock_path)
         .map_err(|e| Failure::Message(format!("the lockfile must be writable: {e} (nothing was run)")))?;
     let store = project.store()?;
-    let _lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
+    let _running = store.running().map_err(|e| Failure::Message(e.to_string()))?;
     let keyer = project.keyer(&store)?;
     let on_interrupt = |outcomes: &BTreeMap<usize, Outcome>| interrupted(&project, &store, outcomes);
     let outcomes = execute(&project, &store, &keyer, selected, options, &on_interrupt)?;
@@ -44,17 +44,21 @@ pub(super) fn run(file: &Path, set: &[(String, String)], only: &[String], option
             memo.files_hashed()
         ));
     }
+    // Atomic: with runs at once, the last one's memo wins (a cache: nothing is lost but time).
     memo.save().map_err(|e| Failure::Message(e.to_string()))?;
     if let Some(signal) = interrupt::received() {
         interrupted(&project, &store, &outcomes);
         return Err(Failure::Interrupted(signal));
     }
+    // Bookkeeping under the short store-wide lock: another run may write the same files.
+    let lock = store.lock().map_err(|e| Failure::Message(e.to_string()))?;
     let lockfile = record(&project, &outcomes);
     say_new_pins(&project.lockfile, &lockfile);
     project.lockfile = lockfile;
     project.lockfile.write(&project.lock_path).map_err(|e| Failure::Message(e.to_string()))?;
     roots::register(&project.root, &project.lock_path)
         .map_err(|e| Failure::Message(format!("registering the lockfile: {e}")))?;
+    drop(lock);
     summarize(&project, &outcomes)
 }
 
@@ -94,6 +98,7 @@ fn say_new_pins(old: &Lockfile, new: &Lockfile) {
 /// After Ctrl-C: records the stages that completed, removes this run's staging folders and
 /// says where a re-run picks up.
 fn interrupted(project: &Project, store: &Store, outcomes: &BTreeMap<usize, Outcome>) {
+    let _lock = store.lock();
     let lockfile = record(project, outcomes);
     if let Err(e) = lockfile.write(&project.lock_path) {
         console::err_line(&format!("msnr: {e}"));
@@ -162,9 +167,10 @@ pub(super) fn refuse_unimplemented(project: &Project, selected: &[bool]) -> Resu
 }
 
 /// The lockfile with the outcome of every completed stage written in; without entries of
-/// stages no longer in the pipeline.
+/// stages no longer in the pipeline. Read again from disk (call with the store-wide lock
+/// held), so what a concurrent run of the same pipeline recorded meanwhile is kept.
 fn record(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Lockfile {
-    let mut lockfile = project.lockfile.clone();
+    let mut lockfile = Lockfile::read(&project.lock_path).ok().flatten().unwrap_or_else(|| project.lockfile.clone());
     let names: Vec<&str> = project.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
     lockfile.stages.retain(|k, _| names.contains(&k.as_str()));
     for (&i, outcome) in outcomes {

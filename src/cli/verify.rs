@@ -9,7 +9,7 @@ use std::path::Path;
 use super::inspect::table;
 use super::run::{execute, refuse_unimplemented, select, Options};
 use super::Failure;
-use crate::cache::Store;
+use crate::cache::{Depth, Store};
 use crate::run::executor::Outcome;
 use crate::run::interrupt;
 use crate::run::keys::Keyer;
@@ -45,11 +45,18 @@ pub(super) fn verify(
     if let Some(signal) = interrupt::received() {
         return Err(Failure::Interrupted(signal));
     }
-    compare(&project, &outcomes)
+    compare(&project, &project.store()?, &outcomes)
 }
 
-/// One row per stage: whether its key is the lockfile's and whether the output matches.
-fn compare(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(), Failure> {
+/// The damaged files of the project's stored entry `key` (fully re-hashed), if it has any.
+fn stored_damage(store: &Store, key: &str) -> Option<String> {
+    let damage = store.get(key)?.check(Depth::Full).ok()?;
+    (!damage.is_empty()).then(|| damage.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+}
+
+/// One row per stage: whether its key is the lockfile's, whether the output matches, and
+/// whether the project's stored copy of it is still whole.
+fn compare(project: &Project, store: &Store, outcomes: &BTreeMap<usize, Outcome>) -> Result<(), Failure> {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
     for (&i, outcome) in outcomes {
@@ -61,7 +68,10 @@ fn compare(project: &Project, outcomes: &BTreeMap<usize, Outcome>) -> Result<(),
                 format!("DIFFERENT KEY (pipeline or environment changed: {})", changes.join("; "))
             }
             (Outcome::Cached(done) | Outcome::Ran(done, _), Some(lock)) if done.entry.meta.output == lock.output => {
-                "reproduced".to_string()
+                stored_damage(store, &lock.key).map_or_else(
+                    || "reproduced".to_string(),
+                    |damage| format!("CORRUPTED IN THE PROJECT'S STORE ({damage}); `msnr run` rebuilds it"),
+                )
             }
             (Outcome::Cached(_) | Outcome::Ran(..), Some(lock)) => {
                 format!("OUTPUT DIFFERS from {}", &lock.output[..12])

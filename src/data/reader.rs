@@ -1,5 +1,7 @@
 //! [`Dataset`]: opens a dataset folder, checks every shard's header against the
-//! manifest up front, and reads shards into plain NCHW buffers.
+//! manifest up front, and reads shards into plain NCHW buffers. A dataset in the store is
+//! checked against its entry's file records as it is read: the manifest and every shard's
+//! size on open, each shard's hash when it is read (see [`crate::cache::StoredFiles`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use safetensors::tensor::{Metadata, SafeTensors, TensorInfo};
 
 use super::error::DataError;
 use super::manifest::{DType, Manifest};
+use crate::cache::{CacheError, StoredFiles};
 
 /// The `images` of a shard or dataset, contiguous NCHW.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +79,8 @@ pub struct Shard {
 pub struct Dataset {
     dir: PathBuf,
     manifest: Manifest,
+    /// The file records of the store entry the dataset lies in, if any.
+    stored: Option<StoredFiles>,
 }
 
 impl Dataset {
@@ -85,9 +90,16 @@ impl Dataset {
     /// When the manifest or a shard is missing or disagrees with the manifest;
     /// the message names the file.
     pub fn open(dir: &Path) -> Result<Self, DataError> {
+        let stored = StoredFiles::of(dir);
+        if let Some(stored) = &stored {
+            stored.check_file(&dir.join(super::manifest::MANIFEST_FILE)).map_err(corrupted)?;
+        }
         let manifest = Manifest::load(dir)?;
-        let dataset = Self { dir: dir.to_owned(), manifest };
+        let dataset = Self { dir: dir.to_owned(), manifest, stored };
         for i in 0..dataset.manifest.shards.len() {
+            if let Some(stored) = &dataset.stored {
+                stored.check_stat(&dataset.dir.join(&dataset.manifest.shards[i].file)).map_err(corrupted)?;
+            }
             let (path, mmap) = dataset.map_shard(i)?;
             let (_, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| DataError::invalid(&path, e.to_string()))?;
             dataset.check_header(i, &meta).map_err(|message| DataError::invalid(&path, message))?;
@@ -119,6 +131,9 @@ impl Dataset {
     /// When the file cannot be read or holds a label outside the classes.
     pub fn read_shard(&self, i: usize) -> Result<Shard, DataError> {
         let (path, mmap) = self.map_shard(i)?;
+        if let Some(stored) = &self.stored {
+            stored.check_bytes(&path, &mmap).map_err(corrupted)?;
+        }
         let tensors = SafeTensors::deserialize(&mmap).map_err(|e| DataError::invalid(&path, e.to_string()))?;
         let get = |name: &str| tensors.tensor(name).map_err(|e| DataError::invalid(&path, e.to_string()));
         let data = get("images")?.data();
@@ -169,6 +184,18 @@ impl Dataset {
         let n = m.shards[i].count;
         check_tensor(meta.info("images"), "images", m.dtype.safetensors(), &[n, m.channels, m.height, m.width])?;
         check_tensor(meta.info("labels"), "labels", safetensors::Dtype::I64, &[n])
+    }
+}
+
+/// A stored file found damaged, as a data error naming the file.
+fn corrupted(e: CacheError) -> DataError {
+    let message = e.to_string();
+    match e {
+        CacheError::Corrupted { file, .. } => {
+            let message = message.strip_prefix(&format!("{}: ", file.display())).unwrap_or(&message).to_string();
+            DataError::Invalid { path: file, message }
+        }
+        _ => DataError::Usage(message),
     }
 }
 
@@ -243,6 +270,40 @@ mod tests {
         std::fs::write(dir.path().join("manifest.json"), text.replace("\"width\": 3", "\"width\": 2")).unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("shard-00000.safetensors") && err.contains("[2, 1, 2, 2]"), "{err}");
+    }
+
+    /// Issue 10, item 6: pixels changed in a stored shard were read silently.
+    #[test]
+    fn a_stored_dataset_with_changed_pixels_or_a_missing_shard_fails_naming_entry_and_file() {
+        use crate::cache::{CacheKey, Store};
+        let project = tempfile::tempdir().unwrap();
+        let store = Store::open(project.path()).unwrap();
+        let key = CacheKey {
+            kind: "images".into(),
+            version: 1,
+            params: std::collections::BTreeMap::new(),
+            inputs: std::collections::BTreeMap::new(),
+            seed: None,
+            torch: None,
+        };
+        let staging = store.begin(&key).unwrap();
+        write(staging.out_dir(), 4, 2);
+        let entry = staging.commit(std::collections::BTreeMap::new(), std::collections::BTreeMap::new()).unwrap();
+        assert_eq!(Dataset::open(&entry.out_dir).unwrap().read_all().unwrap().1.len(), 4);
+        let shard = entry.out_dir.join("shard-00001.safetensors");
+        let mut bytes = std::fs::read(&shard).unwrap();
+        let last = bytes.len() - 20; // inside the images tensor, before the labels
+        bytes[last] ^= 0x55;
+        std::fs::write(&shard, &bytes).unwrap();
+        let ds = Dataset::open(&entry.out_dir).unwrap();
+        ds.read_shard(0).unwrap();
+        let err = ds.read_shard(1).unwrap_err().to_string();
+        assert!(err.contains("shard-00001.safetensors: hash mismatch"), "{err}");
+        assert!(err.contains(&entry.key[..12]), "{err}");
+        assert!(err.contains("the store entry is corrupted; `msnr run` rebuilds it"), "{err}");
+        std::fs::remove_file(&shard).unwrap();
+        let err = Dataset::open(&entry.out_dir).unwrap_err().to_string();
+        assert!(err.contains("shard-00001.safetensors: missing") && err.contains("is corrupted"), "{err}");
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The plan: for each stage instance, whether its output is cached, or why it
 //! must run (never run, a parameter or input changed with old and new value,
-//! its entry is missing from the store, an input will re-run) and whether it
+//! its entry is missing from the store or damaged, an input will re-run) and whether it
 //! resumes from a checkpoint an interrupted run left.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::cache::{InputKey, KeyChange, Lockfile, Store};
+use crate::cache::{Depth, InputKey, KeyChange, Lockfile, Store};
 use crate::lang::Pipeline;
 use crate::run::keys::Keyer;
 use crate::run::{continuation, resume};
@@ -41,6 +41,8 @@ pub enum Reason {
     NotInStore,
     /// An input stage will run first, so this key is not known yet.
     InputStale(String),
+    /// The stored entry's files are damaged (named): `run` moves it aside and rebuilds it.
+    Corrupted(String),
     /// An earlier run of this key stopped (Ctrl-C, a crash) after checkpointing this step.
     Resumes(u64),
     /// It will start from a shorter run of the same configuration: stored (with its
@@ -57,6 +59,7 @@ impl fmt::Display for Reason {
             Self::Resumes(step) => write!(f, "will resume from step {step}"),
             Self::Continues(name, Some(step)) => write!(f, "will continue `{name}` (stored) from step {step}"),
             Self::Continues(name, None) => write!(f, "will continue `{name}`, which runs first"),
+            Self::Corrupted(damage) => write!(f, "stored entry corrupted ({damage}); it will be rebuilt"),
             Self::Changed(changes) => {
                 let parts: Vec<String> =
                     changes.iter().map(|c| format!("{}: {} -> {}", c.what, c.old, c.new)).collect();
@@ -132,7 +135,16 @@ fn stage_status(
     };
     let digest = key.digest();
     if let Some(entry) = store.get(&digest) {
-        return Status::Cached { key: digest, output: entry.meta.output.clone() };
+        match entry.check(Depth::Changed) {
+            Ok(damage) if damage.is_empty() => {
+                return Status::Cached { key: digest, output: entry.meta.output.clone() };
+            }
+            Ok(damage) => {
+                let files: Vec<String> = damage.iter().map(ToString::to_string).collect();
+                return Status::Stale(vec![Reason::Corrupted(files.join(", "))]);
+            }
+            Err(e) => return Status::Stale(vec![Reason::Corrupted(e.to_string())]),
+        }
     }
     let name_at = |step| continuation::sibling(pipeline, stage, step).map(|j| pipeline.stages[j].name.clone());
     let resume = resume::checkpoint_step(&store.work_dir(&digest))

@@ -9,7 +9,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::cache::{CacheKey, Entry, InputKey, Store};
+use crate::cache::{CacheKey, Depth, Entry, InputKey, Store, CORRUPTED};
 use crate::graph::Dag;
 use crate::lang::{Pipeline, Stage};
 use crate::stages::{kinds, Checked, Exec, Kind, Reporter, StageError, StageResult, StageSpec};
@@ -99,7 +99,7 @@ pub struct Executor<'a> {
     pub dag: &'a Dag,
     /// Each stage's checked, typed parameters (by index), handed to its implementation.
     pub checked: &'a [Checked],
-    /// The (locked) store.
+    /// The store (each entry is built holding its lock).
     pub store: &'a Store,
     /// Key computation with the file-hash memo.
     pub keyer: &'a Keyer,
@@ -249,7 +249,16 @@ impl Executor<'_> {
         };
         let digest = key.digest();
         let pins = self.pins.get(&stage.name).cloned().unwrap_or_default();
-        if let Some(entry) = self.store.get(&digest) {
+        if let Some(entry) = self.whole_entry(&stage.name, &digest, false, progress) {
+            return Outcome::Cached(Done { key, entry, pins });
+        }
+        // Held until committed: another process building this key makes this one wait, then
+        // use what it stored; unrelated keys build at once.
+        let _building = match self.store.lock_entry(&digest, &stage.name) {
+            Ok(lock) => lock,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        if let Some(entry) = self.whole_entry(&stage.name, &digest, true, progress) {
             return Outcome::Cached(Done { key, entry, pins });
         }
         let started = Instant::now();
@@ -263,7 +272,58 @@ impl Executor<'_> {
             Err(_) if interrupt::received().is_some() => {
                 Outcome::Interrupted(resume::checkpoint_step(&self.store.work_dir(&digest)))
             }
+            Err(e) if e.contains(CORRUPTED) => Outcome::Failed(self.set_aside_damaged_inputs(inputs, e, progress)),
             Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// The stored entry of `digest` when it is whole (its files checked by size, and by hash
+    /// where their mtime moved). A damaged one is not used; when `locked` (the entry's lock is
+    /// held) it is moved to the quarantine, saying so, and the stage is rebuilt.
+    fn whole_entry(&self, name: &str, digest: &str, locked: bool, progress: &Progress) -> Option<Entry> {
+        let entry = self.store.get(digest)?;
+        let damage = match entry.check(Depth::Changed) {
+            Ok(damage) if damage.is_empty() => return Some(entry),
+            Ok(damage) => damage.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            Err(e) => e.to_string(),
+        };
+        if locked {
+            let aside = match self.store.quarantine(digest) {
+                Ok(path) => format!("moved aside to {}", path.display()),
+                Err(e) => format!("could not move it aside: {e}"),
+            };
+            progress.println(&format!("msnr: `{name}`: stored entry corrupted ({damage}); {aside}; rebuilding"));
+        }
+        None
+    }
+
+    /// After a stage failed reading a corrupted input (the readers check stored files as
+    /// they read them): fully checks its inputs, moves the damaged ones aside so the next run
+    /// rebuilds them, and says so in the returned message.
+    fn set_aside_damaged_inputs(
+        &self,
+        inputs: &BTreeMap<String, (InputKey, Entry)>,
+        error: String,
+        progress: &Progress,
+    ) -> String {
+        let mut moved = Vec::new();
+        for (name, (_, entry)) in inputs {
+            let Ok(damage) = entry.check(Depth::Full) else { continue };
+            if damage.is_empty() {
+                continue;
+            }
+            let Ok(_lock) = self.store.lock_entry(&entry.key, name) else { continue };
+            if self.store.quarantine(&entry.key).is_ok() {
+                let files: Vec<String> = damage.iter().map(ToString::to_string).collect();
+                progress
+                    .println(&format!("msnr: `{name}`: stored entry corrupted ({}); moved aside", files.join(", ")));
+                moved.push(format!("`{name}`"));
+            }
+        }
+        if moved.is_empty() {
+            error
+        } else {
+            format!("{error}\n(moved aside: {}; re-run to rebuild)", moved.join(", "))
         }
     }
 

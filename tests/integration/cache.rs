@@ -102,7 +102,7 @@ fn key_store_and_lockfile_flow_like_a_run_then_a_rerun() {
 
     // gc keeps what the lockfile references.
     let keep: HashSet<String> = recorded.stages.values().map(|s| s.key.clone()).collect();
-    assert!(store.gc(&keep).unwrap().removed.is_empty());
+    assert!(store.gc(&keep, false).unwrap().removed.is_empty());
     assert!(store.get(&entry.key).is_some());
 }
 

@@ -655,3 +655,200 @@ fn run_runs_the_main_files_stages_and_only_the_imported_stages_they_use() {
     p.write("only-imports.msnr", "use \"lib.msnr\"\n");
     p.msnr(&["run", "only-imports.msnr"]).failure().stderr_has("unused: FAILED").stderr_has("used: cached");
 }
+
+/// A fake worker for `msnr run` number `me`: it says it started, then waits for the worker
+/// of the other run to start too, and succeeds only if it does (within a minute).
+fn rendezvous_worker(p: &Project, me: &str, other: &str) -> PathBuf {
+    let path = p.path(&format!("worker-{me}.sh"));
+    let (mine, theirs) = (p.path(&format!("{me}.started")), p.path(&format!("{other}.started")));
+    let script = format!(
+        "#!/bin/sh\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ]; do\n  i=$((i+1))\n  if [ $i -gt 1200 ]; then echo '@msnr {{\"error\":\"the other run never ran at the same time\"}}'; exit 0; fi\n  sleep 0.05\ndone\necho '@msnr {{\"result\":{{\"metrics\":{{}},\"pins\":{{}}}}}}'\n",
+        mine.display(),
+        theirs.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Issue 10, item 4: one lock covered the whole store, so two unrelated pipelines of one
+/// project ran one after the other. Each run's train stage waits for the other's to start,
+/// so the test passes only if both build at once; the `digits` stage they share has one key,
+/// built by one run while the other waits for it and then uses the stored entry.
+#[test]
+fn two_pipelines_of_one_project_build_at_once_and_share_what_they_have_in_common() {
+    let p = Project::new();
+    p.digits("digits", 1);
+    let train = |steps: u32| {
+        format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 8, mults = [1], attention = [] }}, steps = {steps}, batch = 2 }}\n")
+    };
+    p.write("a.msnr", &train(2)).write("b.msnr", &train(3));
+    let spawn = |file: &str, worker: &PathBuf| {
+        p.cmd(&["run", file]).env("MSNR_WORKER", worker).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let a = spawn("a.msnr", &rendezvous_worker(&p, "a", "b"));
+    let b = spawn("b.msnr", &rendezvous_worker(&p, "b", "a"));
+    let (a, b) = (Run(a.wait_with_output().unwrap()), Run(b.wait_with_output().unwrap()));
+    a.success().stderr_has("m: done");
+    b.success().stderr_has("m: done");
+    let built = [&a, &b].iter().filter(|r| r.stderr().contains("digits: done")).count();
+    let used = [&a, &b].iter().filter(|r| r.stderr().contains("digits: cached")).count();
+    assert_eq!((built, used), (1, 1), "one run builds `digits`, the other uses it\n{}\n{}", a.stderr(), b.stderr());
+    assert_eq!(p.store_entries().len(), 3);
+    assert_eq!(p.tmp_entries(), 0);
+}
+
+/// The key of stage `stage` in the lockfile of `p.msnr`.
+fn locked_key(p: &Project, stage: &str) -> String {
+    let lock = std::fs::read_to_string(p.path("p.msnr.lock")).unwrap();
+    let at = lock.find(&format!("\"{stage}\": {{")).unwrap();
+    lock[at..].split("\"key\": \"").nth(1).unwrap()[..64].to_string()
+}
+
+/// Flips one byte of `file` (its size unchanged) and puts its mtime back, as silent damage
+/// on disk would: only hashing can see it.
+fn flip_quietly(file: &Path, at_end: usize) {
+    let mtime = std::fs::metadata(file).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(file).unwrap();
+    let i = bytes.len() - at_end;
+    bytes[i] ^= 0x5a;
+    std::fs::write(file, &bytes).unwrap();
+    std::fs::File::options().write(true).open(file).unwrap().set_modified(mtime).unwrap();
+}
+
+/// Issue 10, item 6: pixels changed in a stored dataset shard went unnoticed (`stored`,
+/// `cached`, `verify` said `reproduced`, and a reader consumed them).
+#[test]
+fn a_changed_dataset_shard_is_found_by_status_check_verify_a_reader_and_run() {
+    let p = Project::new();
+    p.digits("digits", 1);
+    let pipeline =
+        |size: u32| format!("{DIGITS}stage c = crop {{ images = digits, recipe = adm {{}}, size = {size} }}\n");
+    p.write("p.msnr", &pipeline(8));
+    p.msnr(&["run", "p.msnr"]).success();
+    p.msnr(&["status", "p.msnr", "--check"]).success();
+    let shard = p.path(&format!(".msnr/store/{}/out/shard-00000.safetensors", locked_key(&p, "digits")));
+    flip_quietly(&shard, 1);
+    p.msnr(&["status", "p.msnr"]).success().stdout_has("digits  stored");
+    p.msnr(&["status", "p.msnr", "--check"])
+        .failure()
+        .stdout_has("digits  CORRUPTED")
+        .stdout_has("digits: shard-00000.safetensors: hash mismatch")
+        .stderr_has("corrupted store entries: digits");
+    p.msnr(&["verify", "p.msnr"])
+        .failure()
+        .stdout_has("digits  CORRUPTED IN THE PROJECT'S STORE (shard-00000.safetensors: hash mismatch)")
+        .stderr_has("not reproduced: digits");
+    // A new crop reads the shard: the reader sees the damage, and the run sets the entry aside.
+    p.write("p.msnr", &pipeline(6));
+    p.msnr(&["run", "p.msnr"])
+        .failure()
+        .stderr_has("shard-00000.safetensors: hash mismatch")
+        .stderr_has("the store entry is corrupted; `msnr run` rebuilds it")
+        .stderr_has("`digits`: stored entry corrupted");
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("digits: done").stderr_has("c: done");
+    p.msnr(&["status", "p.msnr", "--check"]).success();
+    assert_eq!(std::fs::read_dir(p.path(".msnr/quarantine")).unwrap().count(), 1, "moved aside, not deleted");
+    // Damage that moves the mtime is seen by `run` before the entry is used as cached.
+    let shard = p.path(&format!(".msnr/store/{}/out/shard-00000.safetensors", locked_key(&p, "digits")));
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    p.msnr(&["run", "p.msnr"])
+        .success()
+        .stderr_has("`digits`: stored entry corrupted (shard-00000.safetensors: hash mismatch)")
+        .stderr_has("rebuilding")
+        .stderr_has("digits: done")
+        .stderr_has("c: cached");
+}
+
+/// Issue 10, item 6, for a model: flipped bytes in `model.safetensors` and a deleted
+/// `ema.safetensors` are found by `status --check`, by the sampler reading the weights, and
+/// by `run`, which moves the entry aside and retrains.
+#[test]
+fn a_damaged_model_is_found_by_status_check_the_sampler_and_run() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", TRAIN);
+    p.msnr(&["run", "p.msnr"]).success();
+    let model = |p: &Project| p.path(&format!(".msnr/store/{}/out", locked_key(p, "m")));
+    flip_quietly(&model(&p).join("model.safetensors"), 100);
+    p.msnr(&["status", "p.msnr", "--check"]).failure().stdout_has("m: model.safetensors: hash mismatch");
+    let sample = "stage s = sample { model = m, count = 2, ema = false, sampler = ddim { steps = 2 } }\n";
+    p.write("p.msnr", &format!("{TRAIN}{sample}"));
+    p.msnr(&["run", "p.msnr"])
+        .failure()
+        .stderr_has("model.safetensors: hash mismatch")
+        .stderr_has("the store entry is corrupted; `msnr run` rebuilds it")
+        .stderr_has("`m`: stored entry corrupted");
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("m: done").stderr_has("s: done");
+    std::fs::remove_file(model(&p).join("ema.safetensors")).unwrap();
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("stored entry corrupted (ema.safetensors: missing)");
+    p.msnr(&["status", "p.msnr"]).success().stdout_has("m       CORRUPTED").stdout_has("m: ema.safetensors: missing");
+    p.msnr(&["run", "p.msnr"])
+        .success()
+        .stderr_has("`m`: stored entry corrupted (ema.safetensors: missing)")
+        .stderr_has("m: done");
+    p.msnr(&["status", "p.msnr", "--check"]).success();
+}
+
+/// The bug: `msnr gc` deleted the work folder of an interrupted `train`, its checkpoint
+/// (the resume state), because no lockfile refers to a key that never completed. Work
+/// folders changed within the grace period (7 days) stay.
+#[test]
+fn gc_keeps_the_checkpoint_of_an_interrupted_train() {
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", DIGITS);
+    p.msnr(&["run", "p.msnr"]).success();
+    let work = p.path(&format!(".msnr/work/{}", "ab".repeat(32)));
+    std::fs::create_dir_all(work.join("ckpt")).unwrap();
+    std::fs::write(work.join("ckpt/state.json"), "{\"step\": 30}").unwrap();
+    p.msnr(&["gc"]).success().stdout_has(&format!("keeping work folder {}", "ab".repeat(32)));
+    assert!(work.join("ckpt/state.json").exists());
+    let old = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    for path in [work.join("ckpt/state.json"), work.join("ckpt"), work.clone()] {
+        std::fs::File::open(&path).unwrap().set_modified(old).unwrap();
+    }
+    p.msnr(&["gc"]).success().stdout_has(&format!("removed {}", "ab".repeat(32)));
+    assert!(!work.exists());
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("0 ran, 1 cached");
+}
+
+/// Per-entry locks let runs proceed at once, but what a run built is named by its lockfile
+/// only when it ends: `gc` waits for running runs instead of deleting their fresh entries.
+#[test]
+fn gc_waits_for_a_running_run_instead_of_deleting_what_it_built() {
+    use std::io::BufRead as _;
+    let p = Project::new();
+    p.digits("digits", 1).write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 8, mults = [1], attention = [] }}, steps = 2, batch = 2 }}\n"));
+    let (started, release) = (p.path("worker-started"), p.path("release"));
+    let worker = p.path("held-worker.sh");
+    std::fs::write(
+        &worker,
+        format!(
+            "#!/bin/sh\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done\necho '@msnr {{\"result\":{{\"metrics\":{{}},\"pins\":{{}}}}}}'\n",
+            started.display(),
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = p
+        .cmd(&["run", "p.msnr"])
+        .env("MSNR_WORKER", &worker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the run's worker", Duration::from_secs(60), || started.exists());
+    let mut gc = p.cmd(&["gc"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(gc.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("waiting for running msnr processes to finish"), "{first}");
+    std::fs::write(&release, "").unwrap();
+    Run(run.wait_with_output().unwrap()).success();
+    let gc = Run(gc.wait_with_output().unwrap());
+    gc.success().stdout_has("freed 0.0 B in 0 entries");
+    let again = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
+    again.success().stderr_has("0 ran, 2 cached");
+}

@@ -36,7 +36,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let (samples, labels) = features(&net, &spec.source_dir(&params.samples)?, "samples", batch, reporter)?;
     let stats = Statistics::of_features(&samples, "samples").map_err(metric)?;
     let reference_dir = spec.source_dir(&params.reference)?;
-    let (reference, ref_features) = if Dataset::open(&reference_dir).is_ok() {
+    let (reference, ref_features) = if Dataset::is_dataset(&reference_dir) {
         let (f, _) = features(&net, &reference_dir, "reference", batch, reporter)?;
         (Statistics::of_features(&f, "reference").map_err(metric)?, Some(f))
     } else {
@@ -154,6 +154,7 @@ fn features(
 /// Loads pytorch-fid's weights from a `torch.save` file or a safetensors file.
 fn load_weights(vs: &VarStore, path: &Path) -> Result<(), StageError> {
     let bad = |message: String| StageError::Input { path: path.to_path_buf(), message };
+    msnr::cache::check_stored_file(path).map_err(|e| bad(e.to_string()))?;
     let tensors: HashMap<String, Tensor> = if path.extension().is_some_and(|e| e == "safetensors") {
         Tensor::read_safetensors(path).map_err(|e| bad(e.to_string()))?.into_iter().collect()
     } else {

@@ -114,6 +114,7 @@ fn param(e: &sampler::SamplerError) -> StageError {
 fn load_model(dir: &Path, ema: bool, device: Device) -> Result<Trained, StageError> {
     let path = dir.join("config.json");
     let bad = |m: String| StageError::param("model", format!("{}: {m}", path.display()));
+    msnr::cache::check_stored_file(&path).map_err(|e| StageError::param("model", e.to_string()))?;
     let text = std::fs::read_to_string(&path).map_err(|e| StageError::io(&path, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let written: BTreeMap<String, Value> =

@@ -12,12 +12,15 @@ use tch::Tensor;
 
 use msnr::nets::ModelError;
 
-/// Loads `path` (safetensors) into `vs`, keeping each variable's kind and device.
+/// Loads `path` (safetensors) into `vs`, keeping each variable's kind and device. A file in
+/// the store is first checked against its entry's record (size and hash).
 ///
 /// # Errors
-/// [`ModelError::Read`] when the file cannot be read, [`ModelError::Weights`] listing every
+/// [`ModelError::Read`] when the file cannot be read or a stored file is corrupted, [`ModelError::Weights`] listing every
 /// missing, unexpected or misshapen tensor (then nothing is loaded).
 pub fn load_weights(vs: &VarStore, path: &Path) -> Result<(), ModelError> {
+    msnr::cache::check_stored_file(path)
+        .map_err(|e| ModelError::Read { path: path.to_path_buf(), message: e.to_string() })?;
     let read = |e: tch::TchError| ModelError::Read { path: path.to_path_buf(), message: e.to_string() };
     let file: HashMap<String, Tensor> = Tensor::read_safetensors(path).map_err(read)?.into_iter().collect();
     load_state_dict(vs, &file, path)

@@ -136,15 +136,19 @@ impl Classifier {
     /// Loads a `classifier` stage's output folder onto `device`.
     ///
     /// # Errors
-    /// A missing or unreadable `config.json` or weights file, named.
+    /// A missing, unreadable or (in the store) corrupted `config.json` or weights file, named.
     pub fn load(dir: &Path, device: Device) -> Result<Self, StageError> {
         let path = dir.join("config.json");
+        let weights = dir.join("classifier.safetensors");
+        for file in [&path, &weights] {
+            msnr::cache::check_stored_file(file)
+                .map_err(|e| StageError::Input { path: file.clone(), message: e.to_string() })?;
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| StageError::io(&path, e))?;
         let config: ClassifierConfig = serde_json::from_str(&text)
             .map_err(|e| StageError::Input { path: path.clone(), message: format!("not a classifier config: {e}") })?;
         let mut vs = VarStore::new(device);
         let net = LeNet::new(&vs.root(), config.channels, config.classes);
-        let weights = dir.join("classifier.safetensors");
         vs.load(&weights).map_err(|e| StageError::Input { path: weights, message: e.to_string() })?;
         Ok(Self { config, net, vs })
     }
