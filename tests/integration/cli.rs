@@ -307,8 +307,14 @@ fn check_rejects_data_that_cannot_fit_the_net_pointing_at_the_parameter() {
 #[test]
 fn committed_pipelines_check_and_plan_without_network() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["hello.msnr", "digits.msnr", "celeba64.msnr", "imagenet64.msnr"] {
-        let file = root.join("pipelines").join(name);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "msnr"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "every committed pipeline: {files:?}");
+    for file in files {
         let p = Project::new();
         let file = file.to_str().unwrap();
         p.msnr(&["check", file]).success().stdout_has("ok");
