@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ModelError;
 use super::rules::positive;
-use crate::stages::params::{Positive, Reader};
+use crate::stages::params::{ParamError, Positive, Reader};
 
 /// Hyper-parameters of an `AutoencoderKL` with `DownEncoderBlock2D` / `UpDecoderBlock2D`
 /// blocks, SiLU, mid-block attention and both quant convolutions (diffusers' defaults).
@@ -49,7 +49,7 @@ impl VaeConfig {
     pub fn read(r: &mut Reader<'_>, name: &'static str) -> Option<Self> {
         let c = r.ctor(name)?;
         if c.name != "vae" {
-            return r.fail(crate::stages::params::ParamError::new(name, format!("unknown autoencoder `{}`", c.name)));
+            return r.fail(ParamError::new(name, format!("unknown autoencoder `{}`", c.name)));
         }
         let blocks = r.arg_ints(c, "block_out_channels");
         let layers = r.arg_int(c, "layers_per_block", 1..);
@@ -68,7 +68,7 @@ impl VaeConfig {
             Ok(()) => Some(config),
             Err(e) => {
                 let (param, message) = e.into_param();
-                r.fail(crate::stages::params::ParamError::new(param.replacen("vae.", &format!("{name}."), 1), message))
+                r.fail(ParamError::new(param.replacen("vae.", &format!("{name}."), 1), message))
             }
         }
     }
@@ -98,19 +98,22 @@ impl VaeConfig {
         Ok(())
     }
 
-    /// Checks that images of `channels` x `height` x `width` can be encoded.
+    /// Checks that images of `channels` and `size` (height, width), as far as known,
+    /// can be encoded.
     ///
     /// # Errors
     /// A message saying which fact does not fit.
-    pub fn check_images(&self, channels: u32, height: u32, width: u32) -> Result<(), String> {
-        if i64::from(channels) != self.image_channels {
-            return Err(format!("the VAE encodes {}-channel images, found {channels} channels", self.image_channels));
+    pub fn check_images(&self, channels: Option<u32>, size: Option<(u32, u32)>) -> Result<(), String> {
+        if let Some(c) = channels.filter(|&c| i64::from(c) != self.image_channels) {
+            return Err(format!("the VAE encodes {}-channel images, found {c} channels", self.image_channels));
         }
         let f = self.factor();
-        if i64::from(height) % f != 0 || i64::from(width) % f != 0 {
-            return Err(format!("the image side must be a multiple of {f} (the VAE's factor), found {height}x{width}"));
+        match size {
+            Some((h, w)) if i64::from(h) % f != 0 || i64::from(w) % f != 0 => {
+                Err(format!("the image side must be a multiple of {f} (the VAE's factor), found {h}x{w}"))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -123,9 +126,10 @@ mod tests {
         let sd = VaeConfig::default();
         assert_eq!(sd.factor(), 8);
         assert_eq!(sd.validate(), Ok(()));
-        assert_eq!(sd.check_images(3, 256, 256), Ok(()));
-        assert!(sd.check_images(3, 60, 64).unwrap_err().contains("multiple of 8"));
-        assert!(sd.check_images(1, 64, 64).unwrap_err().contains("3-channel"));
+        assert_eq!(sd.check_images(Some(3), Some((256, 256))), Ok(()));
+        assert_eq!(sd.check_images(None, None), Ok(()));
+        assert!(sd.check_images(Some(3), Some((60, 64))).unwrap_err().contains("multiple of 8"));
+        assert!(sd.check_images(Some(1), None).unwrap_err().contains("3-channel"));
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl KindParams for CropParams {
     fn shape(&self, r: &Reader<'_>) -> Shape {
         let side = u32::try_from(self.size).ok();
         let channels = r.input_shape("images").channels.or(u32::try_from(self.channels).ok());
-        Shape { channels, size: side.map(|s| (s, s)) }
+        Shape::images(channels, side.map(|s| (s, s)))
     }
 }
 

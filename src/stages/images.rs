@@ -27,7 +27,7 @@ impl KindParams for ImagesParams {
     }
 
     fn shape(&self, _: &Reader<'_>) -> Shape {
-        Shape { channels: u32::try_from(self.channels).ok(), size: None }
+        Shape::images(u32::try_from(self.channels).ok(), None)
     }
 }
 
@@ -61,7 +61,7 @@ impl KindParams for MnistParams {
 
     fn shape(&self, _: &Reader<'_>) -> Shape {
         let side = u32::try_from(mnist::SIDE).ok();
-        Shape { channels: Some(1), size: side.map(|s| (s, s)) }
+        Shape::images(Some(1), side.map(|s| (s, s)))
     }
 }
 

@@ -3,7 +3,7 @@
 //! and checker of parameters, and the spec/result protocol every implementation
 //! speaks (in process or in the worker).
 //!
-//! Kinds that need libtorch (`train`, `classifier`, `fid`; later `sample`, `vae_encode`) keep their
+//! Kinds that need libtorch (`train`, `classifier`, `sample`, `fid`, `vae_encode`) keep their
 //! parameter structs here, where `msnr check` validates them, and their `run` in the
 //! `msnr-torch` crate, which runs only in its `msnr-worker` process.
 

@@ -15,18 +15,28 @@ use serde::{Deserialize, Serialize};
 use crate::lang::{codes, Value};
 
 /// What is known about a stage's output before it runs (for the checker): the
-/// channels and size of a dataset, when its parameters fix them.
+/// channels and size of a dataset (or of a model's data), when its parameters fix them,
+/// and whether its items are VAE latents.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
     /// Channels, when known.
     pub channels: Option<u32>,
     /// Height and width, when known.
     pub size: Option<(u32, u32)>,
+    /// `Some(f)` when the items are latents of a VAE whose images are `f` times larger
+    /// (a `vae_encode` output, or a model trained on one); `None` for images or unknown.
+    pub latent_factor: Option<u32>,
 }
 
 impl Shape {
     /// Nothing known.
-    pub const UNKNOWN: Self = Self { channels: None, size: None };
+    pub const UNKNOWN: Self = Self { channels: None, size: None, latent_factor: None };
+
+    /// Images (not latents) of `channels` and `size`, as far as known.
+    #[must_use]
+    pub fn images(channels: Option<u32>, size: Option<(u32, u32)>) -> Self {
+        Self { channels, size, latent_factor: None }
+    }
 }
 
 /// One unusable parameter value.
@@ -189,6 +199,14 @@ impl<'a> Reader<'a> {
             Value::Path(p) => Some(Source::Path(p.clone())),
             Value::Stage(s) => Some(Source::Stage(s.clone())),
             v => self.fail(ParamError::new(name, format!("expected a path or a stage, found {v}"))),
+        }
+    }
+
+    /// An optional `files` parameter (`files?`): `None` inside when unset.
+    pub fn opt_source(&mut self, name: &str) -> Option<Option<Source>> {
+        match self.params.get(name) {
+            Some(Value::None) => Some(None),
+            _ => self.source(name).map(Some),
         }
     }
 

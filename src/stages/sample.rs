@@ -1,13 +1,15 @@
 //! The `sample` kind's parameters: `stdlib/sample.msnr` typed and checked here, before
-//! anything runs (the sampler's ranges, guidance, the interval, labels). Sampling itself
+//! anything runs (the sampler's ranges, guidance, the interval, labels, the VAE that
+//! decodes a latent model). Sampling itself
 //! runs in the worker (`msnr_torch::stages::sample`, on `msnr_torch::diffusion::sampler`),
 //! which deserializes this struct.
 
 use serde::{Deserialize, Serialize};
 
 use super::kinds::KindParams;
-use super::params::{Ctor, ParamError, Positive, Reader, Source};
+use super::params::{Ctor, ParamError, Positive, Reader, Shape, Source};
 use crate::lang::Value;
+use crate::nets::VaeConfig;
 
 /// The `sampler` parameter: a method and its settings (unused fields keep their defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,10 @@ pub struct SampleParams {
     pub seed: u64,
     /// Sample the EMA weights (else the raw ones).
     pub ema: bool,
+    /// The VAE weights that decode a latent model's samples.
+    pub vae: Option<Source>,
+    /// That VAE's architecture and scaling factor.
+    pub vae_config: VaeConfig,
 }
 
 impl KindParams for SampleParams {
@@ -62,6 +68,11 @@ impl KindParams for SampleParams {
         let batch = r.int("batch", 1..);
         let seed = r.int("seed", 0..);
         let ema = r.bool("ema");
+        let vae = r.opt_source("vae");
+        let vae_config = VaeConfig::read(r, "vae_config");
+        if let (Some(vae), Some(config)) = (&vae, &vae_config) {
+            check_decoder(r, vae.is_some(), config);
+        }
         Some(Self {
             model: model?,
             sampler: sampler?,
@@ -72,7 +83,48 @@ impl KindParams for SampleParams {
             batch: batch?.unsigned_abs(),
             seed: seed?.unsigned_abs(),
             ema: ema?,
+            vae: vae?,
+            vae_config: vae_config?,
         })
+    }
+
+    fn shape(&self, r: &Reader<'_>) -> Shape {
+        let model = r.input_shape("model");
+        match (self.vae.is_some(), model.latent_factor) {
+            (true, Some(f)) => Shape::images(
+                u32::try_from(self.vae_config.image_channels).ok(),
+                model.size.map(|(h, w)| (h * f, w * f)),
+            ),
+            _ => Shape::images(model.channels, model.size),
+        }
+    }
+}
+
+/// A decoder that cannot decode the model's samples: a latent model without `vae`, a
+/// `vae` on a pixel model, or latents of another channel count or spatial factor.
+fn check_decoder(r: &mut Reader<'_>, has_vae: bool, config: &VaeConfig) {
+    let model = r.input_shape("model");
+    let factor = config.factor();
+    let error = match (model.latent_factor, model.channels) {
+        (Some(_), _) if !has_vae => Some((
+            "vae",
+            "the model is trained on VAE latents: give the VAE that encoded them (`vae = ...`) to decode its samples"
+                .to_owned(),
+        )),
+        (None, Some(c)) if has_vae => Some(("vae", format!("the model is trained on {c}-channel images, not latents"))),
+        (Some(_), Some(c)) if i64::from(c) != config.latent_channels => Some((
+            "vae_config",
+            format!("the VAE decodes {}-channel latents, the model's latents have {c}", config.latent_channels),
+        )),
+        (Some(f), _) if i64::from(f) != factor => Some((
+            "vae_config",
+            format!("the VAE's latents are 1/{factor} of the image side, the model's were encoded at 1/{f}"),
+        )),
+        _ => None,
+    };
+    if let Some((param, message)) = error {
+        let help = "decode with the same `vae` and `vae_config` as the `vae_encode` stage of the model's data";
+        r.fail::<()>(ParamError::new(param, message).with_help(help));
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::kinds::KindParams;
-use super::params::{ParamError, Positive, Reader, Source};
+use super::params::{ParamError, Positive, Reader, Shape, Source};
 use crate::diffusion::adamw::AdamWConfig;
 use crate::diffusion::schedule::NamedSchedule;
 use crate::diffusion::target::Target;
@@ -151,6 +151,11 @@ impl KindParams for TrainParams {
             checkpoint_every: checkpoint_every?.unsigned_abs(),
             log_every: log_every?.unsigned_abs(),
         })
+    }
+
+    /// A model has its data's shape (channels, size, and whether they are latents).
+    fn shape(&self, r: &Reader<'_>) -> Shape {
+        r.input_shape("data")
     }
 }
 

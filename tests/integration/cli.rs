@@ -144,13 +144,15 @@ fn corrupt_image_fails_naming_it_and_caches_nothing() {
 }
 
 #[test]
-fn declared_but_unimplemented_kind_is_refused_before_running() {
+fn vae_encode_of_grey_images_is_refused_before_running() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
         "stage digits = images { path = \"digits\", channels = 1 }\nstage s = vae_encode { images = digits, vae = \"digits\" }\n",
     );
-    p.msnr(&["run", "p.msnr"]).failure().stderr_has("`s` (kind `vae_encode`)");
+    p.msnr(&["run", "p.msnr"])
+        .failure()
+        .stderr_has("stage `s`: `images`: the VAE encodes 3-channel images, found 1 channels");
     assert!(p.store_entries().is_empty());
 }
 

@@ -172,7 +172,7 @@ fn to_tch(t: &torchfile::Tensor) -> Tensor {
 }
 
 /// `path` itself, or the one file in folder `path` with one of `extensions`.
-fn single_file(path: &Path, extensions: &[&str]) -> Result<PathBuf, StageError> {
+pub(crate) fn single_file(path: &Path, extensions: &[&str]) -> Result<PathBuf, StageError> {
     if path.is_file() {
         return Ok(path.to_path_buf());
     }

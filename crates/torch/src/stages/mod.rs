@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod fid;
 pub mod sample;
 pub mod train;
+pub mod vae_encode;
 
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 
@@ -13,8 +14,13 @@ use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 pub type WorkerRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
 
 /// The worker's line for every kind the front end's table marks `Exec::Worker`.
-pub static WORKER_KINDS: &[(&str, WorkerRun)] =
-    &[("train", train::run), ("classifier", classifier::run), ("sample", sample::run), ("fid", fid::run)];
+pub static WORKER_KINDS: &[(&str, WorkerRun)] = &[
+    ("train", train::run),
+    ("classifier", classifier::run),
+    ("sample", sample::run),
+    ("fid", fid::run),
+    ("vae_encode", vae_encode::run),
+];
 
 /// Runs a torch stage in this (worker) process.
 ///

@@ -1,7 +1,8 @@
 //! The `sample` stage: draws `count` images from a `train` stage's model with one of
 //! [`crate::diffusion::sampler`]'s samplers and writes them as a dataset artifact (u8 images
-//! in `[0, 255]` from the model's `[-1, 1]`, as torchvision's `save_image`; float32 latents
-//! as they are for a 4-channel model, until a VAE decoder exists) with their labels, plus
+//! in `[0, 255]` from the model's `[-1, 1]`, as torchvision's `save_image`; a latent model's
+//! samples are first divided by the VAE's scaling factor and decoded by its
+//! [`AutoencoderKL`], as the seed does with the SD VAE) with their labels, plus
 //! `grid.png` (the first 64 images, 8 per row) for people to look at. Image `i` depends
 //! only on `(seed, i)`; memory is bounded by the batch. Runs in the worker (libtorch).
 
@@ -10,10 +11,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use tch::nn::VarStore;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
-use crate::diffusion::models::{self, load_weights, Denoiser, NetContext, NetSpec};
-use crate::diffusion::sampler::{self, draw, DrawConfig, Drawn, GuidedModel, Labels, SamplerConfig};
+use super::vae_encode::load_vae;
+use crate::diffusion::models::{self, load_weights, AutoencoderKL, Denoiser, NetContext, NetSpec};
+use crate::diffusion::sampler::{self, draw_decoded, DrawConfig, Drawn, GuidedModel, Labels, SamplerConfig};
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::target::Target;
 use msnr::data::{DType, DatasetWriter};
@@ -53,18 +55,19 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let sampler = sampler::build(&cfg, &trained.schedule).map_err(|e| param(&e))?;
     let model = GuidedModel::new(trained.net.as_ref(), trained.target, &cfg, Kind::Float).map_err(|e| param(&e))?;
     let labels = Labels::new(trained.num_classes, p.labels.clone()).map_err(|e| param(&e))?;
-    let latents = !matches!(trained.shape[0], 1 | 3);
-    if latents {
-        reporter
-            .log("a latent model (not 1 or 3 channels): the samples are the latents themselves (no VAE decoder yet)");
-    }
-    let mut out = Output::create(&spec.out_dir, &trained, latents, p.count)?;
+    let decoder = load_decoder(spec, &p, &trained, device)?;
+    let image_shape = decoder.as_ref().map_or(trained.shape, |(_, vae)| decoded_shape(vae, trained.shape));
+    let mut out = Output::create(&spec.out_dir, image_shape, trained.num_classes, p.count)?;
     let batch = usize::try_from(p.batch).map_err(|_| StageError::param("batch", "too large"))?;
     let kind = if device.is_cuda() { Kind::Float } else { Kind::Double };
     let draw_cfg = DrawConfig { seed: p.seed, batch, shape: trained.shape, device, kind };
+    let decode = |x: &Tensor| match &decoder {
+        Some((_, vae)) => vae.decode(&(x.to_kind(Kind::Float) / vae.config.scaling_factor)),
+        None => x.shallow_clone(),
+    };
     let started = Instant::now();
     tch::no_grad(|| {
-        draw(sampler.as_ref(), &model, &labels, &draw_cfg, 0..p.count, |d| {
+        draw_decoded(sampler.as_ref(), &model, &labels, &draw_cfg, 0..p.count, &decode, |d| {
             out.push(&d)?;
             #[allow(clippy::cast_precision_loss)]
             let rate = (d.start + d.labels.len().max(1) as u64) as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -79,6 +82,43 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     #[allow(clippy::cast_precision_loss)]
     metrics.insert("nfe".to_string(), sampler.nfe() as f64);
     Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+/// The VAE that decodes a latent model's samples (`vae`, `vae_config`), or `None` for a
+/// pixel model.
+///
+/// # Errors
+/// A latent model without `vae`, a `vae` on a pixel model, latent channels that differ,
+/// or weights that do not load.
+fn load_decoder(
+    spec: &StageSpec,
+    p: &SampleParams,
+    trained: &Trained,
+    device: Device,
+) -> Result<Option<(VarStore, AutoencoderKL)>, StageError> {
+    let channels = trained.shape[0];
+    let pixels = matches!(channels, 1 | 3);
+    match &p.vae {
+        None if pixels => Ok(None),
+        None => Err(StageError::param(
+            "vae",
+            format!("the model has {channels}-channel samples (latents): give the VAE that encoded its data"),
+        )),
+        Some(_) if pixels && channels != p.vae_config.latent_channels => {
+            Err(StageError::param("vae", format!("the model is trained on {channels}-channel images, not latents")))
+        }
+        Some(source) if channels != p.vae_config.latent_channels => Err(StageError::param(
+            "vae_config",
+            format!("the VAE decodes {}-channel latents, the model's have {channels}", p.vae_config.latent_channels),
+        )),
+        Some(source) => load_vae(spec, source, &p.vae_config, device).map(Some),
+    }
+}
+
+/// `[c, h, w]` of the images `vae` decodes from latents of `latent` `[c, h, w]`.
+fn decoded_shape(vae: &AutoencoderKL, latent: [i64; 3]) -> [i64; 3] {
+    let f = vae.config.factor();
+    [vae.config.image_channels, latent[1] * f, latent[2] * f]
 }
 
 /// The library's sampler settings from the stage's parameters.
@@ -141,24 +181,20 @@ fn load_model(dir: &Path, ema: bool, device: Device) -> Result<Trained, StageErr
 /// The dataset being written and the images kept for the grid.
 struct Output {
     writer: DatasetWriter,
-    latents: bool,
     grid: Vec<Vec<u8>>,
     done: u64,
 }
 
 impl Output {
-    fn create(dir: &Path, trained: &Trained, latents: bool, count: u64) -> Result<Self, StageError> {
-        let dims = trained.shape.map(|d| usize::try_from(d).unwrap_or(0));
-        let classes = if trained.num_classes > 0 {
-            (0..trained.num_classes).map(|c| c.to_string()).collect()
-        } else {
-            vec!["sample".to_owned()]
-        };
-        let dtype = if latents { DType::F32 } else { DType::U8 };
+    /// A u8 dataset of `count` images `[c, h, w]` with the model's classes.
+    fn create(dir: &Path, shape: [i64; 3], num_classes: i64, count: u64) -> Result<Self, StageError> {
+        let dims = shape.map(|d| usize::try_from(d).unwrap_or(0));
+        let classes =
+            if num_classes > 0 { (0..num_classes).map(|c| c.to_string()).collect() } else { vec!["sample".to_owned()] };
         let failed = |e: msnr::data::DataError| StageError::Failed(format!("writing the samples: {e}"));
-        let writer = DatasetWriter::create(dir, dims, dtype, classes).map_err(failed)?;
+        let writer = DatasetWriter::create(dir, dims, DType::U8, classes).map_err(failed)?;
         let count = usize::try_from(count).map_err(|_| StageError::param("count", "too large"))?;
-        Ok(Self { writer: writer.expecting(count), latents, grid: Vec::new(), done: 0 })
+        Ok(Self { writer: writer.expecting(count), grid: Vec::new(), done: 0 })
     }
 
     fn push(&mut self, d: &Drawn) -> Result<(), StageError> {
@@ -166,19 +202,12 @@ impl Output {
         let rows = d.images.size()[0];
         for row in 0..rows {
             let label = d.labels.get(usize::try_from(row).unwrap_or(0)).copied().unwrap_or(0);
-            let image = d.images.get(row);
-            if self.latents {
-                let values: Vec<f32> = Vec::try_from(image.flatten(0, -1))
-                    .map_err(|e: tch::TchError| StageError::Failed(e.to_string()))?;
-                self.writer.push_f32(&values, label).map_err(failed)?;
-            } else {
-                let bytes: Vec<u8> = Vec::try_from(image.flatten(0, -1))
-                    .map_err(|e: tch::TchError| StageError::Failed(e.to_string()))?;
-                if self.grid.len() < GRID.0 {
-                    self.grid.push(bytes.clone());
-                }
-                self.writer.push(&bytes, label).map_err(failed)?;
+            let bytes: Vec<u8> = Vec::try_from(d.images.get(row).flatten(0, -1))
+                .map_err(|e: tch::TchError| StageError::Failed(e.to_string()))?;
+            if self.grid.len() < GRID.0 {
+                self.grid.push(bytes.clone());
             }
+            self.writer.push(&bytes, label).map_err(failed)?;
             self.done += 1;
         }
         Ok(())

@@ -6,6 +6,7 @@
 
 mod diffusion;
 mod fid;
+mod latent_pipeline;
 mod models;
 mod sample_stage;
 mod sampler;

@@ -92,25 +92,49 @@ pub fn draw<E>(
     labels: &Labels,
     cfg: &DrawConfig,
     range: Range<u64>,
+    each: impl FnMut(Drawn) -> Result<(), E>,
+) -> Result<(), E> {
+    draw_decoded(sampler, model, labels, cfg, range, &Tensor::shallow_clone, each)
+}
+
+/// As [`draw`], with each batch of samples passed through `decode` (a latent model's
+/// VAE decoder: latents to images in `[-1, 1]`) before they become `u8`.
+///
+/// # Errors
+/// The first error `each` returns.
+pub fn draw_decoded<E>(
+    sampler: &dyn Sampler,
+    model: &GuidedModel,
+    labels: &Labels,
+    cfg: &DrawConfig,
+    range: Range<u64>,
+    decode: &dyn Fn(&Tensor) -> Tensor,
     mut each: impl FnMut(Drawn) -> Result<(), E>,
 ) -> Result<(), E> {
     let batch = u64::try_from(cfg.batch.max(1)).unwrap_or(u64::MAX);
     let mut start = range.start;
     while start < range.end {
         let ids = start..(start + batch).min(range.end);
-        each(draw_batch(sampler, model, labels, cfg, ids))?;
+        each(draw_batch(sampler, model, labels, cfg, ids, decode))?;
         start += batch;
     }
     Ok(())
 }
 
 /// Images `ids`, each from its own generators.
-fn draw_batch(sampler: &dyn Sampler, model: &GuidedModel, labels: &Labels, cfg: &DrawConfig, ids: Range<u64>) -> Drawn {
+fn draw_batch(
+    sampler: &dyn Sampler,
+    model: &GuidedModel,
+    labels: &Labels,
+    cfg: &DrawConfig,
+    ids: Range<u64>,
+    decode: &dyn Fn(&Tensor) -> Tensor,
+) -> Drawn {
     let mut noise = ImageNoise { seed: cfg.seed, ids: ids.clone() };
     let z = noise.initial(&cfg.shape).to_kind(cfg.kind).to_device(cfg.device);
     let ys: Vec<i64> = ids.clone().filter_map(|i| labels.label(cfg.seed, i)).collect();
     let y = (!ys.is_empty()).then(|| Tensor::from_slice(&ys).to_device(cfg.device));
-    let x = tch::no_grad(|| sampler.sample(model, &z, y.as_ref(), &mut noise));
+    let x = tch::no_grad(|| decode(&sampler.sample(model, &z, y.as_ref(), &mut noise)));
     Drawn { start: ids.start, images: to_u8(&x).to_device(Device::Cpu), labels: ys }
 }
 

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use tch::Tensor;
 
-pub use self::draw::{draw, to_u8, DrawConfig, Drawn, Labels};
+pub use self::draw::{draw, draw_decoded, to_u8, DrawConfig, Drawn, Labels};
 pub use self::model::GuidedModel;
 pub use self::noise::{FixedNoise, ImageNoise, StepNoise};
 use super::schedule::Schedule;
