@@ -81,7 +81,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "vae_encode", version: 1, exec: Exec::Worker, check: checked::<vae_encode::VaeEncodeParams> },
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },
-    Kind { name: "sample", version: 2, exec: Exec::Worker, check: checked::<sample::SampleParams> },
+    Kind { name: "sample", version: 1, exec: Exec::Worker, check: checked::<sample::SampleParams> },
     Kind { name: "fid", version: 1, exec: Exec::Worker, check: checked::<fid::FidParams> },
 ];
 

@@ -123,7 +123,11 @@ fn check_decoder(r: &mut Reader<'_>, has_vae: bool, config: &VaeConfig) {
         _ => None,
     };
     if let Some((param, message)) = error {
-        let help = "decode with the same `vae` and `vae_config` as the `vae_encode` stage of the model's data";
+        let help = if model.latent_factor.is_some() {
+            "decode with the same `vae` and `vae_config` as the `vae_encode` stage of the model's data"
+        } else {
+            "leave `vae` out: a model trained on images samples images"
+        };
         r.fail::<()>(ParamError::new(param, message).with_help(help));
     }
 }

@@ -1,0 +1,110 @@
+//! Benchmark: VAE encoding on the CPU, the small parity-fixture `AutoencoderKL`
+//! (`tests/fixtures/vae`: widths 32, 64, one layer per block, 8 groups, 4 latent channels)
+//! on a batch of 16 images of 64x64, float32, the posterior mean; msnr (tch) against
+//! diffusers' `AutoencoderKL.encode` in PyTorch eager (`benches/vae_cpu_ref.py`) in the same
+//! run on one thread each, rounds alternating, compared by CPU time per image (user +
+//! system, which other processes on the shared machine hardly change; wall-clock rates
+//! beside). Target: ratio >= 1.0 (msnr at least as fast).
+//!
+//! `MSNR_VAE_PYTHON=<python with torch and diffusers> cargo bench -p msnr-torch --bench vae_cpu`
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use msnr::nets::VaeConfig;
+use msnr_torch::diffusion::models::AutoencoderKL;
+use tch::{Device, Kind, Tensor};
+
+const BATCH: i64 = 16;
+const SIDE: i64 = 64;
+const ROUNDS: usize = 5;
+/// One thread on both sides: CPU time per image is then steady on a shared, loaded machine.
+const THREADS: i32 = 1;
+
+fn main() {
+    msnr::malloc::tune(); // as msnr-worker does
+    tch::set_num_threads(THREADS);
+    let mut ours_round = msnr_encoder();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ours.push(ours_round());
+        theirs.push(diffusers_round());
+    }
+    let (a, b) = (median(&ours), median(&theirs));
+    println!("CPU VAE encode (posterior mean), small AutoencoderKL (32, 64), {BATCH} images {SIDE}x{SIDE}, {THREADS} thread, median of {ROUNDS} alternating rounds:");
+    println!("  msnr (tch):  {:.2} cpu-ms/img, {:.1} img/s  (cpu-ms/img rounds: {:.2?})", a.cpu, a.rate, cpu(&ours));
+    println!("  diffusers:   {:.2} cpu-ms/img, {:.1} img/s  (cpu-ms/img rounds: {:.2?})", b.cpu, b.rate, cpu(&theirs));
+    println!("  speed ratio (diffusers / msnr CPU time): {:.2}x (target >= 1.0)", b.cpu / a.cpu);
+}
+
+/// One round: CPU milliseconds per image and images per wall second.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    cpu: f64,
+    rate: f64,
+}
+
+/// The round with the median CPU time.
+fn median(rounds: &[Round]) -> Round {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
+    sorted[sorted.len() / 2]
+}
+
+fn cpu(rounds: &[Round]) -> Vec<f64> {
+    rounds.iter().map(|r| r.cpu).collect()
+}
+
+/// This process's CPU seconds so far (`getrusage(RUSAGE_SELF)`: every thread, user + system).
+#[allow(clippy::cast_precision_loss)]
+fn cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` only writes the struct it is handed.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Our encoder, warmed up: each call encodes one batch.
+fn msnr_encoder() -> impl FnMut() -> Round {
+    let config =
+        VaeConfig { block_out_channels: vec![32, 64], layers_per_block: 1, norm_num_groups: 8, ..VaeConfig::default() };
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vae/vae.safetensors");
+    let (vs, vae) = AutoencoderKL::load(&weights, &config, Device::Cpu).expect("fixture weights");
+    tch::manual_seed(0);
+    let x = Tensor::rand([BATCH, 3, SIDE, SIDE], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let mut run = move || {
+        let _vs = &vs;
+        let (start, cpu) = (Instant::now(), cpu_seconds());
+        let mean = tch::no_grad(|| vae.encode(&x).mean);
+        #[allow(clippy::cast_precision_loss)]
+        let batch = BATCH as f64;
+        let round = Round { cpu: (cpu_seconds() - cpu) * 1000.0 / batch, rate: batch / start.elapsed().as_secs_f64() };
+        assert_eq!(mean.size(), [BATCH, 4, SIDE / 2, SIDE / 2]);
+        round
+    };
+    let _ = run(); // warm-up
+    run
+}
+
+fn diffusers_round() -> Round {
+    let python =
+        std::env::var("MSNR_VAE_PYTHON").or_else(|_| std::env::var("MSNR_PYTHON")).unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/vae_cpu_ref.py");
+    let args = [1.to_string(), BATCH.to_string(), SIDE.to_string(), THREADS.to_string()];
+    let out = Command::new(python).arg(script).args(&args).output().expect("python runs");
+    assert!(
+        out.status.success(),
+        "reference failed (needs torch and diffusers): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    Round {
+        cpu: line["cpu_ms_per_img"].as_f64().expect("cpu_ms_per_img"),
+        rate: line["img_per_s"].as_f64().expect("img_per_s"),
+    }
+}
