@@ -315,7 +315,7 @@ fn committed_pipelines_check_and_plan_without_network() {
         .filter(|p| p.extension().is_some_and(|e| e == "msnr"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "every committed pipeline: {files:?}");
+    assert!(files.len() >= 7, "every committed pipeline: {files:?}");
     for file in files {
         let p = Project::new();
         let file = file.to_str().unwrap();
