@@ -161,3 +161,60 @@ fn write_config(dir: &Path, config: &VaeConfig) -> Result<(), StageError> {
     let text = serde_json::to_string_pretty(config).map_err(|e| StageError::Failed(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| StageError::io(&path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+
+    use super::*;
+
+    fn params(posterior: PosteriorChoice) -> VaeEncodeParams {
+        let config = VaeConfig {
+            block_out_channels: vec![8, 8],
+            layers_per_block: 1,
+            norm_num_groups: 4,
+            ..VaeConfig::default()
+        };
+        VaeEncodeParams {
+            images: Source::Path(".".into()),
+            vae: Source::Path(".".into()),
+            config,
+            posterior,
+            flip: false,
+            batch: 4,
+        }
+    }
+
+    /// Items 1..4 encoded in one batch and as a batch starting at item 2.
+    fn latents(p: &VaeEncodeParams, flip: bool) -> (Tensor, Tensor) {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let vae = AutoencoderKL::new(&vs.root(), &p.config);
+        let bytes: Vec<u8> = (0..4 * 3 * 4 * 4).map(|i| u8::try_from(i * 7 % 256).unwrap()).collect();
+        let shape = [3, 4, 4];
+        let all = encode(&vae, p, &Batch { bytes: &bytes, shape, flip, first: 0 }, Device::Cpu);
+        let tail = encode(&vae, p, &Batch { bytes: &bytes[2 * 48..], shape, flip, first: 2 }, Device::Cpu);
+        (all, tail)
+    }
+
+    #[test]
+    fn a_draw_depends_on_the_item_not_the_batch() {
+        let (all, tail) = latents(&params(PosteriorChoice::Draw { seed: 5 }), false);
+        assert_eq!(all.size(), [4, 4, 2, 2]);
+        assert!(all.narrow(0, 2, 2).allclose(&tail, 1e-6, 1e-6, false));
+        let (mean, _) = latents(&params(PosteriorChoice::Mean), false);
+        assert!(!mean.allclose(&all, 1e-3, 1e-3, false), "a draw is not the mean");
+    }
+
+    #[test]
+    fn the_mean_is_scaled_and_flips_change_it() {
+        let p = params(PosteriorChoice::Mean);
+        let (mean, tail) = latents(&p, false);
+        assert!(mean.narrow(0, 2, 2).allclose(&tail, 1e-6, 1e-6, false));
+        let unscaled =
+            latents(&VaeEncodeParams { config: VaeConfig { scaling_factor: 1.0, ..p.config.clone() }, ..p }, false);
+        assert!((unscaled.0 * 0.18215).allclose(&mean, 1e-6, 1e-6, false));
+        let (flipped, _) = latents(&params(PosteriorChoice::Mean), true);
+        assert!(!flipped.allclose(&mean, 1e-3, 1e-3, false));
+    }
+}
