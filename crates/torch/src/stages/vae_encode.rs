@@ -128,8 +128,8 @@ struct Batch<'a> {
 /// from `[0, 255]` to `[-1, 1]` (`x / 127.5 - 1`, as `train` scales them), encoded, the
 /// mean or `mean + std * noise`, times `scaling_factor`.
 fn encode(vae: &AutoencoderKL, p: &VaeEncodeParams, batch: &Batch<'_>, device: Device) -> Tensor {
-    let [c, h, w] = batch.shape;
-    let x = Tensor::from_slice(batch.bytes).view([-1, c, h, w]).to_device(device);
+    let [channels, height, width] = batch.shape;
+    let x = Tensor::from_slice(batch.bytes).view([-1, channels, height, width]).to_device(device);
     let x = x.to_kind(Kind::Float) / 127.5 - 1.0;
     let x = if batch.flip { x.flip([3]) } else { x };
     let posterior = tch::no_grad(|| vae.encode(&x));

@@ -30,7 +30,6 @@ pub struct Posterior {
 
 impl Posterior {
     /// `mean + std * noise` (`DiagonalGaussianDistribution.sample`, the noise given).
-    #[must_use]
     pub fn sample(&self, noise: &Tensor) -> Tensor {
         &self.mean + &self.std * noise
     }
@@ -80,6 +79,7 @@ impl AutoencoderKL {
     }
 
     /// The posterior of images `x` `[b, 3, h, w]` in [-1, 1] (`AutoencoderKL.encode`).
+    #[must_use]
     pub fn encode(&self, x: &Tensor) -> Posterior {
         let moments = self.quant_conv.forward(&self.encoder.forward(&channels_last(x)));
         let parts = moments.chunk(2, 1);
