@@ -119,6 +119,11 @@ impl KindParams for TrainParams {
         let precision = read_precision(r);
         let seed = r.int("seed", 0..);
         let flip = r.bool("flip");
+        if flip == Some(true) && r.input_shape("data").latent_factor.is_some() {
+            let message = "flips latents, which are not the latents of flipped images";
+            let help = "encode a flipped copy instead: `vae_encode { flip = true }`, and train with flip = false";
+            r.fail::<()>(ParamError::new("flip", message).with_help(help));
+        }
         let label_dropout = r.float("label_dropout", 0.0..1.0);
         let grad_clip = r.float("grad_clip", 0.0..);
         let checkpoint_every = r.int("checkpoint_every", 1..);
