@@ -21,6 +21,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("data.msnr", include_str!("../../stdlib/data.msnr")),
     ("train.msnr", include_str!("../../stdlib/train.msnr")),
     ("sample.msnr", include_str!("../../stdlib/sample.msnr")),
+    ("checkpoint.msnr", include_str!("../../stdlib/checkpoint.msnr")),
     ("fid.msnr", include_str!("../../stdlib/fid.msnr")),
     ("classifier.msnr", include_str!("../../stdlib/classifier.msnr")),
     ("celeba.msnr", include_str!("../../stdlib/celeba.msnr")),

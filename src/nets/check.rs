@@ -20,7 +20,7 @@ mod tests {
     use super::*;
 
     fn vit(patch: i64) -> NetParams {
-        NetParams::Vit { depth: 12, width: 768, heads: 12, patch }
+        NetParams::Vit { depth: 12, width: 768, heads: 12, patch, time_rows: 0, null_class: true }
     }
 
     fn unet(heads: i64) -> NetParams {

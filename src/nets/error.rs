@@ -54,6 +54,35 @@ impl ModelError {
     }
 }
 
+/// Every name of a [`ModelError::Weights`], one per line under its heading
+/// (`missing (2):`, `unexpected (1):`, `wrong shape (1):`), and a hint when the
+/// unexpected names are the missing ones behind a common prefix (`module.`).
+#[must_use]
+pub fn weights_listing(missing: &[String], unexpected: &[String], mismatched: &[String]) -> String {
+    let parts = [("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)];
+    let mut out = String::new();
+    for (what, names) in parts.iter().filter(|(_, names)| !names.is_empty()) {
+        out.push_str(&format!("\n  {what} ({}):", names.len()));
+        for name in *names {
+            out.push_str(&format!("\n    {name}"));
+        }
+    }
+    if let Some(prefix) = common_extra_prefix(missing, unexpected) {
+        out.push_str(&format!(
+            "\n  every unexpected name is a missing one behind `{prefix}`: set strip = \"{prefix}\""
+        ));
+    }
+    out
+}
+
+/// The prefix (ending in `.`) that every unexpected name has before a missing name, if any.
+fn common_extra_prefix(missing: &[String], unexpected: &[String]) -> Option<String> {
+    let first = unexpected.first()?;
+    let prefix = missing.iter().find_map(|m| first.strip_suffix(m.as_str()).filter(|p| p.ends_with('.')))?;
+    let all = unexpected.iter().all(|u| u.strip_prefix(prefix).is_some_and(|rest| missing.iter().any(|m| m == rest)));
+    all.then(|| prefix.to_owned())
+}
+
 /// "missing a, b; unexpected c; shape x: ..." with at most five names per list.
 fn summary(missing: &[String], unexpected: &[String], mismatched: &[String]) -> String {
     let parts = [("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)];
@@ -83,6 +112,23 @@ mod tests {
         let e = ModelError::invalid("net.patch", "3 does not divide 32");
         assert_eq!(e.to_string(), "net.patch: 3 does not divide 32");
         assert_eq!(e.into_param(), ("net.patch".to_string(), "3 does not divide 32".to_string()));
+    }
+
+    #[test]
+    fn the_listing_names_everything_and_spots_a_prefix() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let text = weights_listing(
+            &names(&["a.weight", "b.bias"]),
+            &names(&["module.a.weight", "module.b.bias"]),
+            &names(&["c: expected [2], found [3]"]),
+        );
+        assert_eq!(
+            text,
+            "\n  missing (2):\n    a.weight\n    b.bias\n  unexpected (2):\n    module.a.weight\n    module.b.bias\
+             \n  wrong shape (1):\n    c: expected [2], found [3]\
+             \n  every unexpected name is a missing one behind `module.`: set strip = \"module.\""
+        );
+        assert!(!weights_listing(&names(&["a"]), &names(&["x.b"]), &[]).contains("strip"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod vae;
 pub mod vit;
 
 pub use self::check::check_net;
-pub use self::error::ModelError;
+pub use self::error::{weights_listing, ModelError};
 pub use self::spec::{NetContext, NetParams, NetSpec};
 pub use self::unet::UNetConfig;
 pub use self::vae::VaeConfig;

@@ -26,7 +26,7 @@ pub struct NetContext {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetParams {
-    /// `vit { depth, width, heads, patch }`.
+    /// `vit { depth, width, heads, patch, time_rows, null_class }`.
     Vit {
         /// Transformer blocks.
         depth: i64,
@@ -36,6 +36,12 @@ pub enum NetParams {
         heads: i64,
         /// Patch side.
         patch: i64,
+        /// Rows of the timestep-embedding table; 0: one per timestep (T).
+        #[serde(default)]
+        time_rows: i64,
+        /// Whether a conditional net has the null label's class row.
+        #[serde(default = "yes")]
+        null_class: bool,
     },
     /// `unet { channels, mults, res_blocks, attention, heads, dropout, scale_shift }`.
     Unet {
@@ -65,7 +71,15 @@ impl NetParams {
             "vit" => {
                 let (depth, width) = (r.arg_int(c, "depth", ..), r.arg_int(c, "width", ..));
                 let (heads, patch) = (r.arg_int(c, "heads", ..), r.arg_int(c, "patch", ..));
-                Some(Self::Vit { depth: depth?, width: width?, heads: heads?, patch: patch? })
+                let (time_rows, null_class) = (r.arg_int(c, "time_rows", 0..), r.arg_bool(c, "null_class"));
+                Some(Self::Vit {
+                    depth: depth?,
+                    width: width?,
+                    heads: heads?,
+                    patch: patch?,
+                    time_rows: time_rows?,
+                    null_class: null_class?,
+                })
             }
             "unet" => {
                 let (channels, mults) = (r.arg_int(c, "channels", ..), r.arg_ints(c, "mults"));
@@ -87,6 +101,11 @@ impl NetParams {
     }
 }
 
+/// `serde`'s default for [`NetParams::Vit`]'s `null_class`: today's net has the row.
+fn yes() -> bool {
+    true
+}
+
 /// A resolved network: which architecture, with every hyper-parameter.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetSpec {
@@ -101,7 +120,7 @@ impl NetSpec {
     #[must_use]
     pub fn new(net: &NetParams, ctx: &NetContext) -> Self {
         match net.clone() {
-            NetParams::Vit { depth, width, heads, patch } => Self::ViT(ViTConfig {
+            NetParams::Vit { depth, width, heads, patch, time_rows, null_class } => Self::ViT(ViTConfig {
                 image_size: ctx.image_size,
                 in_channels: ctx.channels,
                 out_channels: ctx.channels,
@@ -112,6 +131,8 @@ impl NetSpec {
                 mlp_ratio: 4.0,
                 num_classes: ctx.num_classes,
                 steps: ctx.steps,
+                time_rows: (time_rows > 0).then_some(time_rows),
+                null_class,
             }),
             NetParams::Unet { channels, mults, res_blocks, attention, heads, dropout, scale_shift } => {
                 Self::UNet(UNetConfig {
@@ -187,6 +208,16 @@ mod tests {
         assert_eq!((cfg.depth, cfg.width, cfg.heads, cfg.patch), (6, 256, 12, 4));
         assert_eq!((cfg.image_size, cfg.in_channels, cfg.out_channels, cfg.num_classes), (28, 1, 1, 10));
         assert_eq!(NetSpec::ViT(cfg).validate().unwrap_err().into_param().0, "net.heads");
+    }
+
+    #[test]
+    fn vit_takes_the_seeds_table_shapes() {
+        let NetSpec::ViT(today) = NetSpec::new(&read("vit", &[]).unwrap(), &MNIST) else { panic!("not a vit") };
+        assert_eq!((today.time_table_rows(), today.class_rows()), (1000, 11));
+        let seed = read("vit", &[("time_rows", Value::Int(4000)), ("null_class", Value::Bool(false))]);
+        let NetSpec::ViT(cfg) = NetSpec::new(&seed.unwrap(), &MNIST) else { panic!("not a vit") };
+        assert_eq!((cfg.time_table_rows(), cfg.class_rows(), cfg.null_label()), (4000, 10, None));
+        assert_eq!(read("vit", &[("time_rows", Value::Int(-1))]).unwrap_err()[0].param, "net.time_rows");
     }
 
     #[test]

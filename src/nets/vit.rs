@@ -24,10 +24,18 @@ pub struct ViTConfig {
     /// MLP hidden width as a multiple of `width` (the seed uses 4).
     pub mlp_ratio: f64,
     /// Number of classes; 0 = unconditional. A conditional net embeds `num_classes + 1`
-    /// labels, the last one being the null label used for classifier-free guidance.
+    /// labels when [`ViTConfig::null_class`] (the last one being the null label used for
+    /// classifier-free guidance), else `num_classes`.
     pub num_classes: i64,
-    /// Number of discrete timesteps T: rows of the learned timestep-embedding table.
+    /// Number of discrete timesteps T of the schedule the net is used with.
     pub steps: i64,
+    /// Rows of the learned timestep-embedding table; `None` means T. The seed's training
+    /// and sampling scripts never set its `num_steps`, so its checkpoints hold 4000 rows
+    /// (`VisionTransformer(num_steps=4000)`), of which timesteps `0..T` use the first T.
+    pub time_rows: Option<i64>,
+    /// Whether a conditional net has the null label's row. The seed adds it only when
+    /// training with label dropout (`nn.Embedding(num_classes + int(drop_label_prob > 0))`).
+    pub null_class: bool,
 }
 
 impl Default for ViTConfig {
@@ -44,6 +52,8 @@ impl Default for ViTConfig {
             mlp_ratio: 4.0,
             num_classes: 1000,
             steps: 1000,
+            time_rows: None,
+            null_class: true,
         }
     }
 }
@@ -95,6 +105,29 @@ impl ViTConfig {
         }
     }
 
+    /// Rows of the timestep-embedding table: [`ViTConfig::time_rows`], or T.
+    #[must_use]
+    pub fn time_table_rows(&self) -> i64 {
+        self.time_rows.unwrap_or(self.steps)
+    }
+
+    /// Rows of the class-embedding table: `num_classes`, plus the null label's row when
+    /// [`ViTConfig::null_class`]; 0 when unconditional.
+    #[must_use]
+    pub fn class_rows(&self) -> i64 {
+        if self.num_classes > 0 {
+            self.num_classes + i64::from(self.null_class)
+        } else {
+            0
+        }
+    }
+
+    /// The null label (classifier-free guidance, label dropout), when the net has its row.
+    #[must_use]
+    pub fn null_label(&self) -> Option<i64> {
+        (self.num_classes > 0 && self.null_class).then_some(self.num_classes)
+    }
+
     /// Width of the MLP's hidden layer: `int(width * mlp_ratio)` as the seed computes it.
     #[must_use]
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
@@ -114,6 +147,15 @@ impl ViTConfig {
         positive("net.patch", self.patch)?;
         positive("out_channels", self.out_channels)?;
         positive("steps", self.steps)?;
+        if self.time_table_rows() < self.steps {
+            let msg = format!(
+                "{} rows cannot embed the schedule's {} timesteps; use at least {} (or 0: one per timestep)",
+                self.time_table_rows(),
+                self.steps,
+                self.steps
+            );
+            return Err(ModelError::invalid("net.time_rows", msg));
+        }
         if self.image_size % self.patch != 0 {
             let msg = format!("patch {} does not divide the image size {}", self.patch, self.image_size);
             return Err(ModelError::invalid("net.patch", format!("{msg}; use one of {:?}", divisors(self.image_size))));
@@ -174,6 +216,27 @@ mod tests {
         assert_eq!(param_of(&ViTConfig { patch: 0, ..ViTConfig::default() }), "net.patch");
         assert_eq!(param_of(&ViTConfig { image_size: 0, ..ViTConfig::default() }), "data.image_size");
         assert_eq!(param_of(&ViTConfig { mlp_ratio: 0.0, ..ViTConfig::default() }), "net.mlp_ratio");
+    }
+
+    #[test]
+    fn the_time_table_holds_at_least_one_row_per_timestep() {
+        let cfg = ViTConfig { time_rows: Some(4000), ..ViTConfig::default() };
+        assert_eq!(cfg.time_table_rows(), 4000);
+        cfg.validate().unwrap();
+        let short = ViTConfig { time_rows: Some(999), ..ViTConfig::default() };
+        let (param, msg) = short.validate().unwrap_err().into_param();
+        assert_eq!(param, "net.time_rows");
+        assert!(msg.contains("999 rows cannot embed the schedule's 1000 timesteps"), "{msg}");
+        assert_eq!(ViTConfig::default().time_table_rows(), 1000);
+    }
+
+    #[test]
+    fn the_null_class_row_is_optional() {
+        let cfg = ViTConfig::default();
+        assert_eq!((cfg.class_rows(), cfg.null_label()), (1001, Some(1000)));
+        let seed = ViTConfig { null_class: false, ..ViTConfig::default() };
+        assert_eq!((seed.class_rows(), seed.null_label()), (1000, None));
+        assert_eq!(ViTConfig { num_classes: 0, ..cfg }.class_rows(), 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::params::{Reader, Shape};
 use super::spec::{Reporter, StageError, StageResult, StageSpec};
-use super::{classifier, crop, download, fid, images, sample, train, vae_encode};
+use super::{checkpoint, classifier, crop, download, fid, images, sample, train, vae_encode};
 
 /// Runs a stage inside the front end process.
 pub type LocalRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageError>;
@@ -81,6 +81,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "vae_encode", version: 1, exec: Exec::Worker, check: checked::<vae_encode::VaeEncodeParams> },
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams> },
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },
+    Kind { name: "checkpoint", version: 1, exec: Exec::Worker, check: checked::<checkpoint::CheckpointParams> },
     Kind { name: "sample", version: 1, exec: Exec::Worker, check: checked::<sample::SampleParams> },
     Kind { name: "fid", version: 1, exec: Exec::Worker, check: checked::<fid::FidParams> },
 ];

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod checkpoint;
 pub mod classifier;
 pub mod crop;
 pub mod download;

@@ -136,6 +136,11 @@ impl KindParams for TrainParams {
         }
         if let Some(net) = &net {
             check_net_fits_data(r, net);
+            if matches!(net, NetParams::Vit { null_class: false, .. }) && label_dropout.is_some_and(|p| p > 0.0) {
+                let message = "label dropout needs the null label's row, but the net has `null_class = false`";
+                let help = "set `null_class = true` in the net, or `label_dropout = 0`";
+                r.fail::<()>(ParamError::new("label_dropout", message).with_help(help));
+            }
         }
         Some(Self {
             data: data?,
@@ -164,7 +169,8 @@ impl KindParams for TrainParams {
     }
 }
 
-fn read_target(r: &mut Reader<'_>) -> Option<Target> {
+/// Reads the `target` parameter (`eps {}`, `x0 {}`, `v {}`).
+pub(crate) fn read_target(r: &mut Reader<'_>) -> Option<Target> {
     let c = r.ctor("target")?;
     match c.name.parse::<Target>() {
         Ok(target) => Some(target),
@@ -185,7 +191,8 @@ fn read_weighting(r: &mut Reader<'_>) -> Option<Weighting> {
     })
 }
 
-fn read_schedule(r: &mut Reader<'_>) -> Option<NamedSchedule> {
+/// Reads the `schedule` parameter and checks that it builds.
+pub(crate) fn read_schedule(r: &mut Reader<'_>) -> Option<NamedSchedule> {
     let c = r.ctor("schedule")?;
     let steps = usize::try_from(r.arg_int(c, "steps", 1..)?).ok()?;
     let named = match c.name {

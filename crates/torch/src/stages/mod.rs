@@ -2,6 +2,7 @@
 //! front end starts the worker with the stage's spec, whose typed parameters the
 //! checker already read and validated (`msnr::stages::kinds`).
 
+pub mod checkpoint;
 pub mod classifier;
 pub mod fid;
 pub mod sample;
@@ -17,6 +18,7 @@ pub type WorkerRun = fn(&StageSpec, &dyn Reporter) -> Result<StageResult, StageE
 pub static WORKER_KINDS: &[(&str, WorkerRun)] = &[
     ("train", train::run),
     ("classifier", classifier::run),
+    ("checkpoint", checkpoint::run),
     ("sample", sample::run),
     ("fid", fid::run),
     ("vae_encode", vae_encode::run),

@@ -39,6 +39,8 @@ struct Trained {
     /// `[channels, height, width]`.
     shape: [i64; 3],
     num_classes: i64,
+    /// What the log should say about how the net is used (a longer time table).
+    notes: Vec<String>,
 }
 
 /// Runs the stage.
@@ -51,6 +53,9 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let p: SampleParams = spec.typed()?;
     let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
     let trained = load_model(&spec.source_dir(&p.model)?, p.ema, device)?;
+    for note in &trained.notes {
+        reporter.log(note);
+    }
     let cfg = sampler_config(&p);
     let sampler = sampler::build(&cfg, &trained.schedule).map_err(|e| param(&e))?;
     let model = GuidedModel::new(trained.net.as_ref(), trained.target, &cfg, Kind::Float).map_err(|e| param(&e))?;
@@ -172,10 +177,33 @@ fn load_model(dir: &Path, ema: bool, device: Device) -> Result<Trained, StageErr
     let steps = i64::try_from(schedule.steps()).map_err(|_| bad("schedule too long".into()))?;
     let ctx = NetContext { image_size: shape[1], channels: shape[0], num_classes, steps };
     let vs = VarStore::new(device);
-    let net = models::build(vs.root(), &NetSpec::new(&train.net, &ctx)).map_err(|e| bad(e.to_string()))?;
+    let net_spec = NetSpec::new(&train.net, &ctx);
+    let net = models::build(vs.root(), &net_spec).map_err(|e| bad(e.to_string()))?;
     let weights = dir.join(if ema { "ema.safetensors" } else { "model.safetensors" });
     load_weights(&vs, &weights).map_err(|e| bad(e.to_string()))?;
-    Ok(Trained { _vs: vs, net, target: train.target, schedule, shape, num_classes })
+    let notes = time_table_note(&net_spec).into_iter().collect();
+    Ok(Trained { _vs: vs, net, target: train.target, schedule, shape, num_classes, notes })
+}
+
+/// The log line for a ViT whose time table has more rows than the schedule has timesteps
+/// (the seed's checkpoints: 4000 rows for T = 1000). Timesteps `0..T` index its first T rows
+/// and the rest are never read, as in the seed's `scripts_vit/sampler_edm.py`, which loads
+/// the table whole into a 4000-row `VisionTransformer` (zero-padding a shorter one, its
+/// "hack for non-consistent time embedding length") and calls it at `c_noise` in `0..M`,
+/// M = 1000 (its `Net.forward`).
+fn time_table_note(spec: &NetSpec) -> Option<String> {
+    let NetSpec::ViT(cfg) = spec else { return None };
+    (cfg.time_table_rows() > cfg.steps).then(|| {
+        format!(
+            "the ViT's time table has {} rows for T = {} timesteps: timesteps 0..{} use its first {} rows and the \
+             other {} are never read (as the seed's sampler_edm.py, which loads the same table)",
+            cfg.time_table_rows(),
+            cfg.steps,
+            cfg.steps - 1,
+            cfg.steps,
+            cfg.time_table_rows() - cfg.steps
+        )
+    })
 }
 
 /// The dataset being written and the images kept for the grid.

@@ -243,7 +243,7 @@ fn invalid_networks_are_rejected_naming_the_parameter() {
     };
     let err = build(VarStore::new(Device::Cpu).root(), &NetSpec::new(&unet, &ctx)).map(|_| ());
     assert_eq!(err.unwrap_err().into_param().0, "net.mults");
-    let vit = NetParams::Vit { depth: 12, width: 768, heads: 12, patch: 3 };
+    let vit = NetParams::Vit { depth: 12, width: 768, heads: 12, patch: 3, time_rows: 0, null_class: true };
     let err = msnr_torch::diffusion::models::check_net(&vit, 28, 1).unwrap_err();
     assert_eq!(err.0, "net.patch");
     assert!(err.1.contains("patch 3 does not divide the image size 28"), "{}", err.1);

@@ -21,8 +21,14 @@ pub trait Denoiser: Send + std::fmt::Debug {
     fn forward_t(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor;
 
     /// The label meaning "no class" (classifier-free guidance and label dropout), or
-    /// `None` for an unconditional net.
+    /// `None` for an unconditional net or one without the null label's row.
     fn null_label(&self) -> Option<i64>;
+
+    /// Number of classes it is conditioned on; 0 when unconditional. By default the null
+    /// label's value (the null label is `num_classes`).
+    fn num_classes(&self) -> i64 {
+        self.null_label().unwrap_or(0)
+    }
 }
 
 impl Denoiser for ViT {
@@ -32,8 +38,11 @@ impl Denoiser for ViT {
     }
 
     fn null_label(&self) -> Option<i64> {
-        let n = self.config().num_classes;
-        (n > 0).then_some(n)
+        self.config().null_label()
+    }
+
+    fn num_classes(&self) -> i64 {
+        self.config().num_classes
     }
 }
 
@@ -45,6 +54,10 @@ impl Denoiser for UNet {
     fn null_label(&self) -> Option<i64> {
         let n = self.config().num_classes;
         (n > 0).then_some(n)
+    }
+
+    fn num_classes(&self) -> i64 {
+        self.config().num_classes
     }
 }
 

@@ -30,9 +30,10 @@ pub struct ViT {
     patch_embed: nn::Conv2D,
     /// `pos_embed`: `[1, extra + grid^2, width]`.
     pos_embed: Tensor,
-    /// `time_embedding`: one learned token per timestep.
+    /// `time_embedding`: one learned token per timestep (`time_rows` rows, at least T).
     time_embedding: nn::Embedding,
-    /// `class_embedding`: `num_classes + 1` tokens (the last is the null label); none when unconditional.
+    /// `class_embedding`: `num_classes` tokens, plus the null label's when `null_class`;
+    /// none when unconditional.
     class_embedding: Option<nn::Embedding>,
     /// `blocks.{i}`.
     blocks: Vec<Block>,
@@ -59,9 +60,9 @@ impl ViT {
                 cfg.patch,
             ),
             pos_embed: vs.var("pos_embed", &[1, tokens, cfg.width], normal(0.02)),
-            time_embedding: nn::embedding(vs / "time_embedding", cfg.steps, cfg.width, embed),
+            time_embedding: nn::embedding(vs / "time_embedding", cfg.time_table_rows(), cfg.width, embed),
             class_embedding: (cfg.num_classes > 0)
-                .then(|| nn::embedding(vs / "class_embedding", cfg.num_classes + 1, cfg.width, embed)),
+                .then(|| nn::embedding(vs / "class_embedding", cfg.class_rows(), cfg.width, embed)),
             blocks: (0..cfg.depth)
                 .map(|i| Block::new(&(vs / "blocks" / i), cfg.width, cfg.heads, cfg.mlp_hidden(), i + 1))
                 .collect(),
@@ -77,8 +78,9 @@ impl ViT {
     }
 
     /// Denoises `x` `[batch, in_channels, size, size]` at integer timesteps `t` `[batch]`
-    /// (in `0..steps`; a float `t` is truncated, so samplers round first) for labels `y` `[batch]` (in `0..=num_classes`, `num_classes` being
-    /// the null label; `None` means the null label). An unconditional ViT ignores `y`.
+    /// (in `0..steps`; a float `t` is truncated, so samplers round first) for labels `y`
+    /// `[batch]` (in `0..=num_classes`, `num_classes` being the null label; `None` means the
+    /// null label, which a net without its row cannot take). An unconditional ViT ignores `y`.
     /// Returns `[batch, out_channels, size, size]`.
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
         let patches = self.patch_embed.forward(x).flatten(2, -1).transpose(1, 2);
@@ -148,6 +150,32 @@ mod tests {
         let img = Tensor::arange(4 * 8 * 8, (Kind::Float, Device::Cpu)).reshape([1, 4, 8, 8]);
         let tokens = img.reshape([1, 4, 4, 2, 4, 2]).permute([0, 2, 4, 3, 5, 1]).reshape([1, 16, 16]);
         assert_eq!(vit.unpatchify(&tokens), img);
+    }
+
+    #[test]
+    fn takes_the_seeds_table_shapes() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ViTConfig { time_rows: Some(4000), null_class: false, ..ViTConfig::tiny() };
+        let vit = ViT::new(vs.root(), cfg);
+        let vars = vs.variables();
+        assert_eq!(vars["time_embedding.weight"].size(), [4000, 64]);
+        assert_eq!(vars["class_embedding.weight"].size(), [10, 64]);
+        let x = Tensor::randn([2, 4, 8, 8], (Kind::Float, Device::Cpu));
+        let y = vit.forward(&x, &Tensor::from_slice(&[0i64, 999]), Some(&Tensor::from_slice(&[0i64, 9])));
+        assert_eq!(y.size(), [2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn seed_vit_b2_has_the_seeds_parameter_count() {
+        // The seed's ViT-B/2 as its training script builds it (num_steps = 4000, 1001 class
+        // rows): 89,109,520 parameters; with T rows, 86,805,520 (issue 11).
+        let count = |cfg: ViTConfig| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _ = ViT::new(vs.root(), cfg);
+            vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>()
+        };
+        assert_eq!(count(ViTConfig { time_rows: Some(4000), ..ViTConfig::base() }), 89_109_520);
+        assert_eq!(count(ViTConfig::base()), 86_805_520);
     }
 
     #[test]

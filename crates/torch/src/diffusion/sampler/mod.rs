@@ -131,7 +131,10 @@ pub enum SamplerError {
         reason: String,
     },
     /// Guidance needs a class-conditional net (one with a null label).
-    #[error("sampler parameter `guidance`: {0} needs a class-conditional model, and this one is unconditional")]
+    #[error(
+        "sampler parameter `guidance`: {0} needs a class-conditional model with a null label, and this one has none \
+         (unconditional, or a ViT with `null_class = false`)"
+    )]
     GuidanceUnconditional(f64),
     /// A given class label outside `0 .. classes`.
     #[error("sampler parameter `labels`: label {label} at position {position} is outside 0..{classes}")]

@@ -364,10 +364,15 @@ impl Trainer<'_> {
             let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, dev)).lt(0.5);
             x0 = x0.flip([3]).where_self(&flip, &x0);
         }
-        let y = self.net.null_label().map(|null| {
+        let y = (self.net.num_classes() > 0).then(|| {
             let y = self.data.labels.index_select(0, &idx);
             let drop = Tensor::rand([b], (Kind::Float, dev)).lt(self.cfg.label_dropout);
-            y.masked_fill(&drop, null)
+            // A net without the null label's row trains without dropout (the checker refuses
+            // dropout there), so nothing is dropped.
+            match self.net.null_label() {
+                Some(null) => y.masked_fill(&drop, null),
+                None => y,
+            }
         });
         let t =
             TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
