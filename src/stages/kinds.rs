@@ -83,6 +83,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams> },
     Kind { name: "checkpoint", version: 1, exec: Exec::Worker, check: checked::<checkpoint::CheckpointParams> },
     Kind { name: "sample", version: 1, exec: Exec::Worker, check: checked::<sample::SampleParams> },
+    Kind { name: "fid_reference", version: 1, exec: Exec::Worker, check: checked::<fid::FidReferenceParams> },
     Kind { name: "fid", version: 1, exec: Exec::Worker, check: checked::<fid::FidParams> },
 ];
 

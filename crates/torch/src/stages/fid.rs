@@ -4,6 +4,13 @@
 //! an `.npz` with `mu` and `sigma` (FID only: KID needs the reference's features).
 //! Output: `metrics.json` (`fid`, `kid`, `kid_std`, `n`, `n_reference`, `features`) and `stats.npz`
 //! (the samples' `mu` and `sigma`, as pytorch-fid's `--save-stats` writes them).
+//!
+//! The feature network is pytorch-fid's Inception ([`crate::diffusion::models::inception`]),
+//! NVIDIA's TorchScript detector ([`crate::diffusion::models::detector`], EDM's protocol;
+//! told apart by the weight file's content), or a `classifier` stage's network. The
+//! `fid_reference` kind ([`run_reference`]) computes a reference's features and statistics
+//! once, as their own cached artifact; `fid` reads them when `reference` names it, after
+//! checking that they come from the same feature network (its weights' hash).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,12 +23,21 @@ use msnr::stages::fid::FidParams;
 use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 
 use super::classifier::Classifier;
+use crate::diffusion::models::detector::{is_torchscript, Detector};
 use crate::diffusion::models::inception::{load_inception, FidInceptionV3};
 use crate::metrics::npz::{read_statistics, write_statistics};
 use crate::metrics::{frechet_distance, kid, KidConfig, Statistics};
+use msnr::stages::fid::FidReferenceParams;
+use msnr::stages::params::Source;
 
 /// The feature network's name, recorded next to the numbers.
 const FEATURES: &str = "inception-v3 pool3 (pytorch-fid)";
+
+/// The TorchScript detector's name, recorded next to the numbers.
+const DETECTOR: &str = "inception-v3 pool3 (NVIDIA TorchScript detector, as EDM's fid.py)";
+
+/// The file in a `fid_reference` artifact that says which network made it.
+const REFERENCE_JSON: &str = "reference.json";
 
 /// Runs the stage (the worker's entry for kind `fid`).
 ///
@@ -31,12 +47,24 @@ const FEATURES: &str = "inception-v3 pool3 (pytorch-fid)";
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let params: FidParams = spec.typed()?;
     let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
-    let net = FeatureNet::load(spec, &params, device)?;
+    let inception = match &params.classifier {
+        Some(_) => None,
+        None => Some(params.inception().map_err(|e| StageError::param("inception", e.message))?),
+    };
+    let net = FeatureNet::load(spec, inception, params.classifier.as_ref(), device)?;
     let batch = i64::try_from(params.batch).unwrap_or(i64::MAX);
     let (samples, labels) = features(&net, &spec.source_dir(&params.samples)?, "samples", batch, reporter)?;
     let stats = Statistics::of_features(&samples, "samples").map_err(metric)?;
     let reference_dir = spec.source_dir(&params.reference)?;
-    let (reference, ref_features) = if Dataset::is_dataset(&reference_dir) {
+    let (reference, ref_features) = if reference_dir.join(REFERENCE_JSON).is_file() {
+        let (stats, f) = read_reference(&reference_dir, &net)?;
+        reporter.log(&format!(
+            "reference: cached statistics of {} images from {}",
+            f.size()[0],
+            reference_dir.display()
+        ));
+        (stats, Some(f))
+    } else if Dataset::is_dataset(&reference_dir) {
         let (f, _) = features(&net, &reference_dir, "reference", batch, reporter)?;
         (Statistics::of_features(&f, "reference").map_err(metric)?, Some(f))
     } else {
@@ -68,43 +96,129 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     Ok(StageResult { metrics, pins: BTreeMap::new() })
 }
 
-/// The network whose features the distance is computed in.
-enum FeatureNet {
+/// The network whose features the distance is computed in, and its identity (the kind and
+/// its weights' content hash) that a cached reference must share.
+struct FeatureNet {
+    net: Net,
+    identity: String,
+}
+
+/// The feature networks.
+enum Net {
     /// pytorch-fid's Inception-v3, and the store that owns its weights.
     Inception(Box<FidInceptionV3>, #[allow(dead_code)] VarStore),
+    /// NVIDIA's TorchScript Inception-v3, called as EDM's fid.py calls it.
+    Detector(Box<Detector>),
     /// A `classifier` stage's network.
     Classifier(Box<Classifier>),
 }
 
 impl FeatureNet {
-    /// The classifier when one is given, else Inception with its weights.
-    fn load(spec: &StageSpec, params: &FidParams, device: Device) -> Result<Self, StageError> {
-        if let Some(source) = &params.classifier {
-            return Classifier::load(&spec.source_dir(source)?, device).map(|c| Self::Classifier(Box::new(c)));
+    /// The classifier when one is given, else Inception with its weights (the TorchScript
+    /// detector when the file is a TorchScript archive).
+    fn load(
+        spec: &StageSpec,
+        inception: Option<&Source>,
+        classifier: Option<&Source>,
+        device: Device,
+    ) -> Result<Self, StageError> {
+        let identity = |kind: &str, path: &Path| -> Result<String, StageError> {
+            let hash = msnr::cache::hash_path(path).map_err(|e| StageError::Failed(e.to_string()))?;
+            Ok(format!("{kind}:{hash}"))
+        };
+        if let Some(source) = classifier {
+            let dir = spec.source_dir(source)?;
+            let net = Net::Classifier(Box::new(Classifier::load(&dir, device)?));
+            return Ok(Self { net, identity: identity("classifier", &dir)? });
         }
-        let inception = params.inception().map_err(|e| StageError::param("inception", e.message))?;
+        let Some(inception) = inception else {
+            return Err(StageError::param("inception", "no Inception weights and no classifier given"));
+        };
         let weights = single_file(&spec.source_dir(inception)?, &["pth", "pt", "safetensors"])?;
+        if is_torchscript(&weights) {
+            let bad = |message: String| StageError::Input { path: weights.clone(), message };
+            let net = Net::Detector(Box::new(Detector::load(&weights, device).map_err(bad)?));
+            return Ok(Self { net, identity: identity("detector", &weights)? });
+        }
         let vs = VarStore::new(device);
         let net = FidInceptionV3::new(&vs.root());
         load_weights(&vs, &weights)?;
-        Ok(Self::Inception(Box::new(net), vs))
+        Ok(Self { net: Net::Inception(Box::new(net), vs), identity: identity("inception", &weights)? })
     }
 
     /// The metric's name: FID only for Inception's features.
     fn distance_name(&self) -> &'static str {
-        match self {
-            Self::Inception(..) => "fid",
-            Self::Classifier(_) => "classifier_distance",
+        match self.net {
+            Net::Inception(..) | Net::Detector(_) => "fid",
+            Net::Classifier(_) => "classifier_distance",
         }
     }
 
     /// The feature network, recorded next to the numbers.
     fn description(&self) -> &'static str {
-        match self {
-            Self::Inception(..) => FEATURES,
-            Self::Classifier(_) => "classifier stage (LeNet, 128-d hidden layer)",
+        match self.net {
+            Net::Inception(..) => FEATURES,
+            Net::Detector(_) => DETECTOR,
+            Net::Classifier(_) => "classifier stage (LeNet, 128-d hidden layer)",
         }
     }
+}
+
+/// Runs a `fid_reference` stage (the worker's entry for that kind): the reference images'
+/// features (`features.safetensors`, float32 `[n, d]`) and statistics (`stats.npz`), and
+/// `reference.json` naming the feature network, so `fid` stages read them instead of
+/// recomputing them.
+///
+/// # Errors
+/// As `fid`'s reading of a reference dataset.
+pub fn run_reference(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+    let params: FidReferenceParams = spec.typed()?;
+    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    let inception = match &params.classifier {
+        Some(_) => None,
+        None => Some(params.inception().map_err(|e| StageError::param("inception", e.message))?),
+    };
+    let net = FeatureNet::load(spec, inception, params.classifier.as_ref(), device)?;
+    let batch = i64::try_from(params.batch).unwrap_or(i64::MAX);
+    let (f, _) = features(&net, &spec.source_dir(&params.images)?, "reference", batch, reporter)?;
+    let stats = Statistics::of_features(&f, "reference").map_err(metric)?;
+    write_statistics(&stats, &spec.out_dir.join("stats.npz")).map_err(metric)?;
+    let path = spec.out_dir.join("features.safetensors");
+    Tensor::write_safetensors(&[("features", &f)], &path)
+        .map_err(|e| StageError::Failed(format!("writing {}: {e}", path.display())))?;
+    let info = serde_json::json!({ "network": net.identity, "features": net.description(), "n": f.size()[0] });
+    let path = spec.out_dir.join(REFERENCE_JSON);
+    std::fs::write(&path, serde_json::to_string_pretty(&info).unwrap_or_default() + "\n")
+        .map_err(|e| StageError::io(path, e))?;
+    reporter.log(&format!("reference statistics of {} images ({})", f.size()[0], net.description()));
+    let mut metrics = BTreeMap::new();
+    metrics.insert("n".to_string(), count(&f));
+    Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+/// A `fid_reference` artifact's statistics and features, refused unless `net` made them.
+fn read_reference(dir: &Path, net: &FeatureNet) -> Result<(Statistics, Tensor), StageError> {
+    let path = dir.join(REFERENCE_JSON);
+    let bad = |message: String| StageError::Input { path: path.clone(), message };
+    let text = std::fs::read_to_string(&path).map_err(|e| StageError::io(&path, e))?;
+    let info: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let network = info["network"].as_str().unwrap_or_default();
+    if network != net.identity {
+        return Err(bad(format!(
+            "the reference's features come from another network ({network}, {}) than this stage's ({}, {}); \
+             give both stages the same `inception` or `classifier`",
+            info["features"].as_str().unwrap_or("?"),
+            net.identity,
+            net.description()
+        )));
+    }
+    let stats = read_statistics(&dir.join("stats.npz")).map_err(metric)?;
+    let file = dir.join("features.safetensors");
+    let features = Tensor::read_safetensors(&file)
+        .ok()
+        .and_then(|v| v.into_iter().find(|(name, _)| name == "features").map(|(_, t)| t))
+        .ok_or_else(|| StageError::Input { path: file.clone(), message: "no `features` tensor".into() })?;
+    Ok((stats, features))
 }
 
 /// The features of the dataset at `dir`, `batch` images at a time, and, with a classifier
@@ -128,16 +242,22 @@ fn features(
     };
     let shape = [m.count, m.channels, m.height, m.width].map(|d| i64::try_from(d).unwrap_or(i64::MAX));
     let images = Tensor::from_slice(&bytes).view(shape);
-    match net {
-        FeatureNet::Inception(net, _) => {
+    let total = m.count as u64;
+    let done = &mut |k: i64| reporter.progress(k.unsigned_abs(), total, what);
+    match &net.net {
+        Net::Inception(net, _) => {
             if m.channels == 1 {
                 reporter.log(&format!("{what}: 1 channel, repeated to RGB as pytorch-fid does"));
             }
-            let total = m.count as u64;
-            let done = &mut |k: i64| reporter.progress(k.unsigned_abs(), total, what);
             Ok((net.features_batched(&images, batch, done).map_err(|e| input(e.to_string()))?, None))
         }
-        FeatureNet::Classifier(clf) => {
+        Net::Detector(detector) => {
+            if m.channels == 1 {
+                reporter.log(&format!("{what}: 1 channel, repeated to RGB as EDM's fid.py does"));
+            }
+            Ok((detector.features_batched(&images, batch, done).map_err(input)?, None))
+        }
+        Net::Classifier(clf) => {
             clf.check_input([shape[1], shape[2], shape[3]]).map_err(|e| input(e.to_string()))?;
             let x = images.to_device(clf.device()).to_kind(tch::Kind::Float) / 127.5 - 1.0;
             let labelled = m.classes.len() > 1 && i64::try_from(m.classes.len()).ok() == Some(clf.config.classes);

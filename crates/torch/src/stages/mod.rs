@@ -20,6 +20,7 @@ pub static WORKER_KINDS: &[(&str, WorkerRun)] = &[
     ("classifier", classifier::run),
     ("checkpoint", checkpoint::run),
     ("sample", sample::run),
+    ("fid_reference", fid::run_reference),
     ("fid", fid::run),
     ("vae_encode", vae_encode::run),
 ];

@@ -33,6 +33,7 @@ fn expected() -> Json {
     serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
 }
 
+mod cached;
 mod formula;
 mod stage;
 

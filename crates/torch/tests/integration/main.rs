@@ -4,6 +4,7 @@
 //! torch-fidelity, the VAE against diffusers, and the train, sample and `vae_encode`
 //! stages end to end.
 
+mod checkpoint;
 mod diffusion;
 mod fid;
 mod latent_pipeline;

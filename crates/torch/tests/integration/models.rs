@@ -45,6 +45,8 @@ pub(crate) fn vit_config(name: &str) -> ViTConfig {
         mlp_ratio: c["mlp_ratio"].as_f64().unwrap(),
         num_classes: int(c, "num_classes", 0),
         steps: int(c, "steps", 0),
+        time_rows: None,
+        null_class: true,
     }
 }
 

@@ -55,6 +55,8 @@ fn vit_config(net: &Json) -> ViTConfig {
         mlp_ratio: net["mlp_ratio"].as_f64().unwrap(),
         num_classes: int("num_classes"),
         steps: int("steps"),
+        time_rows: None,
+        null_class: true,
     }
 }
 
