@@ -1,6 +1,7 @@
 //! What can go wrong when configuring, building or loading a denoiser.
 //! Free of libtorch, so the front end's `check` can report the same errors.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// An error from the model layer.
@@ -62,15 +63,13 @@ pub fn weights_listing(missing: &[String], unexpected: &[String], mismatched: &[
     let parts = [("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)];
     let mut out = String::new();
     for (what, names) in parts.iter().filter(|(_, names)| !names.is_empty()) {
-        out.push_str(&format!("\n  {what} ({}):", names.len()));
+        let _ = write!(out, "\n  {what} ({}):", names.len());
         for name in *names {
-            out.push_str(&format!("\n    {name}"));
+            let _ = write!(out, "\n    {name}");
         }
     }
     if let Some(prefix) = common_extra_prefix(missing, unexpected) {
-        out.push_str(&format!(
-            "\n  every unexpected name is a missing one behind `{prefix}`: set strip = \"{prefix}\""
-        ));
+        let _ = write!(out, "\n  every unexpected name is a missing one behind `{prefix}`: set strip = \"{prefix}\"");
     }
     out
 }

@@ -30,7 +30,9 @@ pub struct FidParams {
     pub kid_subset_size: u64,
 }
 
-/// An optional `files` or stage parameter (`files?`, `classifier?`): `None` inside when unset.
+/// An optional `files` or stage parameter (`files?`, `classifier?`): `None` inside when unset,
+/// `None` outside when unreadable (the error recorded), as [`Reader::opt_str`].
+#[allow(clippy::option_option)]
 fn optional_source(r: &mut Reader<'_>, name: &str) -> Option<Option<Source>> {
     match r.value(name) {
         Some(Value::None) => Some(None),
@@ -88,7 +90,7 @@ fn inception(given: Option<&Source>) -> Result<&Source, ParamError> {
 pub struct FidReferenceParams {
     /// The reference images.
     pub images: Source,
-    /// The Inception weights (pytorch-fid's, or NVIDIA's TorchScript detector).
+    /// The Inception weights (pytorch-fid's, or NVIDIA's `TorchScript` detector).
     pub inception: Option<Source>,
     /// A classifier stage whose features replace Inception's.
     pub classifier: Option<Source>,

@@ -6,7 +6,7 @@
 //! (the samples' `mu` and `sigma`, as pytorch-fid's `--save-stats` writes them).
 //!
 //! The feature network is pytorch-fid's Inception ([`crate::diffusion::models::inception`]),
-//! NVIDIA's TorchScript detector ([`crate::diffusion::models::detector`], EDM's protocol;
+//! NVIDIA's `TorchScript` detector ([`crate::diffusion::models::detector`], EDM's protocol;
 //! told apart by the weight file's content), or a `classifier` stage's network. The
 //! `fid_reference` kind ([`run_reference`]) computes a reference's features and statistics
 //! once, as their own cached artifact; `fid` reads them when `reference` names it, after
@@ -33,7 +33,7 @@ use msnr::stages::params::Source;
 /// The feature network's name, recorded next to the numbers.
 const FEATURES: &str = "inception-v3 pool3 (pytorch-fid)";
 
-/// The TorchScript detector's name, recorded next to the numbers.
+/// The `TorchScript` detector's name, recorded next to the numbers.
 const DETECTOR: &str = "inception-v3 pool3 (NVIDIA TorchScript detector, as EDM's fid.py)";
 
 /// The file in a `fid_reference` artifact that says which network made it.
@@ -107,15 +107,15 @@ struct FeatureNet {
 enum Net {
     /// pytorch-fid's Inception-v3, and the store that owns its weights.
     Inception(Box<FidInceptionV3>, #[allow(dead_code)] VarStore),
-    /// NVIDIA's TorchScript Inception-v3, called as EDM's fid.py calls it.
+    /// NVIDIA's `TorchScript` Inception-v3, called as EDM's fid.py calls it.
     Detector(Box<Detector>),
     /// A `classifier` stage's network.
     Classifier(Box<Classifier>),
 }
 
 impl FeatureNet {
-    /// The classifier when one is given, else Inception with its weights (the TorchScript
-    /// detector when the file is a TorchScript archive).
+    /// The classifier when one is given, else Inception with its weights (the `TorchScript`
+    /// detector when the file is a `TorchScript` archive).
     fn load(
         spec: &StageSpec,
         inception: Option<&Source>,

@@ -93,7 +93,7 @@ fn seed_checkpoints_load_strictly_match_the_seed_and_sample() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("xl");
     let metrics = run("checkpoint", &xl_params(4000), &model, &Lines::default()).unwrap();
-    assert_eq!(metrics["parameters"], 155_344.0, "the seed model's parameter count (meta.json)");
+    assert!((metrics["parameters"] - 155_344.0).abs() < 0.5, "the seed model's count (meta.json): {metrics:?}");
     let (net, ctx) = (&xl_params(4000)[1].1, NetContext { image_size: 8, channels: 4, num_classes: 10, steps: 1000 });
     forward_matches_the_seed(&model, "xl_layout", net, ctx);
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();

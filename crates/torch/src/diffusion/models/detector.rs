@@ -1,6 +1,6 @@
-//! NVIDIA's TorchScript Inception-v3 "detector" (`inception-2015-12-05.pt`, published with
+//! NVIDIA's `TorchScript` Inception-v3 "detector" (`inception-2015-12-05.pt`, published with
 //! StyleGAN2-ADA's metrics), the feature network of EDM's `fid.py` and so of the seed
-//! paper's FID-50K numbers. It is loaded with libtorch's TorchScript loader (tch's
+//! paper's FID-50K numbers. It is loaded with libtorch's `TorchScript` loader (tch's
 //! [`CModule`]) and called as EDM calls it (`fid.py`, `calculate_inception_stats`):
 //! `detector_net(images, return_features=True)` on uint8 NCHW images in `[0, 255]`,
 //! grayscale repeated to 3 channels, giving 2048 features per image (the network resizes
@@ -14,7 +14,7 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 /// Features per image.
 pub const FEATURES: i64 = 2048;
 
-/// A loaded TorchScript detector.
+/// A loaded `TorchScript` detector.
 #[derive(Debug)]
 pub struct Detector {
     module: CModule,
@@ -22,7 +22,7 @@ pub struct Detector {
     path: PathBuf,
 }
 
-/// Whether `path` is a TorchScript archive (a zip holding `code/` and `constants.pkl`, which
+/// Whether `path` is a `TorchScript` archive (a zip holding `code/` and `constants.pkl`, which
 /// a `torch.save` file does not), as opposed to a state dict.
 #[must_use]
 pub fn is_torchscript(path: &Path) -> bool {
@@ -38,7 +38,7 @@ impl Detector {
     /// Loads the module at `path` onto `device`, in evaluation mode.
     ///
     /// # Errors
-    /// libtorch's message when the file is no loadable TorchScript module.
+    /// libtorch's message when the file is no loadable `TorchScript` module.
     pub fn load(path: &Path, device: Device) -> Result<Self, String> {
         let mut module = CModule::load_on_device(path, device).map_err(|e| format!("not a TorchScript module: {e}"))?;
         module.set_eval();

@@ -5,7 +5,7 @@
 //! - [`denoiser`]: the [`Denoiser`] trait the stages use and [`build`];
 //! - [`inception`]: pytorch-fid's FID Inception-v3, the feature network of FID and KID;
 //! - [`vae`]: Stable Diffusion's VAE (diffusers' `AutoencoderKL`), for latent diffusion;
-//! - [`detector`]: NVIDIA's TorchScript Inception-v3, as EDM's `fid.py` calls it;
+//! - [`detector`]: NVIDIA's `TorchScript` Inception-v3, as EDM's `fid.py` calls it;
 //! - [`weights`]: strict safetensors loading.
 //!
 //! Their configurations and validation live without libtorch in `msnr::nets`

@@ -1,4 +1,4 @@
-//! NVIDIA's TorchScript detector as `fid`'s feature network (a scripted random-weight module
+//! NVIDIA's `TorchScript` detector as `fid`'s feature network (a scripted random-weight module
 //! with its interface, made by `tests/fixtures/checkpoint/make_fixtures.py`), and reference
 //! statistics as their own artifact (`fid_reference`): computed once, read by every `fid`
 //! stage naming them, refused when another network made them.
@@ -86,7 +86,7 @@ fn reference_statistics_are_computed_once_and_shared() {
         &made,
     )
     .unwrap();
-    assert_eq!(n["n"], 9.0);
+    assert!((n["n"] - 9.0).abs() < 0.5, "{n:?}");
     assert_eq!(made.0.lock().unwrap()["reference"], 3, "9 images in batches of 4");
 
     for samples in ["a", "b"] {
