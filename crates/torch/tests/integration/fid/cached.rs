@@ -1,7 +1,8 @@
 //! NVIDIA's `TorchScript` detector as `fid`'s feature network (a scripted random-weight module
 //! with its interface, made by `tests/fixtures/checkpoint/make_fixtures.py`), and reference
 //! statistics as their own artifact (`fid_reference`): computed once, read by every `fid`
-//! stage naming them, refused when another network made them.
+//! stage naming them (also through `msnr run`: two fid stages, one `fid_reference` run),
+//! refused when another network made them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,4 +116,57 @@ fn reference_statistics_are_computed_once_and_shared() {
     let params = [("samples", path("a")), ("reference", path("ref")), detector, batch];
     let err = run("fid", &params, &dir.path().join("bad"), &Batches::default()).unwrap_err();
     assert!(err.contains("the reference's features come from another network"), "{err}");
+}
+
+/// `target/<profile>/<name>`, built by `cargo build --workspace --bins` (`./msnrw test` does it).
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").join(name)
+}
+
+/// `msnr run p.msnr` in `dir`; its stderr.
+fn msnr_run(dir: &Path) -> String {
+    assert!(bin("msnr-worker").exists(), "build the binaries first (./msnrw test does)");
+    let out = std::process::Command::new(bin("msnr"))
+        .args(["run", "p.msnr"])
+        .current_dir(dir)
+        .env("MSNR_PLAIN", "1")
+        .env("MSNR_DEVICE", "cpu")
+        .env_remove("MSNR_HOME")
+        .output()
+        .expect("msnr runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn two_fid_stages_sharing_a_reference_compute_its_statistics_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".msnr")).unwrap();
+    let detector = fixture("detector.pt");
+    let fid = |name: &str, samples: &str| {
+        format!(
+            "stage {name} = fid {{ samples = {samples}, reference = ref, inception = {detector:?}, kid_subset_size = 10 }}\n"
+        )
+    };
+    let mut pipeline = format!(
+        "stage digits = mnist {{ count = 24 }}\nstage fewer = mnist {{ count = 12 }}\n\
+         stage ref = fid_reference {{ images = digits, inception = {detector:?}, batch = 8 }}\n{}{}",
+        fid("a", "fewer"),
+        fid("b", "digits")
+    );
+    std::fs::write(dir.path().join("p.msnr"), &pipeline).unwrap();
+    let first = msnr_run(dir.path());
+    assert_eq!(first.matches("ref: done in").count(), 1, "{first}");
+    assert_eq!(first.matches("/24 reference").count(), 2, "only `ref` computes reference features: {first}");
+    for stage in ["a", "b"] {
+        assert!(first.contains(&format!("{stage}: reference: cached statistics of 24 images")), "{first}");
+    }
+    // A third fid stage later: the reference is not computed again.
+    pipeline.push_str(&fid("c", "fewer").replace("kid_subset_size = 10", "kid_subset_size = 8"));
+    std::fs::write(dir.path().join("p.msnr"), &pipeline).unwrap();
+    let second = msnr_run(dir.path());
+    assert!(second.contains("ref: cached") && second.contains("1 ran, 5 cached"), "{second}");
+    assert!(second.contains("c: reference: cached statistics of 24 images"), "{second}");
 }
