@@ -1,6 +1,8 @@
 //! The seed paper's ViT hyper-parameters, their presets and their validation.
 //! No libtorch: `msnr check` validates with it.
 
+use std::collections::BTreeMap;
+
 use super::error::ModelError;
 use super::rules::{check_data, divisors, positive};
 
@@ -126,6 +128,44 @@ impl ViTConfig {
     #[must_use]
     pub fn null_label(&self) -> Option<i64> {
         (self.num_classes > 0 && self.null_class).then_some(self.num_classes)
+    }
+
+    /// Every parameter's name and shape as the network (and the seed's state dict) names
+    /// them, so a weight file can be matched against it without libtorch.
+    #[must_use]
+    pub fn parameter_shapes(&self) -> BTreeMap<String, Vec<i64>> {
+        let (w, hidden, out) = (self.width, self.mlp_hidden(), self.patch * self.patch * self.out_channels);
+        let tokens = self.extra_tokens() + self.grid() * self.grid();
+        let mut shapes = BTreeMap::from([
+            ("patch_embed.proj.weight".to_owned(), vec![w, self.in_channels, self.patch, self.patch]),
+            ("patch_embed.proj.bias".to_owned(), vec![w]),
+            ("pos_embed".to_owned(), vec![1, tokens, w]),
+            ("time_embedding.weight".to_owned(), vec![self.time_table_rows(), w]),
+            ("linear_projection.weight".to_owned(), vec![out, w]),
+            ("linear_projection.bias".to_owned(), vec![out]),
+        ]);
+        if self.num_classes > 0 {
+            shapes.insert("class_embedding.weight".to_owned(), vec![self.class_rows(), w]);
+        }
+        for i in 0..self.depth {
+            let block = [
+                ("norm1.weight", vec![w]),
+                ("norm1.bias", vec![w]),
+                ("attn.qkv.weight", vec![3 * w, w]),
+                ("attn.q_bias", vec![w]),
+                ("attn.v_bias", vec![w]),
+                ("attn.proj.weight", vec![w, w]),
+                ("attn.proj.bias", vec![w]),
+                ("norm2.weight", vec![w]),
+                ("norm2.bias", vec![w]),
+                ("mlp.fc1.weight", vec![hidden, w]),
+                ("mlp.fc1.bias", vec![hidden]),
+                ("mlp.fc2.weight", vec![w, hidden]),
+                ("mlp.fc2.bias", vec![w]),
+            ];
+            shapes.extend(block.into_iter().map(|(name, shape)| (format!("blocks.{i}.{name}"), shape)));
+        }
+        shapes
     }
 
     /// Width of the MLP's hidden layer: `int(width * mlp_ratio)` as the seed computes it.

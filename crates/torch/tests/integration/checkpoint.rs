@@ -63,9 +63,21 @@ fn run(
     out: &Path,
     reporter: &dyn Reporter,
 ) -> Result<BTreeMap<String, f64>, String> {
-    let params = params.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+    let mut params: BTreeMap<String, Value> = params.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
     std::fs::create_dir_all(out).unwrap();
-    let spec = StageSpec::standalone(kind, params, out, &out.join("work"));
+    // The weights as a `download` stage's output folder, as the stdlib's seed checkpoints
+    // come: then only the worker can match the names (a local file is matched by `check`,
+    // see `msnr::stages::checkpoint`).
+    let mut inputs = BTreeMap::new();
+    if let Some(Value::Path(file)) = params.get("weights") {
+        let folder = out.join("download");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(file, folder.join(file.file_name().unwrap())).unwrap();
+        inputs.insert("download".to_owned(), folder);
+        params.insert("weights".to_owned(), Value::Stage("download".to_owned()));
+    }
+    let mut spec = StageSpec::standalone(kind, params, out, &out.join("work"));
+    spec.inputs = inputs;
     msnr_torch::stages::run(&spec, reporter).map(|r| r.metrics).map_err(|e| e.to_string())
 }
 

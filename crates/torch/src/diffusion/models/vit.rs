@@ -166,6 +166,21 @@ mod tests {
     }
 
     #[test]
+    fn the_front_ends_parameter_shapes_are_the_nets() {
+        for cfg in [
+            ViTConfig::tiny(),
+            ViTConfig { num_classes: 0, ..ViTConfig::tiny() },
+            ViTConfig { time_rows: Some(4000), null_class: false, patch: 4, in_channels: 3, ..ViTConfig::tiny() },
+        ] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _ = ViT::new(vs.root(), cfg.clone());
+            let ours: std::collections::BTreeMap<String, Vec<i64>> =
+                vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect();
+            assert_eq!(ours, cfg.parameter_shapes(), "{cfg:?}");
+        }
+    }
+
+    #[test]
     fn seed_vit_b2_has_the_seeds_parameter_count() {
         // The seed's ViT-B/2 as its training script builds it (num_steps = 4000, 1001 class
         // rows): 89,109,520 parameters; with T rows, 86,805,520 (issue 11).
