@@ -101,7 +101,7 @@ fn forward_matches_the_seed(model: &Path, name: &str, net: &Value, ctx: NetConte
 }
 
 #[test]
-fn seed_checkpoints_load_strictly_match_the_seed_and_sample() {
+fn the_seeds_xl_layout_loads_strictly_and_matches_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("xl");
     let metrics = run("checkpoint", &xl_params(4000), &model, &Lines::default()).unwrap();
@@ -111,34 +111,10 @@ fn seed_checkpoints_load_strictly_match_the_seed_and_sample() {
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["data"], serde_json::json!({ "channels": 4, "height": 8, "width": 8, "num_classes": 10 }));
     assert!(model.join("model.safetensors").exists());
-
-    // `sample` reads it as a trained model, guided with the null label (row 10), and says
-    // how the 4000-row table is used.
-    let heun = Value::Ctor {
-        name: "heun".into(),
-        args: BTreeMap::from([
-            ("steps".to_owned(), Value::Int(3)),
-            ("rho".to_owned(), Value::Float(7.0)),
-            ("sigma_min".to_owned(), Value::Float(0.002)),
-            ("sigma_max".to_owned(), Value::Float(80.0)),
-        ]),
-    };
-    let lines = Lines::default();
-    let sample = [
-        ("model", Value::Path(model.clone())),
-        ("sampler", heun),
-        ("count", Value::Int(3)),
-        ("guidance", Value::Float(1.5)),
-        ("batch", Value::Int(2)),
-    ];
-    let drawn = run("sample", &sample, &dir.path().join("samples"), &lines).unwrap();
-    assert_eq!((drawn["images"], drawn["nfe"]), (3.0, 5.0));
-    let logs = lines.0.lock().unwrap().join("\n");
-    assert!(logs.contains("time table has 4000 rows for T = 1000 timesteps"), "{logs}");
 }
 
 #[test]
-fn a_nested_entry_with_a_prefix_loads_with_entry_and_strip() {
+fn a_nested_entry_with_a_prefix_loads_with_entry_and_strip_and_samples() {
     let dir = tempfile::tempdir().unwrap();
     let net = vit(&[("depth", 2), ("width", 32), ("heads", 4), ("patch", 4), ("time_rows", 4000)], true);
     let params = [
@@ -153,6 +129,30 @@ fn a_nested_entry_with_a_prefix_loads_with_entry_and_strip() {
     run("checkpoint", &params, &dir.path().join("a"), &Lines::default()).unwrap();
     let ctx = NetContext { image_size: 8, channels: 3, num_classes: 10, steps: 1000 };
     forward_matches_the_seed(&dir.path().join("a"), "nested", &net, ctx);
+
+    // `sample` reads it as a trained model, guided with the null label (row 10), and says
+    // how the 4000-row table is used (a pixel model: a latent one needs its VAE to sample).
+    let heun = Value::Ctor {
+        name: "heun".into(),
+        args: BTreeMap::from([
+            ("steps".to_owned(), Value::Int(3)),
+            ("rho".to_owned(), Value::Float(7.0)),
+            ("sigma_min".to_owned(), Value::Float(0.002)),
+            ("sigma_max".to_owned(), Value::Float(80.0)),
+        ]),
+    };
+    let lines = Lines::default();
+    let sample = [
+        ("model", Value::Path(dir.path().join("a"))),
+        ("sampler", heun),
+        ("count", Value::Int(3)),
+        ("guidance", Value::Float(1.5)),
+        ("batch", Value::Int(2)),
+    ];
+    let drawn = run("sample", &sample, &dir.path().join("samples"), &lines).unwrap();
+    assert_eq!((drawn["images"], drawn["nfe"]), (3.0, 5.0));
+    let logs = lines.0.lock().unwrap().join("\n");
+    assert!(logs.contains("time table has 4000 rows for T = 1000 timesteps"), "{logs}");
 
     // Without `strip`: every name is listed, and the prefix is pointed out.
     let err = run("checkpoint", &params[..6], &dir.path().join("b"), &Lines::default()).unwrap_err();
