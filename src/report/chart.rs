@@ -159,6 +159,11 @@ impl LineChart {
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .label_style(("sans-serif", 14))
+            .x_label_formatter(&|v| number(*v))
+            .y_label_formatter(&|v| number(*v))
+            .y_labels(8)
+            .bold_line_style(RGBColor(215, 215, 215))
+            .light_line_style(RGBColor(245, 245, 245))
             .draw()
             .map_err(|e| e.to_string())?;
         for (series, points) in self.series.iter().zip(self.drawable()) {
@@ -203,6 +208,25 @@ fn register_font() {
     });
 }
 
+/// An axis label: whole numbers without decimals, else three significant digits.
+#[must_use]
+pub fn number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        return format!("{v:.0}");
+    }
+    if (1e-3..1e5).contains(&v.abs()) {
+        // floor(log10 |v|) is in -3..=4 here, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let magnitude = v.abs().log10().floor() as i32;
+        let decimals = usize::try_from(2 - magnitude).unwrap_or(0);
+        return format!("{v:.decimals$}");
+    }
+    format!("{v:.2e}")
+}
+
 fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     values.fold(None, |acc, v| Some(acc.map_or((v, v), |(lo, hi): (f64, f64)| (lo.min(v), hi.max(v)))))
 }
@@ -235,6 +259,14 @@ mod tests {
         assert!(x.start < 1.0 && x.end > 3.0);
         assert!((y.start - 0.4).abs() < 1e-12 && (y.end - 2.5).abs() < 1e-12, "{y:?}");
         assert!(chart(true, vec![(0.0, -1.0)]).ranges().is_none(), "nothing drawable");
+    }
+
+    #[test]
+    fn axis_numbers_are_short() {
+        assert_eq!(number(2000.0), "2000");
+        assert_eq!(number(0.1234), "0.123");
+        assert_eq!(number(12.5), "12.5");
+        assert_eq!(number(3e-5), "3.00e-5");
     }
 
     #[test]

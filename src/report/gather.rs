@@ -153,17 +153,42 @@ pub fn group(stage: &Stage) -> String {
     stage.sweep.as_ref().map_or_else(|| stage.name.clone(), |s| s.base.clone())
 }
 
-/// A stage's legend entry: its sweep bindings (`w=constant, g=5`), or its name.
+/// A stage's legend entry: its sweep bindings as its name writes them
+/// (`w=min_snr{gamma=5},s=2`), or its name.
 #[must_use]
 pub fn label(stage: &Stage) -> String {
-    match &stage.sweep {
-        Some(s) if !s.bindings.is_empty() => bindings(s.bindings.iter().map(|(k, v)| (k.as_str(), v))),
-        _ => stage.name.clone(),
+    let parts = name_bindings(&stage.name);
+    if stage.sweep.is_none() || parts.is_empty() {
+        return stage.name.clone();
     }
+    join(parts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-fn bindings<'v>(pairs: impl Iterator<Item = (&'v str, &'v Value)>) -> String {
-    pairs.map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+/// The `var=value` parts of an instance name's brackets, split at top-level commas:
+/// `m[w=min_snr{gamma=5},s=2]` -> (`w`, `min_snr{gamma=5}`), (`s`, `2`).
+#[must_use]
+pub fn name_bindings(name: &str) -> Vec<(String, String)> {
+    let Some(inner) = name.split_once('[').and_then(|(_, rest)| rest.strip_suffix(']')) else { return Vec::new() };
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0_i32, 0);
+    for (i, c) in inner.char_indices().chain(std::iter::once((inner.len(), ','))) {
+        match c {
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                let part = &inner[start..i];
+                let (k, v) = part.split_once('=').unwrap_or((part, ""));
+                parts.push((k.trim().to_string(), v.trim().to_string()));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn join<'v>(pairs: impl Iterator<Item = (&'v str, &'v str)>) -> String {
+    pairs.map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// Names each point's series: its sweep bindings less those that only set the step count
@@ -185,11 +210,67 @@ fn name_series(points: &mut [MetricPoint], pipeline: &Pipeline) {
                 })
             })
         };
-        let kept: Vec<(&str, &Value)> =
-            sweep.bindings.iter().filter(|(k, _)| !steps_var(k)).map(|(k, v)| (k.as_str(), v)).collect();
-        series.push(if kept.is_empty() { p.group.clone() } else { bindings(kept.into_iter()) });
+        let written = name_bindings(&p.stage);
+        let kept: Vec<(&str, &str)> = written
+            .iter()
+            .filter(|(k, _)| sweep.bindings.iter().any(|(var, _)| var == k) && !steps_var(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        series.push(if kept.is_empty() { p.group.clone() } else { join(kept.into_iter()) });
     }
     for (p, s) in points.iter_mut().zip(series) {
         p.series = s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (tempfile::TempDir, Pipeline, Dag) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.msnr");
+        std::fs::write(&path, text).unwrap();
+        let pipeline = crate::lang::load(&path, &[]).unwrap();
+        let dag = Dag::build(&pipeline).unwrap();
+        (dir, pipeline, dag)
+    }
+
+    const SWEEP: &str = "stage d = mnist { count = 20 }\n\
+        sweep w in [constant, min_snr { gamma = 5 }], s in [20, 40] {\n\
+          stage m = train { data = d, net = unet {}, weighting = w, steps = s }\n\
+          stage x = sample { model = m, count = 4 }\n\
+          stage score = fid { samples = x, reference = d }\n\
+        }\n";
+
+    #[test]
+    fn instance_names_split_into_their_written_bindings() {
+        assert_eq!(
+            name_bindings("m[w=min_snr{gamma=5},s=2,l=[1,2]]"),
+            vec![("w".into(), "min_snr{gamma=5}".into()), ("s".into(), "2".into()), ("l".into(), "[1,2]".into())]
+        );
+        assert!(name_bindings("model").is_empty());
+    }
+
+    #[test]
+    fn a_score_finds_its_train_through_the_sampler_and_the_steps_variable_leaves_the_series_name() {
+        let (_dir, pipeline, dag) = load(SWEEP);
+        let train = upstream_train(&pipeline, &dag, "score[w=constant,s=40]").unwrap();
+        assert_eq!((train.name.as_str(), steps_of(train)), ("m[w=constant,s=40]", Some(40)));
+        assert_eq!(label(train), "w=constant,s=40");
+        assert_eq!(group(train), "m");
+        let mut points: Vec<MetricPoint> = ["score[w=constant,s=20]", "score[w=min_snr{gamma=5},s=40]"]
+            .iter()
+            .map(|name| MetricPoint {
+                stage: (*name).to_string(),
+                group: "score".into(),
+                series: String::new(),
+                steps: steps_of(upstream_train(&pipeline, &dag, name).unwrap()).unwrap(),
+                metrics: BTreeMap::new(),
+            })
+            .collect();
+        name_series(&mut points, &pipeline);
+        assert_eq!(points[0].series, "w=constant");
+        assert_eq!(points[1].series, "w=min_snr{gamma=5}");
     }
 }

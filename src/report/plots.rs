@@ -98,8 +98,10 @@ fn groups<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
+/// The metrics worth a chart: all but the sample counts `fid` records beside its scores
+/// (`n`, `n_reference`), which do not change with training.
 fn metric_names(points: &[&MetricPoint]) -> BTreeSet<String> {
-    points.iter().flat_map(|p| p.metrics.keys().cloned()).collect()
+    points.iter().flat_map(|p| p.metrics.keys()).filter(|m| *m != "n" && !m.starts_with("n_")).cloned().collect()
 }
 
 /// Raw loss (faint) and its EMA (solid, in the legend) per instance.
@@ -151,7 +153,7 @@ pub fn buckets_over_steps(run: &TrainRun) -> LineChart {
     let n = run.records.iter().map(|r| r.mse_by_t.len()).max().unwrap_or(0);
     let series = (0..n)
         .map(|b| Series {
-            label: Some(format!("t/T in [{:.1}, {:.1})", bucket_edge(b, n), bucket_edge(b + 1, n))),
+            label: Some(format!("t/T {:.1} to {:.1}", bucket_edge(b, n), bucket_edge(b + 1, n))),
             color: b,
             style: Style::Line,
             points: run.records.iter().filter_map(|r| r.mse_by_t.get(b).copied().flatten().map(|m| (steps_f64(r.step), m))).collect(),
@@ -294,7 +296,7 @@ mod tests {
         let over = buckets_over_steps(&run("m", "m", vec![record(10, 1.0, &[Some(0.5), Some(2.0)])]));
         assert_eq!(over.series.len(), 2);
         assert_eq!(over.series[1].points, vec![(10.0, 2.0)]);
-        assert_eq!(over.series[1].label.as_deref(), Some("t/T in [0.5, 1.0)"));
+        assert_eq!(over.series[1].label.as_deref(), Some("t/T 0.5 to 1.0"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::cli::Project;
 const SWEEP: &str = r#"stage digits = images { path = "digits", channels = 1 }
 stage judge = classifier { data = digits, steps = 2, batch = 4, holdout = 4 }
 sweep w in [constant, min_snr { gamma = 5 }], s in [2, 4] {
-  stage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, weighting = w, steps = s, batch = 2, log_every = 1 }
+  stage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, weighting = w, steps = s, batch = 2, log_every = 1, optimizer = adamw { lr = 0.05 } }
   stage images = sample { model = m, sampler = ddim { steps = 2 }, count = 4, batch = 4 }
   stage score = fid { samples = images, reference = digits, classifier = judge, kid_subsets = 2 }
 }
@@ -53,39 +53,45 @@ fn plot_and_report_of_a_tiny_sweep_open_in_a_headless_browser() {
     assert!(dir.join("samples-images_w=constant_s=2.png").is_file(), "grids copied");
     // One line per weighting: the step count is the x axis, not a series.
     let metric = std::fs::read_to_string(dir.join("classifier_distance-score.svg")).unwrap();
-    assert!(metric.contains(">w=constant<") && metric.contains(">w=min_snr { gamma = 5 }<"), "legend from the bindings");
+    assert!(metric.contains("w=constant\n") && metric.contains("w=min_snr{gamma=5}\n"), "legend from the bindings:\n{metric}");
     assert!(!metric.contains("s=2"), "the steps variable is the x axis, not a legend entry");
 
     p.msnr(&["report", "p.msnr"]).success().stdout_has("p.report.html");
     let html = std::fs::read_to_string(p.path("p.report.html")).unwrap();
-    assert!(html.contains("13 stages: 13 cached, 0 stale, 0 never run, 0 blocked."), "states as plan decides");
-    assert!(html.contains("<td>m[w=min_snr { gamma = 5 },s=4]</td>") && html.contains("libtorch"));
+    assert!(html.contains("14 stages: 14 cached, 0 stale, 0 never run, 0 blocked."), "states as plan decides");
+    assert!(html.contains("<td>m[w=min_snr{gamma=5},s=4]</td>") && html.contains("libtorch"));
     check_in_browser(&p, &recorded_metrics(&p));
+}
+
+/// A headless browser, or `None` (with a message) where none can run outside CI; in CI
+/// (`CI` set) a missing or broken browser fails the test.
+fn browser() -> Option<browser::Browser> {
+    let in_ci = std::env::var_os("CI").is_some();
+    let Some(exe) = browser::find() else {
+        assert!(!in_ci, "no headless browser in CI: .ci/run installs Debian's chromium (tests/setup/chromium.sh)");
+        eprintln!("SKIPPED the browser check of the report: no chromium on PATH (install it: tests/setup/chromium.sh, or set MSNR_CHROMIUM)");
+        return None;
+    };
+    match browser::Browser::start(&exe) {
+        Ok(b) => Some(b),
+        Err(e) if !in_ci => {
+            eprintln!("SKIPPED the browser check of the report: {} cannot run: {e}", exe.display());
+            None
+        }
+        Err(e) => panic!("{} cannot run: {e}", exe.display()),
+    }
 }
 
 /// The report in headless Chromium: no console error, every image decoded, the metrics exact.
 fn check_in_browser(p: &Project, recorded: &BTreeMap<String, BTreeMap<String, f64>>) {
-    let Some(exe) = browser::find() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no headless browser in CI: .ci/run installs Debian's chromium (tests/setup/chromium.sh)"
-        );
-        eprintln!("SKIPPED the browser check of the report: no chromium on PATH (install it: tests/setup/chromium.sh, or set MSNR_CHROMIUM)");
-        return;
-    };
-    let mut chrome = match browser::Browser::start(&exe) {
-        Ok(b) => b,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED the browser check of the report: {} cannot run: {e}", exe.display());
-            return;
-        }
-        Err(e) => panic!("{} cannot run: {e}", exe.display()),
-    };
+    let Some(mut chrome) = browser() else { return };
     let loaded = chrome.load(&p.path("p.report.html"), CHECK).unwrap();
     assert!(loaded.errors.is_empty(), "the page logged errors: {:#?}", loaded.errors);
     let page: Value = serde_json::from_str(loaded.value.as_str().unwrap()).unwrap();
     let images = page["images"].as_array().unwrap();
-    assert!(images.len() >= 4 * 3 + 4 + 4, "plots and grids on the page: {}", images.len());
+    let pngs = std::fs::read_dir(p.path("p.plots")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
+    assert_eq!(images.len(), pngs, "every plot and grid on the page");
+    assert_eq!(pngs, 2 + 4 + 4 + 4, "loss and MSE by t of the sweep, MSE over steps per train, 4 metrics, 4 grids");
     for img in images {
         assert!(img["width"].as_u64().unwrap() > 0 && img["complete"] == true, "image not decoded: {img}");
     }
@@ -95,7 +101,7 @@ fn check_in_browser(p: &Project, recorded: &BTreeMap<String, BTreeMap<String, f6
         shown.entry(cell["stage"].as_str().unwrap().to_string()).or_default().insert(cell["metric"].as_str().unwrap().to_string(), value);
     }
     assert_eq!(&shown, recorded, "the metrics table holds exactly the recorded values");
-    assert_eq!(page["nodes"], 13, "every stage in the drawn graph");
+    assert_eq!(page["nodes"], 14, "every stage in the drawn graph");
 }
 
 /// Run in the page: its images, metric cells and graph nodes.
@@ -122,4 +128,23 @@ fn a_report_before_any_run_shows_never_run_stages_with_escaped_parameters() {
 fn doc_markdown_prints_the_reference_tables() {
     let p = Project::new();
     p.msnr(&["doc", "--markdown"]).success().stdout_has("#### `train` -> `model`").stdout_has("| `min_snr` |");
+}
+
+/// The browser check can fail: a console error, a missing file and an undecodable image are seen.
+#[test]
+fn the_browser_check_sees_console_errors_missing_files_and_broken_images() {
+    let Some(mut chrome) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("bad.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html><body><img src=\"data:image/png;base64,AAAA\"><img src=\"missing.png\">\
+         <script>console.error('boom')</script></body></html>",
+    )
+    .unwrap();
+    let loaded = chrome.load(&page, CHECK).unwrap();
+    assert!(loaded.errors.iter().any(|e| e.contains("boom")), "{:#?}", loaded.errors);
+    assert!(loaded.errors.iter().any(|e| e.contains("missing.png")), "{:#?}", loaded.errors);
+    let value: Value = serde_json::from_str(loaded.value.as_str().unwrap()).unwrap();
+    assert_eq!(value["images"].as_array().unwrap().iter().filter(|i| i["width"] == 0).count(), 2);
 }
