@@ -147,6 +147,8 @@ impl LineChart {
         Y: AsRangedCoord<Value = f64>,
         Y::CoordDescType: ValueFormatter<f64>,
     {
+        let x_span = x.clone();
+        let y_span = self.ranges().map_or(0.0..1.0, |r| r.1);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 22))
             .margin(12)
@@ -159,8 +161,8 @@ impl LineChart {
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .label_style(("sans-serif", 14))
-            .x_label_formatter(&|v| number(*v))
-            .y_label_formatter(&|v| number(*v))
+            .x_label_formatter(&|v| tick(*v, &x_span))
+            .y_label_formatter(&|v| if self.log_y { number(*v) } else { tick(*v, &y_span) })
             .y_labels(8)
             .bold_line_style(RGBColor(215, 215, 215))
             .light_line_style(RGBColor(245, 245, 245))
@@ -206,6 +208,26 @@ fn register_font() {
         // The bundled file is a valid TrueType font (a unit test draws text with it).
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+/// A tick label on a linear axis spanning `range`: as many decimals as a tenth of the span
+/// needs, so neighbouring ticks never read the same, and 0 for rounding noise around zero.
+#[must_use]
+pub fn tick(v: f64, range: &Range<f64>) -> String {
+    let step = (range.end - range.start).abs() / 10.0;
+    if !(step > 0.0 && step.is_finite()) {
+        return number(v);
+    }
+    if v.abs() < step * 1e-6 {
+        return "0".into();
+    }
+    // -floor(log10(step)) of a finite positive step fits an i32 easily.
+    #[allow(clippy::cast_possible_truncation)]
+    let decimals = usize::try_from(-(step.log10().floor() as i32)).unwrap_or(0).min(12);
+    if v.abs() >= 1e6 || v.abs() < 1e-4 {
+        return format!("{v:.2e}");
+    }
+    format!("{v:.decimals$}")
 }
 
 /// An axis label: whole numbers without decimals, else three significant digits.
@@ -267,6 +289,10 @@ mod tests {
         assert_eq!(number(0.1234), "0.123");
         assert_eq!(number(12.5), "12.5");
         assert_eq!(number(3e-5), "3.00e-5");
+        assert_eq!(tick(81.15, &(80.85..81.25)), "81.15");
+        assert_eq!(tick(6.94e-18, &(-0.05..0.05)), "0");
+        assert_eq!(tick(1200.0, &(0.0..2000.0)), "1200");
+        assert_eq!(tick(0.26, &(0.0..1.0)), "0.3", "a tenth of the span is 0.1: one decimal");
     }
 
     #[test]
