@@ -1,17 +1,19 @@
 //! What the plots and the report show, gathered from a pipeline that has run:
-//! each `train` instance's log, each `fid` instance's metrics with the step count
-//! of the `train` upstream of it, and each `sample` instance's `grid.png`. Only
-//! what the lockfile records and the store still holds is shown; the rest is
-//! listed in [`Gathered::notes`] so a user knows why a plot is missing.
+//! each `train` instance's log, each `fid` instance's metrics at the step count of
+//! the `train` behind it (grouped into series by the experiment table,
+//! [`Experiment`]), and each `sample` instance's `grid.png`. Only what the lockfile
+//! records and the store still holds is shown; the rest is listed in
+//! [`Gathered::notes`] so a user knows why a plot is missing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::cache::{Lockfile, Store};
 use crate::graph::Dag;
-use crate::lang::{Pipeline, Stage, Value};
+use crate::lang::{Pipeline, Stage};
 
 use super::log::{self, Record};
+use super::table::Experiment;
 
 /// One `train` instance's log.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +37,7 @@ pub struct MetricPoint {
     pub group: String,
     /// The series it belongs to: its bindings without the ones that set the step count.
     pub series: String,
-    /// The upstream `train`'s `steps`.
+    /// The steps of the `train` behind it.
     pub steps: u64,
     /// The recorded metrics.
     pub metrics: BTreeMap<String, f64>,
@@ -88,63 +90,40 @@ pub fn gather(pipeline: &Pipeline, dag: &Dag, lock: &Lockfile, store: &Store) ->
                 Ok(_) => out.notes.push(format!("{}: no grid.png in its output", stage.name)),
                 Err(why) => out.notes.push(format!("{}: {why}", stage.name)),
             },
-            "fid" => metric_point(pipeline, dag, lock, stage, &mut out),
             _ => {}
         }
     }
-    name_series(&mut out.points, pipeline);
+    let exp = Experiment::new(pipeline, dag, lock, Some(store));
+    out.points = metric_points(&exp);
+    for row in exp.rows.iter().filter(|r| r.kind == "fid" && r.steps.is_none()) {
+        out.notes.push(format!("{}: no train behind it with a recorded step count", row.name));
+    }
     Ok(out)
+}
+
+/// The `fid` rows of each series of the experiment table, where their steps are known.
+fn metric_points(exp: &Experiment) -> Vec<MetricPoint> {
+    let mut out = Vec::new();
+    for series in &exp.series {
+        for &r in &series.points {
+            let row = &exp.rows[r];
+            let Some(steps) = row.steps.filter(|_| row.kind == "fid") else { continue };
+            out.push(MetricPoint {
+                stage: row.name.clone(),
+                group: series.base.clone(),
+                series: series.title(),
+                steps,
+                metrics: row.metrics.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// The store folder of a stage's recorded output, or why there is none.
 fn output(stage: &Stage, lock: &Lockfile, store: &Store) -> Result<PathBuf, &'static str> {
     let entry = lock.stages.get(&stage.name).ok_or("never run")?;
     store.get(&entry.key).map(|e| e.out_dir).ok_or("recorded in the lockfile but not in the store")
-}
-
-fn metric_point(pipeline: &Pipeline, dag: &Dag, lock: &Lockfile, stage: &Stage, out: &mut Gathered) {
-    let Some(entry) = lock.stages.get(&stage.name).filter(|e| !e.metrics.is_empty()) else {
-        out.notes.push(format!("{}: no metrics recorded", stage.name));
-        return;
-    };
-    let Some(steps) = upstream_train(pipeline, dag, &stage.name).and_then(|t| steps_of(t)) else {
-        out.notes.push(format!("{}: no train stage upstream with a step count", stage.name));
-        return;
-    };
-    out.points.push(MetricPoint {
-        stage: stage.name.clone(),
-        group: group(stage),
-        series: String::new(),
-        steps,
-        metrics: entry.metrics.clone(),
-    });
-}
-
-/// The nearest `train` stage upstream of `name` (breadth first over its inputs).
-#[must_use]
-pub fn upstream_train<'p>(pipeline: &'p Pipeline, dag: &Dag, name: &str) -> Option<&'p Stage> {
-    let mut todo: VecDeque<usize> = dag.inputs(name).into();
-    let mut seen = vec![false; pipeline.stages.len()];
-    while let Some(i) = todo.pop_front() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue;
-        }
-        let stage = &pipeline.stages[i];
-        if stage.kind == "train" {
-            return Some(stage);
-        }
-        todo.extend(dag.inputs(&stage.name));
-    }
-    None
-}
-
-/// A `train` stage's `steps`.
-#[must_use]
-pub fn steps_of(train: &Stage) -> Option<u64> {
-    match train.params.get("steps") {
-        Some(Value::Int(n)) => u64::try_from(*n).ok(),
-        _ => None,
-    }
 }
 
 /// The chart a stage's curves go on: its sweep's stage name, or its own name.
@@ -191,57 +170,9 @@ fn join<'v>(pairs: impl Iterator<Item = (&'v str, &'v str)>) -> String {
     pairs.map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
-/// Names each point's series: its sweep bindings less those that only set the step count
-/// (a variable whose value equals the upstream `train`'s `steps` at every point of its group),
-/// so `score[s=200,w=constant]` and `score[s=400,w=constant]` form one line, `w=constant`.
-fn name_series(points: &mut [MetricPoint], pipeline: &Pipeline) {
-    let stage_of = |p: &MetricPoint| pipeline.stage(&p.stage).and_then(|s| s.sweep.as_ref());
-    let groups: Vec<String> = points.iter().map(|p| p.group.clone()).collect();
-    let mut series = Vec::with_capacity(points.len());
-    for p in points.iter() {
-        let Some(sweep) = stage_of(p) else {
-            series.push(p.stage.clone());
-            continue;
-        };
-        let steps_var = |var: &str| {
-            points.iter().zip(&groups).filter(|(_, g)| **g == p.group).all(|(q, _)| {
-                stage_of(q).and_then(|s| s.bindings.iter().find(|(k, _)| k == var)).is_some_and(|(_, v)| {
-                    matches!(v, Value::Int(n) if u64::try_from(*n).ok() == Some(q.steps))
-                })
-            })
-        };
-        let written = name_bindings(&p.stage);
-        let kept: Vec<(&str, &str)> = written
-            .iter()
-            .filter(|(k, _)| sweep.bindings.iter().any(|(var, _)| var == k) && !steps_var(k))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        series.push(if kept.is_empty() { p.group.clone() } else { join(kept.into_iter()) });
-    }
-    for (p, s) in points.iter_mut().zip(series) {
-        p.series = s;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn load(text: &str) -> (tempfile::TempDir, Pipeline, Dag) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.msnr");
-        std::fs::write(&path, text).unwrap();
-        let pipeline = crate::lang::load(&path, &[]).unwrap();
-        let dag = Dag::build(&pipeline).unwrap();
-        (dir, pipeline, dag)
-    }
-
-    const SWEEP: &str = "stage d = mnist { count = 20 }\n\
-        sweep w in [constant, min_snr { gamma = 5 }], s in [20, 40] {\n\
-          stage m = train { data = d, net = unet {}, weighting = w, steps = s }\n\
-          stage x = sample { model = m, count = 4 }\n\
-          stage score = fid { samples = x, reference = d }\n\
-        }\n";
 
     #[test]
     fn instance_names_split_into_their_written_bindings() {
@@ -252,25 +183,35 @@ mod tests {
         assert!(name_bindings("model").is_empty());
     }
 
+    fn row(name: &str, kind: &str, steps: Option<u64>) -> crate::report::Row {
+        crate::report::Row {
+            stage: 0,
+            name: name.into(),
+            base: "score".into(),
+            kind: kind.into(),
+            bindings: vec![("w".into(), "constant {}".into())],
+            metrics: BTreeMap::from([("kid".to_string(), 0.5)]),
+            train: None,
+            steps,
+            train_seconds: None,
+            device: None,
+            features: None,
+        }
+    }
+
     #[test]
-    fn a_score_finds_its_train_through_the_sampler_and_the_steps_variable_leaves_the_series_name() {
-        let (_dir, pipeline, dag) = load(SWEEP);
-        let train = upstream_train(&pipeline, &dag, "score[w=constant,s=40]").unwrap();
-        assert_eq!((train.name.as_str(), steps_of(train)), ("m[w=constant,s=40]", Some(40)));
-        assert_eq!(label(train), "w=constant,s=40");
-        assert_eq!(group(train), "m");
-        let mut points: Vec<MetricPoint> = ["score[w=constant,s=20]", "score[w=min_snr{gamma=5},s=40]"]
-            .iter()
-            .map(|name| MetricPoint {
-                stage: (*name).to_string(),
-                group: "score".into(),
-                series: String::new(),
-                steps: steps_of(upstream_train(&pipeline, &dag, name).unwrap()).unwrap(),
-                metrics: BTreeMap::new(),
-            })
-            .collect();
-        name_series(&mut points, &pipeline);
-        assert_eq!(points[0].series, "w=constant");
-        assert_eq!(points[1].series, "w=min_snr{gamma=5}");
+    fn metric_points_are_the_scores_of_each_series_with_known_steps() {
+        let exp = Experiment {
+            rows: vec![row("score[w=constant,s=2]", "fid", Some(2)), row("m", "train", Some(2)), row("x", "fid", None)],
+            length_bindings: std::collections::BTreeSet::from(["s".to_string()]),
+            series: vec![crate::report::Series {
+                base: "score".into(),
+                label: vec![("w".into(), "constant {}".into())],
+                points: vec![0, 1, 2],
+            }],
+        };
+        let points = metric_points(&exp);
+        assert_eq!(points.len(), 1, "trains and scores without steps left out");
+        assert_eq!((points[0].series.as_str(), points[0].steps, points[0].group.as_str()), ("w=constant {}", 2, "score"));
     }
 }

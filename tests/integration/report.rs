@@ -53,7 +53,7 @@ fn plot_and_report_of_a_tiny_sweep_open_in_a_headless_browser() {
     assert!(dir.join("samples-images_w=constant_s=2.png").is_file(), "grids copied");
     // One line per weighting: the step count is the x axis, not a series.
     let metric = std::fs::read_to_string(dir.join("classifier_distance-score.svg")).unwrap();
-    assert!(metric.contains("w=constant\n") && metric.contains("w=min_snr{gamma=5}\n"), "legend from the bindings:\n{metric}");
+    assert!(metric.contains("w=constant {}\n") && metric.contains("w=min_snr { gamma = 5.0 }\n"), "legend from the bindings:\n{metric}");
     assert!(!metric.contains("s=2"), "the steps variable is the x axis, not a legend entry");
 
     p.msnr(&["report", "p.msnr"]).success().stdout_has("p.report.html");
