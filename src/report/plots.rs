@@ -56,12 +56,13 @@ pub fn write(g: &Gathered, dir: &Path) -> Result<Vec<Plot>, String> {
     let mut names = Names::default();
     let mut out = Vec::new();
     let mut charts: Vec<(Topic, String, LineChart)> = Vec::new();
-    for group in groups(g.trains.iter().map(|t| t.group.as_str())) {
-        let runs: Vec<&TrainRun> = g.trains.iter().filter(|t| t.group == group).collect();
+    let trains = whole_runs(&g.trains);
+    for group in groups(trains.iter().map(|t| t.group.as_str())) {
+        let runs: Vec<&TrainRun> = trains.iter().copied().filter(|t| t.group == group).collect();
         charts.push((Topic::Loss, format!("loss-{group}"), loss_chart(&group, &runs)));
         charts.push((Topic::Timesteps, format!("mse-by-t-{group}"), buckets_chart(&group, &runs)));
     }
-    for run in &g.trains {
+    for run in &trains {
         charts.push((Topic::Timesteps, format!("mse-over-steps-{}", run.stage), buckets_over_steps(run)));
     }
     for group in groups(g.points.iter().map(|p| p.group.as_str())) {
@@ -85,6 +86,16 @@ pub fn write(g: &Gathered, dir: &Path) -> Result<Vec<Plot>, String> {
         out.push(Plot { topic: Topic::Samples, title: format!("samples of {}", grid.stage), png, svg: None });
     }
     Ok(out)
+}
+
+/// The runs whose log is not the beginning of a longer run's log in the same group: a
+/// `train` that continued a shorter run of its configuration (a sweep over `steps`) copied
+/// that run's records, so the longer run's curve shows both.
+fn whole_runs(runs: &[TrainRun]) -> Vec<&TrainRun> {
+    let prefix_of = |a: &TrainRun, b: &TrainRun| {
+        a.group == b.group && a.records.len() < b.records.len() && b.records.starts_with(&a.records)
+    };
+    runs.iter().filter(|a| !runs.iter().any(|b| prefix_of(a, b))).collect()
 }
 
 /// Distinct group names in first-seen order.
@@ -297,6 +308,16 @@ mod tests {
         assert_eq!(over.series.len(), 2);
         assert_eq!(over.series[1].points, vec![(10.0, 2.0)]);
         assert_eq!(over.series[1].label.as_deref(), Some("t/T 0.5 to 1.0"));
+    }
+
+    #[test]
+    fn a_run_continued_by_a_longer_one_is_drawn_only_as_part_of_it() {
+        let short = run("m[s=1]", "s=1", vec![record(10, 1.0, &[])]);
+        let long = run("m[s=2]", "s=2", vec![record(10, 1.0, &[]), record(20, 0.5, &[])]);
+        let other = run("m[w=x]", "w=x", vec![record(10, 2.0, &[])]);
+        let runs = [short, long, other];
+        let kept: Vec<&str> = whole_runs(&runs).iter().map(|r| r.stage.as_str()).collect();
+        assert_eq!(kept, ["m[s=2]", "m[w=x]"]);
     }
 
     #[test]
