@@ -58,7 +58,14 @@ pub fn markdown(lib: &Stdlib) -> String {
         }
         out.push_str("| parameter | type | default | meaning |\n|---|---|---|---|\n");
         for p in &kind.params {
-            let _ = writeln!(out, "| `{}` | `{}` | {} | {} |", p.name, cell(&p.ty.to_string()), default(p), cell(&prose(&p.doc)));
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | {} |",
+                p.name,
+                cell(&p.ty.to_string()),
+                default(p),
+                cell(&prose(&p.doc))
+            );
         }
         out.push('\n');
     }
@@ -67,8 +74,13 @@ pub fn markdown(lib: &Stdlib) -> String {
         let _ = writeln!(out, "#### `{}`\n\n{}\n", family.name, prose(&family.doc));
         out.push_str("| variant | parameters | meaning |\n|---|---|---|\n");
         for v in &family.variants {
-            let fields: Vec<String> =
-                v.params.iter().map(|p| format!("`{}: {}`{}: {}", p.name, cell(&p.ty.to_string()), default_suffix(p), cell(&prose(&p.doc)))).collect();
+            let fields: Vec<String> = v
+                .params
+                .iter()
+                .map(|p| {
+                    format!("`{}: {}`{}: {}", p.name, cell(&p.ty.to_string()), default_suffix(p), cell(&prose(&p.doc)))
+                })
+                .collect();
             let _ = writeln!(out, "| `{}` | {} | {} |", v.name, fields.join("<br>"), cell(&prose(&v.doc)));
         }
         out.push('\n');
@@ -78,7 +90,11 @@ pub fn markdown(lib: &Stdlib) -> String {
 
 /// A doc comment as one Markdown paragraph per blank-line-separated block.
 fn prose(doc: &str) -> String {
-    let paragraphs: Vec<String> = doc.split("\n\n").map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty()).collect();
+    let paragraphs: Vec<String> = doc
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect();
     paragraphs.join("\n\n")
 }
 

@@ -42,7 +42,11 @@ pub(super) fn plot(file: &Path, set: &[(String, String)], out: Option<&Path>) ->
 }
 
 /// Opens the pipeline, gathers what ran and draws it into `dir`.
-fn draw(file: &Path, set: &[(String, String)], dir: &Path) -> Result<(Project, Vec<plots::Plot>, Vec<String>), Failure> {
+fn draw(
+    file: &Path,
+    set: &[(String, String)],
+    dir: &Path,
+) -> Result<(Project, Vec<plots::Plot>, Vec<String>), Failure> {
     let project = Project::open(file, set)?;
     let store = project.store()?;
     let g = gather::gather(&project.pipeline, &project.dag, &project.lockfile, &store).map_err(Failure::Message)?;
@@ -83,12 +87,17 @@ pub(super) fn report(file: &Path, set: &[(String, String)], out: Option<&Path>) 
 
 fn figure(p: &plots::Plot, base: &Path) -> Result<Figure, Failure> {
     let svg_href = p.svg.as_ref().and_then(|s| s.strip_prefix(base).ok()).map(|r| r.display().to_string());
-    Ok(Figure { topic: p.topic, title: p.title.clone(), src: html::png_data_uri(&p.png).map_err(Failure::Message)?, svg_href })
+    Ok(Figure {
+        topic: p.topic,
+        title: p.title.clone(),
+        src: html::png_data_uri(&p.png).map_err(Failure::Message)?,
+        svg_href,
+    })
 }
 
 /// A stage's row: its plan state, parameters, recorded metrics and versions.
 fn stage_row(project: &Project, index: usize, status: &Status) -> StageRow {
-    let stage = &project.pipeline.stages[index];
+    let declared = &project.pipeline.stages[index];
     let (state, why) = match status {
         Status::Cached { .. } => (State::Cached, String::new()),
         Status::Stale(reasons) if reasons.contains(&Reason::NeverRun) => (State::NeverRun, String::new()),
@@ -97,13 +106,18 @@ fn stage_row(project: &Project, index: usize, status: &Status) -> StageRow {
         }
         Status::Blocked(why) => (State::Blocked, why.clone()),
     };
-    let entry = project.lockfile.stages.get(&stage.name);
+    let entry = project.lockfile.stages.get(&declared.name);
     StageRow {
-        name: stage.name.clone(),
-        kind: stage.kind.clone(),
+        name: declared.name.clone(),
+        kind: declared.kind.clone(),
         state,
         why,
-        params: stage.params.iter().filter(|(_, v)| **v != Value::None).map(|(k, v)| (k.clone(), v.to_string())).collect(),
+        params: declared
+            .params
+            .iter()
+            .filter(|(_, v)| **v != Value::None)
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
         metrics: entry.map(|e| e.metrics.clone()).unwrap_or_default(),
         versions: entry.map(|e| Versions {
             msnr: e.versions.msnr.clone(),

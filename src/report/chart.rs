@@ -2,7 +2,7 @@
 //! with a legend, a linear x axis and a linear or logarithmic y axis. Every plot of
 //! `msnr plot` is a [`LineChart`]; what goes on each is decided in `plots.rs`.
 //!
-//! Text is drawn with DejaVu Sans, bundled in `assets/fonts/` (its license beside it)
+//! Text is drawn with `DejaVu Sans`, bundled in `assets/fonts/` (its license beside it)
 //! and rasterised by `ab_glyph`, so a machine with no fonts and no fontconfig draws
 //! the same PNG; the SVG names the font family and lets the viewer draw the text.
 
@@ -14,7 +14,7 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-/// DejaVu Sans (Bitstream Vera license, `assets/fonts/LICENSE`).
+/// `DejaVu Sans` (Bitstream Vera license, `assets/fonts/LICENSE`).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// Chart size in pixels (PNG) and user units (SVG).
@@ -99,7 +99,9 @@ impl LineChart {
         let svg_path = dir.join(format!("{stem}.svg"));
         std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
         let png_path = dir.join(format!("{stem}.png"));
-        self.to_png()?.save_with_format(&png_path, image::ImageFormat::Png).map_err(|e| format!("{}: {e}", png_path.display()))
+        self.to_png()?
+            .save_with_format(&png_path, image::ImageFormat::Png)
+            .map_err(|e| format!("{}: {e}", png_path.display()))
     }
 
     /// The chart as an SVG document.
@@ -177,9 +179,9 @@ impl LineChart {
             let marked = series.style == Style::Marked;
             let drawn = chart.draw_series(LineSeries::new(points.clone(), style)).map_err(|e| e.to_string())?;
             if let Some(label) = &series.label {
-                drawn.label(label.as_str()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+                drawn
+                    .label(label.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
             }
             if marked {
                 chart
@@ -310,7 +312,8 @@ mod tests {
         let png = c.to_png().unwrap();
         assert_eq!(png.dimensions(), SIZE);
         // The title's glyphs are drawn: dark pixels in the caption band, which is empty otherwise.
-        let dark = (0..SIZE.0).flat_map(|x| (0..30).map(move |y| (x, y))).filter(|&(x, y)| png.get_pixel(x, y).0[0] < 100);
+        let dark =
+            (0..SIZE.0).flat_map(|x| (0..30).map(move |y| (x, y))).filter(|&(x, y)| png.get_pixel(x, y).0[0] < 100);
         assert!(dark.count() > 50, "the caption has text");
         let none = chart(false, vec![]).to_svg().unwrap_err();
         assert!(none.contains("nothing to draw"), "{none}");

@@ -42,8 +42,10 @@ pub fn layers(n: usize, edges: &[(usize, usize)], order: &[usize]) -> Vec<usize>
 pub fn svg(nodes: &[Node], edges: &[(usize, usize)], order: &[usize]) -> String {
     let layer = layers(nodes.len(), edges, order);
     let columns = layer.iter().max().map_or(0, |m| m + 1);
-    let width_of = |i: usize| nodes[i].name.chars().count().max(nodes[i].kind.len() + nodes[i].state.len() + 3) * CHAR_W + 2 * PAD;
-    let col_w: Vec<usize> = (0..columns).map(|c| (0..nodes.len()).filter(|&i| layer[i] == c).map(width_of).max().unwrap_or(0)).collect();
+    let width_of =
+        |i: usize| nodes[i].name.chars().count().max(nodes[i].kind.len() + nodes[i].state.len() + 3) * CHAR_W + 2 * PAD;
+    let col_w: Vec<usize> =
+        (0..columns).map(|c| (0..nodes.len()).filter(|&i| layer[i] == c).map(width_of).max().unwrap_or(0)).collect();
     let col_x: Vec<usize> = col_w.iter().scan(PAD, |x, w| Some(std::mem::replace(x, *x + w + GAP))).collect();
     let mut rows = vec![0; columns];
     let mut pos = vec![(0, 0); nodes.len()];
@@ -60,8 +62,11 @@ pub fn svg(nodes: &[Node], edges: &[(usize, usize)], order: &[usize]) -> String 
     for &(from, to) in edges {
         let (x1, y1) = (pos[from].0 + col_w[layer[from]], pos[from].1 + BOX_H / 2);
         let (x2, y2) = (pos[to].0, pos[to].1 + BOX_H / 2);
-        let mid = (x1 + x2) / 2;
-        let _ = writeln!(out, "<path class=\"edge\" d=\"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}\" marker-end=\"url(#arrow)\"/>");
+        let mid = usize::midpoint(x1, x2);
+        let _ = writeln!(
+            out,
+            "<path class=\"edge\" d=\"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}\" marker-end=\"url(#arrow)\"/>"
+        );
     }
     for (i, node) in nodes.iter().enumerate() {
         let (x, y) = pos[i];

@@ -212,6 +212,9 @@ mod tests {
         };
         let points = metric_points(&exp);
         assert_eq!(points.len(), 1, "trains and scores without steps left out");
-        assert_eq!((points[0].series.as_str(), points[0].steps, points[0].group.as_str()), ("w=constant {}", 2, "score"));
+        assert_eq!(
+            (points[0].series.as_str(), points[0].steps, points[0].group.as_str()),
+            ("w=constant {}", 2, "score")
+        );
     }
 }

@@ -43,7 +43,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, (usize, serde_json::Error)> {
         .collect()
 }
 
-/// Exponential moving average with bias correction (as TensorBoard's smoothing and Adam's
+/// Exponential moving average with bias correction (as `TensorBoard`'s smoothing and Adam's
 /// moments correct for the zero start): `m_k = a m_(k-1) + (1 - a) x_k`, shown as
 /// `m_k / (1 - a^k)`, so the first point equals the first value. Non-finite values are
 /// skipped (the average carries over them).

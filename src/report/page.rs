@@ -174,7 +174,12 @@ fn metrics(out: &mut String, stages: &[StageRow]) {
         for n in &names {
             match s.metrics.get(*n) {
                 Some(v) => {
-                    let _ = write!(out, "<td class=\"num\" data-metric=\"{}\" data-value=\"{v}\">{}</td>", escape(n), shown(*v));
+                    let _ = write!(
+                        out,
+                        "<td class=\"num\" data-metric=\"{}\" data-value=\"{v}\">{}</td>",
+                        escape(n),
+                        shown(*v)
+                    );
                 }
                 None => out.push_str("<td></td>"),
             }
@@ -216,7 +221,11 @@ fn figures(out: &mut String, figures: &[Figure]) {
         for f in here {
             let title = escape(&f.title);
             let link = f.svg_href.as_ref().map(|h| format!(" (<a href=\"{}\">SVG</a>)", escape(h))).unwrap_or_default();
-            let _ = writeln!(out, "<figure><img src=\"{}\" alt=\"{title}\"><figcaption>{title}{link}</figcaption></figure>", f.src);
+            let _ = writeln!(
+                out,
+                "<figure><img src=\"{}\" alt=\"{title}\"><figcaption>{title}{link}</figcaption></figure>",
+                f.src
+            );
         }
     }
 }
@@ -268,7 +277,12 @@ mod tests {
             why: if state == State::Cached { String::new() } else { "gamma: 5 -> <1>".into() },
             params: vec![("label".into(), "\"<b>\"".into())],
             metrics: metrics.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
-            versions: Some(Versions { msnr: "0.1.0".into(), kind: 3, libtorch: Some("2.11.0".into()), device: Some("cpu".into()) }),
+            versions: Some(Versions {
+                msnr: "0.1.0".into(),
+                kind: 3,
+                libtorch: Some("2.11.0".into()),
+                device: Some("cpu".into()),
+            }),
         }
     }
 
@@ -278,7 +292,12 @@ mod tests {
             stages,
             edges: vec![(0, 1)],
             order: vec![0, 1],
-            figures: vec![Figure { topic: Topic::Loss, title: "a & b".into(), src: "data:image/png;base64,AA==".into(), svg_href: Some("p/a b.svg".into()) }],
+            figures: vec![Figure {
+                topic: Topic::Loss,
+                title: "a & b".into(),
+                src: "data:image/png;base64,AA==".into(),
+                svg_href: Some("p/a b.svg".into()),
+            }],
             notes: vec!["m: never run".into()],
             generator: "0.1.0".into(),
         }
@@ -289,7 +308,10 @@ mod tests {
         let html = render(&page(vec![row("s<1>", State::Cached, &[("fid", 0.1 + 0.2)]), row("t", State::Stale, &[])]));
         assert!(!html.contains("<x>") && !html.contains("s<1>") && !html.contains("<b>") && !html.contains("<1>"));
         assert!(html.contains("<h1>&lt;x&gt;.msnr</h1>"));
-        assert!(html.contains("data-value=\"0.30000000000000004\">0.300000</td>"), "exact value kept, six digits shown");
+        assert!(
+            html.contains("data-value=\"0.30000000000000004\">0.300000</td>"),
+            "exact value kept, six digits shown"
+        );
         assert!(html.contains("<code>label = &quot;&lt;b&gt;&quot;</code>"));
         assert!(html.contains("2 stages: 1 cached, 1 stale, 0 never run, 0 blocked."));
         assert!(html.contains("<a href=\"p/a b.svg\">SVG</a>") && html.contains("alt=\"a &amp; b\""));

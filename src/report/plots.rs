@@ -145,7 +145,11 @@ pub fn buckets_chart(group: &str, runs: &[&TrainRun]) -> LineChart {
         .map(|(color, run)| {
             let tail = &run.records[run.records.len().saturating_sub(LAST_RECORDS)..];
             let n = tail.iter().map(|r| r.mse_by_t.len()).max().unwrap_or(0);
-            let points = (0..n).filter_map(|b| mean(tail.iter().filter_map(|r| r.mse_by_t.get(b).copied().flatten())).map(|m| (center(b, n), m))).collect();
+            let points = (0..n)
+                .filter_map(|b| {
+                    mean(tail.iter().filter_map(|r| r.mse_by_t.get(b).copied().flatten())).map(|m| (center(b, n), m))
+                })
+                .collect();
             Series { label: Some(run.label.clone()), color, style: Style::Marked, points }
         })
         .collect();
@@ -167,7 +171,11 @@ pub fn buckets_over_steps(run: &TrainRun) -> LineChart {
             label: Some(format!("t/T {:.1} to {:.1}", bucket_edge(b, n), bucket_edge(b + 1, n))),
             color: b,
             style: Style::Line,
-            points: run.records.iter().filter_map(|r| r.mse_by_t.get(b).copied().flatten().map(|m| (steps_f64(r.step), m))).collect(),
+            points: run
+                .records
+                .iter()
+                .filter_map(|r| r.mse_by_t.get(b).copied().flatten().map(|m| (steps_f64(r.step), m)))
+                .collect(),
         })
         .collect();
     LineChart {
@@ -215,7 +223,7 @@ fn bucket_edge(b: usize, n: usize) -> f64 {
 }
 
 fn center(b: usize, n: usize) -> f64 {
-    (bucket_edge(b, n) + bucket_edge(b + 1, n)) / 2.0
+    f64::midpoint(bucket_edge(b, n), bucket_edge(b + 1, n))
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -258,7 +266,11 @@ pub fn slug(name: &str) -> String {
         }
     }
     let trimmed = out.trim_matches(|c| c == '_' || c == '.');
-    if trimmed.is_empty() { "plot".to_string() } else { trimmed.to_string() }
+    if trimmed.is_empty() {
+        "plot".to_string()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -346,15 +358,29 @@ mod tests {
         let grid = dir.path().join("grid.png");
         image::RgbImage::new(4, 4).save(&grid).unwrap();
         let g = Gathered {
-            trains: vec![run("m", "m", vec![record(10, 1.0, &[Some(1.0), Some(0.1)]), record(20, 0.5, &[Some(0.5), None])])],
+            trains: vec![run(
+                "m",
+                "m",
+                vec![record(10, 1.0, &[Some(1.0), Some(0.1)]), record(20, 0.5, &[Some(0.5), None])],
+            )],
             points: vec![point("score", "score", 20, 3.0)],
             grids: vec![super::super::gather::Grid { stage: "images".into(), path: grid }],
             notes: vec![],
         };
         let out = dir.path().join("plots");
         let plots = write(&g, &out).unwrap();
-        let names: Vec<String> = plots.iter().map(|p| p.png.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, ["loss-m.png", "mse-by-t-m.png", "mse-over-steps-m.png", "classifier_distance-score.png", "samples-images.png"]);
+        let names: Vec<String> =
+            plots.iter().map(|p| p.png.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            names,
+            [
+                "loss-m.png",
+                "mse-by-t-m.png",
+                "mse-over-steps-m.png",
+                "classifier_distance-score.png",
+                "samples-images.png"
+            ]
+        );
         for p in &plots {
             assert!(image::open(&p.png).unwrap().width() > 0, "{}", p.png.display());
             if let Some(svg) = &p.svg {

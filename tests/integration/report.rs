@@ -46,14 +46,18 @@ fn plot_and_report_of_a_tiny_sweep_open_in_a_headless_browser() {
     plotted.success();
     let dir = p.path("p.plots");
     for name in ["loss-m", "mse-by-t-m", "mse-over-steps-m_w=constant_s=4", "classifier_distance-score", "kid-score"] {
-        let png = image::open(dir.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}\n{}", plotted.stdout()));
+        let png = image::open(dir.join(format!("{name}.png")))
+            .unwrap_or_else(|e| panic!("{name}.png: {e}\n{}", plotted.stdout()));
         assert_eq!((png.width(), png.height()), (900, 540));
         assert!(std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap().starts_with("<svg"));
     }
     assert!(dir.join("samples-images_w=constant_s=2.png").is_file(), "grids copied");
     // One line per weighting: the step count is the x axis, not a series.
     let metric = std::fs::read_to_string(dir.join("classifier_distance-score.svg")).unwrap();
-    assert!(metric.contains("w=constant {}\n") && metric.contains("w=min_snr { gamma = 5.0 }\n"), "legend from the bindings:\n{metric}");
+    assert!(
+        metric.contains("w=constant {}\n") && metric.contains("w=min_snr { gamma = 5.0 }\n"),
+        "legend from the bindings:\n{metric}"
+    );
     assert!(!metric.contains("s=2"), "the steps variable is the x axis, not a legend entry");
     // The 4-step trains continued the 2-step ones: their curves hold both.
     let loss = std::fs::read_to_string(dir.join("loss-m.svg")).unwrap();
@@ -92,7 +96,10 @@ fn check_in_browser(p: &Project, recorded: &BTreeMap<String, BTreeMap<String, f6
     assert!(loaded.errors.is_empty(), "the page logged errors: {:#?}", loaded.errors);
     let page: Value = serde_json::from_str(loaded.value.as_str().unwrap()).unwrap();
     let images = page["images"].as_array().unwrap();
-    let pngs = std::fs::read_dir(p.path("p.plots")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
+    let pngs = std::fs::read_dir(p.path("p.plots"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
+        .count();
     assert_eq!(images.len(), pngs, "every plot and grid on the page");
     assert_eq!(pngs, 2 + 2 + 4 + 4, "loss and MSE by t of the sweep, MSE over steps per whole run, 4 metrics, 4 grids");
     for img in images {
@@ -101,7 +108,10 @@ fn check_in_browser(p: &Project, recorded: &BTreeMap<String, BTreeMap<String, f6
     let mut shown: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for cell in page["metrics"].as_array().unwrap() {
         let value: f64 = cell["value"].as_str().unwrap().parse().unwrap();
-        shown.entry(cell["stage"].as_str().unwrap().to_string()).or_default().insert(cell["metric"].as_str().unwrap().to_string(), value);
+        shown
+            .entry(cell["stage"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(cell["metric"].as_str().unwrap().to_string(), value);
     }
     assert_eq!(&shown, recorded, "the metrics table holds exactly the recorded values");
     assert_eq!(page["nodes"], 14, "every stage in the drawn graph");
@@ -124,7 +134,10 @@ fn a_report_before_any_run_shows_never_run_stages_with_escaped_parameters() {
     let html = std::fs::read_to_string(p.path("r.html")).unwrap();
     assert!(html.contains("url = &quot;file:///nowhere/&lt;b&gt;&amp;x.zip&quot;"), "parameter escaped");
     assert!(!html.contains("<b>"));
-    assert!(html.contains("1 stage: 0 cached, 0 stale, 1 never run, 0 blocked.") && html.contains("No metrics recorded yet."));
+    assert!(
+        html.contains("1 stage: 0 cached, 0 stale, 1 never run, 0 blocked.")
+            && html.contains("No metrics recorded yet.")
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! A real headless browser for the report test: Debian's `chromium`, driven
-//! through the Chrome DevTools Protocol over `--remote-debugging-pipe` (JSON
+//! through the Chrome `DevTools` Protocol over `--remote-debugging-pipe` (JSON
 //! messages ending in NUL on file descriptors 3 and 4), so no WebSocket client
 //! and no network are needed. [`Browser::load`] opens a page, waits for its load
 //! event, evaluates an expression, and returns it with every console error,
@@ -119,12 +119,18 @@ impl Browser {
             }
         });
         let mut browser = Self { child, to, from: rx, next_id: 0, _profile: profile };
-        browser.call(None, "Browser.getVersion", json!({}), &mut Vec::new())?;
+        browser.call(None, "Browser.getVersion", &json!({}), &mut Vec::new())?;
         Ok(browser)
     }
 
     /// Sends a command and waits for its answer; events that arrive meanwhile go to `events`.
-    fn call(&mut self, session: Option<&str>, method: &str, params: Value, events: &mut Vec<Value>) -> Result<Value, String> {
+    fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: &Value,
+        events: &mut Vec<Value>,
+    ) -> Result<Value, String> {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({ "id": id, "method": method, "params": params });
@@ -162,20 +168,30 @@ impl Browser {
     /// When the browser fails a command or the page never loads.
     pub fn load(&mut self, page: &Path, expression: &str) -> Result<Loaded, String> {
         let mut events = Vec::new();
-        let target = self.call(None, "Target.createTarget", json!({ "url": "about:blank" }), &mut events)?;
-        let attached = self.call(None, "Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }), &mut events)?;
+        let target = self.call(None, "Target.createTarget", &json!({ "url": "about:blank" }), &mut events)?;
+        let attached = self.call(
+            None,
+            "Target.attachToTarget",
+            &json!({ "targetId": target["targetId"], "flatten": true }),
+            &mut events,
+        )?;
         let session = attached["sessionId"].as_str().ok_or("no session id")?.to_string();
         for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
-            self.call(Some(&session), domain, json!({}), &mut events)?;
+            self.call(Some(&session), domain, &json!({}), &mut events)?;
         }
         events.clear();
         let url = format!("file://{}", page.canonicalize().map_err(|e| e.to_string())?.display());
-        self.call(Some(&session), "Page.navigate", json!({ "url": url }), &mut events)?;
+        self.call(Some(&session), "Page.navigate", &json!({ "url": url }), &mut events)?;
         let deadline = Instant::now() + PATIENCE;
         while !events.iter().any(|e| e["method"] == "Page.loadEventFired" && e["sessionId"] == json!(session)) {
             events.push(self.recv(deadline, "the page's load event")?);
         }
-        let value = self.call(Some(&session), "Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }), &mut events)?;
+        let value = self.call(
+            Some(&session),
+            "Runtime.evaluate",
+            &json!({ "expression": expression, "returnByValue": true }),
+            &mut events,
+        )?;
         if let Some(ex) = value.get("exceptionDetails") {
             return Err(format!("the check itself threw: {ex}"));
         }
@@ -201,7 +217,7 @@ fn error_of(event: &Value) -> Option<String> {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.call(None, "Browser.close", json!({}), &mut Vec::new());
+        let _ = self.call(None, "Browser.close", &json!({}), &mut Vec::new());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
