@@ -70,19 +70,26 @@ fn plot_and_report_of_a_tiny_sweep_open_in_a_headless_browser() {
     check_in_browser(&p, &recorded_metrics(&p));
 }
 
+/// Says on the real stderr (which the test harness does not capture, so a skip is never
+/// silent) that the browser check did not run, and why.
+fn skipped(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED the browser check of the report: {why}");
+}
+
 /// A headless browser, or `None` (with a message) where none can run outside CI; in CI
 /// (`CI` set) a missing or broken browser fails the test.
 fn browser() -> Option<browser::Browser> {
     let in_ci = std::env::var_os("CI").is_some();
     let Some(exe) = browser::find() else {
         assert!(!in_ci, "no headless browser in CI: .ci/run installs Debian's chromium (tests/setup/chromium.sh)");
-        eprintln!("SKIPPED the browser check of the report: no chromium on PATH (install it: tests/setup/chromium.sh, or set MSNR_CHROMIUM)");
+        skipped("no chromium on PATH (install it: tests/setup/chromium.sh, or set MSNR_CHROMIUM)");
         return None;
     };
     match browser::Browser::start(&exe) {
         Ok(b) => Some(b),
         Err(e) if !in_ci => {
-            eprintln!("SKIPPED the browser check of the report: {} cannot run: {e}", exe.display());
+            skipped(&format!("{} cannot run: {e}", exe.display()));
             None
         }
         Err(e) => panic!("{} cannot run: {e}", exe.display()),
