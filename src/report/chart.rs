@@ -10,7 +10,6 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Once;
 
-use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -74,20 +73,23 @@ pub struct LineChart {
 }
 
 impl LineChart {
-    /// The points that can be drawn on this chart's axes, per series.
+    /// The points that can be drawn on this chart's axes, per series; on a log axis y is
+    /// drawn as log10(y) on a linear axis whose labels show 10^v (plotters' own log axis
+    /// leaves a range inside one decade without labels).
     fn drawable(&self) -> Vec<Vec<(f64, f64)>> {
         let ok = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!self.log_y || y > 0.0);
-        self.series.iter().map(|s| s.points.iter().copied().filter(ok).collect()).collect()
+        let place = |(x, y): (f64, f64)| (x, if self.log_y { y.log10() } else { y });
+        self.series.iter().map(|s| s.points.iter().copied().filter(ok).map(place).collect()).collect()
     }
 
-    /// The x and y ranges covering every drawable point, padded so no point sits on the frame.
+    /// The x and y ranges (y in log10 on a log axis) covering every drawable point, padded so
+    /// no point sits on the frame.
     #[must_use]
     pub fn ranges(&self) -> Option<(Range<f64>, Range<f64>)> {
         let all: Vec<(f64, f64)> = self.drawable().into_iter().flatten().collect();
         let (x0, x1) = bounds(all.iter().map(|p| p.0))?;
         let (y0, y1) = bounds(all.iter().map(|p| p.1))?;
-        let y = if self.log_y { (y0 / 1.25)..(y1 * 1.25) } else { pad(y0, y1) };
-        Some((pad(x0, x1), y))
+        Some((pad(x0, x1), pad(y0, y1)))
     }
 
     /// Writes `<stem>.png` and `<stem>.svg` into `dir`.
@@ -136,21 +138,16 @@ impl LineChart {
         register_font();
         let (x, y) = self.ranges().ok_or_else(|| format!("`{}`: nothing to draw", self.title))?;
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        if self.log_y {
-            self.draw_on(root, x, y.log_scale())
-        } else {
-            self.draw_on(root, x, y)
-        }
+        self.draw_on(root, x, y)
     }
 
-    fn draw_on<DB, Y>(&self, root: &DrawingArea<DB, Shift>, x: Range<f64>, y: Y) -> Result<(), String>
-    where
-        DB: DrawingBackend,
-        Y: AsRangedCoord<Value = f64>,
-        Y::CoordDescType: ValueFormatter<f64>,
-    {
-        let x_span = x.clone();
-        let y_span = self.ranges().map_or(0.0..1.0, |r| r.1);
+    fn draw_on<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        x: Range<f64>,
+        y: Range<f64>,
+    ) -> Result<(), String> {
+        let (x_span, y_span) = (x.clone(), y.clone());
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 22))
             .margin(12)
@@ -161,10 +158,10 @@ impl LineChart {
         chart
             .configure_mesh()
             .x_desc(self.x_label.as_str())
-            .y_desc(self.y_label.as_str())
+            .y_desc(if self.log_y { format!("{} (log scale)", self.y_label) } else { self.y_label.clone() })
             .label_style(("sans-serif", 14))
             .x_label_formatter(&|v| tick(*v, &x_span))
-            .y_label_formatter(&|v| if self.log_y { number(*v) } else { tick(*v, &y_span) })
+            .y_label_formatter(&|v| if self.log_y { number(10_f64.powf(*v)) } else { tick(*v, &y_span) })
             .y_labels(8)
             .bold_line_style(RGBColor(215, 215, 215))
             .light_line_style(RGBColor(245, 245, 245))
@@ -278,10 +275,10 @@ mod tests {
     #[test]
     fn log_axis_drops_non_positive_and_non_finite_points() {
         let c = chart(true, vec![(0.0, 0.0), (1.0, 0.5), (2.0, f64::NAN), (3.0, 2.0)]);
-        assert_eq!(c.drawable(), vec![vec![(1.0, 0.5), (3.0, 2.0)]]);
+        assert_eq!(c.drawable(), vec![vec![(1.0, 0.5_f64.log10()), (3.0, 2.0_f64.log10())]]);
         let (x, y) = c.ranges().unwrap();
         assert!(x.start < 1.0 && x.end > 3.0);
-        assert!((y.start - 0.4).abs() < 1e-12 && (y.end - 2.5).abs() < 1e-12, "{y:?}");
+        assert!(y.start < 0.5_f64.log10() && y.end > 2.0_f64.log10() && y.end < 0.35, "{y:?}");
         assert!(chart(true, vec![(0.0, -1.0)]).ranges().is_none(), "nothing drawable");
     }
 
