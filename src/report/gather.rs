@@ -189,7 +189,7 @@ mod tests {
             name: name.into(),
             base: "score".into(),
             kind: kind.into(),
-            bindings: vec![("w".into(), "constant {}".into())],
+            bindings: vec![("w".into(), "constant".into())],
             metrics: BTreeMap::from([("kid".to_string(), 0.5)]),
             train: None,
             steps,
@@ -206,15 +206,12 @@ mod tests {
             length_bindings: std::collections::BTreeSet::from(["s".to_string()]),
             series: vec![crate::report::Series {
                 base: "score".into(),
-                label: vec![("w".into(), "constant {}".into())],
+                label: vec![("w".into(), "constant".into())],
                 points: vec![0, 1, 2],
             }],
         };
         let points = metric_points(&exp);
         assert_eq!(points.len(), 1, "trains and scores without steps left out");
-        assert_eq!(
-            (points[0].series.as_str(), points[0].steps, points[0].group.as_str()),
-            ("w=constant {}", 2, "score")
-        );
+        assert_eq!((points[0].series.as_str(), points[0].steps, points[0].group.as_str()), ("w=constant", 2, "score"));
     }
 }

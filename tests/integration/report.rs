@@ -55,7 +55,7 @@ fn plot_and_report_of_a_tiny_sweep_open_in_a_headless_browser() {
     // One line per weighting: the step count is the x axis, not a series.
     let metric = std::fs::read_to_string(dir.join("classifier_distance-score.svg")).unwrap();
     assert!(
-        metric.contains("w=constant {}\n") && metric.contains("w=min_snr { gamma = 5.0 }\n"),
+        metric.contains("w=constant\n") && metric.contains("w=min_snr{gamma=5}\n"),
         "legend from the bindings:\n{metric}"
     );
     assert!(!metric.contains("s=2"), "the steps variable is the x axis, not a legend entry");
