@@ -45,6 +45,72 @@ pub(super) fn reference(lib: &Stdlib, name: Option<&str>) -> Result<String, Stri
     Err(format!("`{}` is neither a stage kind nor a type; known: {}", name.unwrap_or_default(), names.join(", ")))
 }
 
+/// The whole reference as Markdown, for README.md's "Stage reference" section (a test
+/// keeps the README's copy equal to this): per stage kind a table of its parameters, per
+/// type a table of its variants.
+#[must_use]
+pub fn markdown(lib: &Stdlib) -> String {
+    let mut out = String::from("### Stage kinds\n\n");
+    for kind in &lib.kinds {
+        let _ = writeln!(out, "#### `{}` -> `{}`\n\n{}\n", kind.name, kind.output, prose(&kind.doc));
+        if kind.params.is_empty() {
+            continue;
+        }
+        out.push_str("| parameter | type | default | meaning |\n|---|---|---|---|\n");
+        for p in &kind.params {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | {} |",
+                p.name,
+                cell(&p.ty.to_string()),
+                default(p),
+                cell(&prose(&p.doc))
+            );
+        }
+        out.push('\n');
+    }
+    out.push_str("### Types\n\n");
+    for family in &lib.types {
+        let _ = writeln!(out, "#### `{}`\n\n{}\n", family.name, prose(&family.doc));
+        out.push_str("| variant | parameters | meaning |\n|---|---|---|\n");
+        for v in &family.variants {
+            let fields: Vec<String> = v
+                .params
+                .iter()
+                .map(|p| {
+                    format!("`{}: {}`{}: {}", p.name, cell(&p.ty.to_string()), default_suffix(p), cell(&prose(&p.doc)))
+                })
+                .collect();
+            let _ = writeln!(out, "| `{}` | {} | {} |", v.name, fields.join("<br>"), cell(&prose(&v.doc)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A doc comment as one Markdown paragraph per blank-line-separated block.
+fn prose(doc: &str) -> String {
+    let paragraphs: Vec<String> = doc
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect();
+    paragraphs.join("\n\n")
+}
+
+/// Text that sits in a table cell: no line breaks, `|` escaped.
+fn cell(text: &str) -> String {
+    text.replace("\n\n", "<br>").replace('\n', " ").replace('|', "\\|")
+}
+
+fn default(p: &Param) -> String {
+    p.default.as_ref().map_or_else(|| "required".to_string(), |d| format!("`{}`", cell(&d.to_string())))
+}
+
+fn default_suffix(p: &Param) -> String {
+    p.default.as_ref().map_or_else(|| " (required)".to_string(), |d| format!(" = `{}`", cell(&d.to_string())))
+}
+
 /// `msnr doc sweep`: sweeps are language, not stdlib, so their entry is written here.
 const SWEEP: &str = "\
 sweep VAR in [VALUES] { stage ... }
@@ -67,4 +133,39 @@ fn params(out: &mut String, params: &[Param], at: usize) {
 
 fn indent(text: &str, by: usize) -> String {
     text.lines().map(|l| format!("{:by$}{l}", "")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- msnr doc --markdown -->\n";
+    const END: &str = "<!-- end msnr doc --markdown -->";
+
+    /// README.md's stage reference is `msnr doc --markdown`'s output: regenerate it with
+    /// `msnr doc --markdown` between the marker comments when the stdlib changes.
+    #[test]
+    fn readme_stage_reference_is_the_generated_one() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find(BEGIN).expect("README.md has the begin marker") + BEGIN.len();
+        let end = readme[start..].find(END).expect("README.md has the end marker") + start;
+        let expected = markdown(crate::lang::stdlib());
+        assert!(
+            readme[start..end] == expected,
+            "README.md's stage reference differs from `msnr doc --markdown`: run\n  \
+             ./msnrw doc --markdown\nand paste its output between `{}` and `{END}`",
+            BEGIN.trim_end()
+        );
+    }
+
+    #[test]
+    fn markdown_cells_escape_pipes_and_keep_one_line() {
+        assert_eq!(cell("samples | dataset"), "samples \\| dataset");
+        assert_eq!(prose("one\ntwo\n\nthree"), "one two\n\nthree");
+        let md = markdown(crate::lang::stdlib());
+        assert!(md.contains("#### `train` -> `model`"));
+        assert!(md.contains("| `steps` | `int` | required |"), "required parameters say so");
+        assert!(md.contains("| `min_snr` |"), "weighting variants listed");
+        assert!(md.lines().filter(|l| l.starts_with('|')).all(|l| l.ends_with('|')), "every table row is whole");
+    }
 }

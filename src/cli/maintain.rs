@@ -89,8 +89,12 @@ fn write_atomic(file: &Path, text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::Message(format!("{}: {e}", file.display())))
 }
 
-/// `msnr doc`: the stdlib reference.
-pub(super) fn doc(name: Option<&str>) -> Result<(), Failure> {
+/// `msnr doc`: the stdlib reference, as text or (`--markdown`) as README.md's Markdown.
+pub(super) fn doc(name: Option<&str>, markdown: bool) -> Result<(), Failure> {
+    if markdown {
+        crate::console::out(&super::doc::markdown(lang::stdlib()));
+        return Ok(());
+    }
     let text = super::doc::reference(lang::stdlib(), name).map_err(Failure::Message)?;
     crate::console::out(&text);
     Ok(())

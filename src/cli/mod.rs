@@ -6,6 +6,7 @@ mod compare;
 mod doc;
 mod inspect;
 mod maintain;
+mod report;
 mod run;
 mod verify;
 
@@ -106,6 +107,25 @@ enum Command {
     Doc {
         /// A stage kind or type name.
         name: Option<String>,
+        /// The whole reference as Markdown (README.md's stage reference).
+        #[arg(long, conflicts_with = "name")]
+        markdown: bool,
+    },
+    /// Draw the recorded runs (loss, MSE per timestep, metrics against steps, sample grids) as PNG and SVG.
+    Plot {
+        #[command(flatten)]
+        target: Target,
+        /// Output folder (default: beside the pipeline, `NAME.plots/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write one static HTML page about the pipeline (default: `NAME.report.html` beside it).
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// Output file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -197,7 +217,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Gc { dry_run } => maintain::gc(dry_run),
         Command::Fmt { files, check } => maintain::fmt(&files, check),
-        Command::Doc { name } => maintain::doc(name.as_deref()),
+        Command::Doc { name, markdown } => maintain::doc(name.as_deref(), markdown),
+        Command::Plot { target, out } => report::plot(&target.file, &target.set, out.as_deref()),
+        Command::Report { target, out } => report::report(&target.file, &target.set, out.as_deref()),
     }
 }
 

@@ -7,22 +7,22 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A throwaway project folder with a pipeline, driven through the real binary.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join(".msnr")).expect("store dir");
         Self { dir }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn write(&self, rel: &str, text: &str) -> &Self {
+    pub(crate) fn write(&self, rel: &str, text: &str) -> &Self {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
@@ -30,7 +30,7 @@ impl Project {
     }
 
     /// Copies `examples/digits/<label>/*.png` (the first `per_class` of each) into `rel`.
-    fn digits(&self, rel: &str, per_class: usize) -> &Self {
+    pub(crate) fn digits(&self, rel: &str, per_class: usize) -> &Self {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digits");
         for label in 0..10 {
             let dst = self.path(&format!("{rel}/{label}"));
@@ -42,17 +42,17 @@ impl Project {
         self
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_msnr"));
         cmd.args(args).current_dir(self.dir.path()).env("MSNR_PLAIN", "1").env_remove("MSNR_HOME");
         cmd
     }
 
-    fn msnr(&self, args: &[&str]) -> Run {
+    pub(crate) fn msnr(&self, args: &[&str]) -> Run {
         Run(self.cmd(args).output().expect("msnr runs"))
     }
 
-    fn store_entries(&self) -> Vec<String> {
+    pub(crate) fn store_entries(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.path(".msnr/store"))
             .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
@@ -60,38 +60,38 @@ impl Project {
         v
     }
 
-    fn tmp_entries(&self) -> usize {
+    pub(crate) fn tmp_entries(&self) -> usize {
         std::fs::read_dir(self.path(".msnr/tmp")).map_or(0, Iterator::count)
     }
 }
 
 /// A finished command.
-struct Run(Output);
+pub(crate) struct Run(Output);
 
 impl Run {
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.0.stdout).into_owned()
     }
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     #[track_caller]
-    fn success(&self) -> &Self {
+    pub(crate) fn success(&self) -> &Self {
         assert!(self.0.status.success(), "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
         self
     }
     #[track_caller]
-    fn failure(&self) -> &Self {
+    pub(crate) fn failure(&self) -> &Self {
         assert!(!self.0.status.success(), "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
         self
     }
     #[track_caller]
-    fn stderr_has(&self, needle: &str) -> &Self {
+    pub(crate) fn stderr_has(&self, needle: &str) -> &Self {
         assert!(self.stderr().contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr());
         self
     }
     #[track_caller]
-    fn stdout_has(&self, needle: &str) -> &Self {
+    pub(crate) fn stdout_has(&self, needle: &str) -> &Self {
         assert!(self.stdout().contains(needle), "stdout lacks {needle:?}:\n{}", self.stdout());
         self
     }

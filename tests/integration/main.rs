@@ -6,3 +6,4 @@ mod data;
 mod download;
 mod graph;
 mod lang;
+mod report;
