@@ -147,9 +147,23 @@ struct RunArgs {
     /// Only these stages (and what they read).
     #[arg(long = "only", value_name = "STAGE")]
     only: Vec<String>,
-    /// Stages run at once at most (default: the number of CPUs).
-    #[arg(long, short)]
-    jobs: Option<usize>,
+    /// CPU cores the running stages share (default: the cores available to msnr). Each
+    /// stage gets a share: torch stages run with that many intra-op threads, data stages
+    /// with that many rayon threads; stages ready together split the free cores.
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    cores: Option<u64>,
+    /// Stages run at once at most (default: as many as the cores allow, one core each at
+    /// least; a torch stage on CUDA also needs a GPU of its own).
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
+}
+
+impl RunArgs {
+    /// The run options these arguments give (no `--update-pins`).
+    fn options(&self) -> run::Options {
+        let size = |n: Option<u64>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        run::Options { cores: size(self.cores), jobs: size(self.jobs), update_pins: false }
+    }
 }
 
 fn parse_override(text: &str) -> Result<(String, String), String> {
@@ -206,9 +220,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Check(t) => inspect::check(&t.file, &t.set),
         Command::Plan(t) => inspect::plan(&t.file, &t.set),
         Command::Run { args: a, update_pins } => {
-            run::run(&a.target.file, &a.target.set, &a.only, run::Options { jobs: a.jobs, update_pins })
+            let options = run::Options { update_pins, ..a.options() };
+            run::run(&a.target.file, &a.target.set, &a.only, options)
         }
-        Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.jobs),
+        Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.options()),
         Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),
         Command::Status { target: t, check } => inspect::status(&t.file, &t.set, check),
         Command::Compare { target, reach, baseline, format, mixed } => {

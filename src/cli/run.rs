@@ -6,18 +6,21 @@ use std::path::Path;
 use super::Failure;
 use crate::cache::{LockEntry, Lockfile, Store, Versions};
 use crate::console;
-use crate::run::executor::{Executor, Outcome};
+use crate::run::executor::{Executor, Outcome, Resources};
 use crate::run::interrupt;
 use crate::run::keys::{self, Keyer};
 use crate::run::progress::Progress;
 use crate::run::project::Project;
 use crate::run::roots;
+use crate::run::{budget, device};
 use crate::stages::kinds;
 
 /// How `msnr run` runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Options {
-    /// Stages run at once at most (default: the number of CPUs).
+    /// Cores the running stages share (default: the cores available to this process).
+    pub cores: Option<usize>,
+    /// Stages run at once at most (default: as many as the cores allow).
     pub jobs: Option<usize>,
     /// Run stages without their lockfile pins, so downloads pin what they fetch now.
     pub update_pins: bool,
@@ -74,10 +77,15 @@ pub(super) fn execute(
 ) -> Result<BTreeMap<usize, Outcome>, Failure> {
     interrupt::install().map_err(|e| Failure::Message(format!("cannot handle Ctrl-C: {e}")))?;
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
-    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let resources = Resources {
+        cores: options.cores.unwrap_or_else(budget::available_cores).max(1),
+        jobs: options.jobs.unwrap_or(usize::MAX).max(1),
+        gpus: device::gpus(),
+    };
     let (pipeline, dag, checked, update_pins) =
         (&project.pipeline, &project.dag, &project.checked, options.update_pins);
-    let executor = Executor { pipeline, dag, checked, store, keyer, pins, update_pins, selected, jobs, on_interrupt };
+    let executor =
+        Executor { pipeline, dag, checked, store, keyer, pins, update_pins, selected, resources, on_interrupt };
     Ok(executor.run(&Progress::new()))
 }
 

@@ -16,12 +16,7 @@ use crate::run::keys::Keyer;
 use crate::run::project::Project;
 
 /// Re-runs the pipeline (or the `only` stages and their inputs) and compares outputs with the lockfile.
-pub(super) fn verify(
-    file: &Path,
-    set: &[(String, String)],
-    only: &[String],
-    jobs: Option<usize>,
-) -> Result<(), Failure> {
+pub(super) fn verify(file: &Path, set: &[(String, String)], only: &[String], options: Options) -> Result<(), Failure> {
     let project = Project::open(file, set)?;
     if project.lockfile.stages.is_empty() {
         return Err(Failure::Message(format!(
@@ -40,7 +35,6 @@ pub(super) fn verify(
     let on_interrupt = |_: &BTreeMap<usize, Outcome>| {
         let _ = std::fs::remove_dir_all(scratch.path());
     };
-    let options = Options { jobs, update_pins: false };
     let outcomes = execute(&project, &store, &keyer, selected, options, &on_interrupt)?;
     if let Some(signal) = interrupt::received() {
         return Err(Failure::Interrupted(signal));

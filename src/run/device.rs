@@ -34,3 +34,18 @@ pub fn resolve(requested: &str) -> Result<&'static str, String> {
         _ => Ok(if cuda_present() { "cuda" } else { "cpu" }),
     }
 }
+
+/// The GPUs stages may be placed on, as the values to put in a worker's
+/// `CUDA_VISIBLE_DEVICES`: the entries of this process's own `CUDA_VISIBLE_DEVICES` when
+/// set, else one index per GPU the driver lists; none without CUDA.
+#[must_use]
+pub fn gpus() -> Vec<String> {
+    if !cuda_present() {
+        return Vec::new();
+    }
+    if let Ok(list) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    }
+    let listed = Path::new("/proc/driver/nvidia/gpus").read_dir().map_or(0, Iterator::count);
+    (0..listed).map(|i| i.to_string()).collect()
+}

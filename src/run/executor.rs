@@ -7,6 +7,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use crate::cache::{CacheKey, Depth, Entry, InputKey, Store, CORRUPTED};
@@ -14,13 +15,22 @@ use crate::graph::Dag;
 use crate::lang::{Pipeline, Stage};
 use crate::stages::{kinds, Checked, Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
+use super::budget::{Budget, Grant, Need};
 use super::continuation;
 use super::keys::{self, Keyer};
 use super::progress::Progress;
+use super::worker::Placement;
 use super::{interrupt, resume, worker};
 
 /// How often the executor looks for a signal while stages run.
 const POLL: Duration = Duration::from_millis(50);
+
+/// How long the executor waits for stages being keyed before handing out cores to those
+/// already keyed (stages that become ready together should share the cores).
+const PROBE_WAIT: Duration = Duration::from_millis(500);
+
+/// Stages keyed at once at most.
+const MAX_PROBES: usize = 16;
 
 /// How long stages running in this process may take to end after Ctrl-C before the run
 /// gives up on them (workers are killed at once).
@@ -32,10 +42,16 @@ struct Schedule {
     waiting: Vec<usize>,
     /// The stages that ended, by index.
     outcomes: BTreeMap<usize, Outcome>,
-    /// Stages whose inputs are complete, in start order.
+    /// Stages whose inputs are complete, in start order; their keys are not known yet.
     ready: Vec<usize>,
-    /// Stages running now.
-    running: BTreeSet<usize>,
+    /// Stages keyed and not in the store, waiting for cores, in start order.
+    runnable: Vec<(usize, Box<Prepared>)>,
+    /// Stages whose key is being computed (and looked up in the store), since when.
+    probing: BTreeMap<usize, Instant>,
+    /// Stages running now, with what they were granted.
+    running: BTreeMap<usize, Grant>,
+    /// The cores, GPUs and slots left.
+    budget: Budget,
     /// Per stage, the stages that wait for it to end, whatever its outcome, so they can
     /// continue its run ([`continuation::order`]).
     continuers: Vec<Vec<usize>>,
@@ -53,7 +69,28 @@ impl Schedule {
             }
         }
         let ready = x.dag.order().iter().copied().filter(|&i| x.selected[i] && waiting[i] == 0).collect();
-        Self { waiting, outcomes: BTreeMap::new(), ready, running: BTreeSet::new(), continuers }
+        let budget = Budget::new(x.resources.cores, x.resources.gpus.len(), x.resources.jobs);
+        Self {
+            waiting,
+            outcomes: BTreeMap::new(),
+            ready,
+            runnable: Vec::new(),
+            probing: BTreeMap::new(),
+            running: BTreeMap::new(),
+            budget,
+            continuers,
+        }
+    }
+
+    /// Nothing is keyed or running.
+    fn idle(&self) -> bool {
+        self.probing.is_empty() && self.running.is_empty()
+    }
+
+    /// Cores are handed out once every stage that became ready has been keyed (stages
+    /// ready together then share them), or when keying takes long (hashing a big folder).
+    fn may_grant(&self) -> bool {
+        self.probing.values().all(|t| t.elapsed() >= PROBE_WAIT)
     }
 
     /// One input (or the run a stage continues) of `r` ended; readies `r` when none is left.
@@ -63,6 +100,39 @@ impl Schedule {
             self.ready.push(r);
         }
     }
+}
+
+/// A stage keyed and not found whole in the store: what running it needs.
+struct Prepared {
+    key: CacheKey,
+    inputs: BTreeMap<String, (InputKey, Entry)>,
+    pins: BTreeMap<String, String>,
+    need: Need,
+}
+
+/// What keying a stage found.
+enum Probe {
+    /// Its outcome without running: cached, or failed to key.
+    Ended(Box<Outcome>),
+    /// It must run.
+    Stale(Box<Prepared>),
+}
+
+/// A message from a stage thread to the scheduling loop.
+enum Message {
+    Probed(usize, Probe),
+    Ended(usize, Box<Outcome>),
+}
+
+/// The resources of a run: `--cores`, `--jobs` and the GPUs (see [`super::budget`]).
+#[derive(Clone, Debug)]
+pub struct Resources {
+    /// Cores the running stages share.
+    pub cores: usize,
+    /// Stages run at once at most.
+    pub jobs: usize,
+    /// The GPUs stages are placed on (`CUDA_VISIBLE_DEVICES` values), one stage each.
+    pub gpus: Vec<String>,
 }
 
 /// How one stage ended.
@@ -110,8 +180,8 @@ pub struct Executor<'a> {
     pub update_pins: bool,
     /// Which stages to consider (targets and their inputs).
     pub selected: Vec<bool>,
-    /// How many stages may run at once.
-    pub jobs: usize,
+    /// The cores, stage slots and GPUs the stages share.
+    pub resources: Resources,
     /// Called with the outcomes so far when an interrupted run exits without waiting for
     /// in-process stages (see [`Executor::run`]); it records what completed.
     pub on_interrupt: &'a (dyn Fn(&BTreeMap<usize, Outcome>) + Sync),
@@ -127,7 +197,7 @@ impl Executor<'_> {
     #[must_use]
     pub fn run(&self, progress: &Progress) -> BTreeMap<usize, Outcome> {
         let mut s = Schedule::new(self);
-        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        let (tx, rx) = mpsc::channel::<Message>();
         std::thread::scope(|scope| {
             let mut stopping: Option<Instant> = None;
             loop {
@@ -135,25 +205,30 @@ impl Executor<'_> {
                     worker::stop_all();
                     stopping = Some(Instant::now());
                 }
-                while stopping.is_none() && s.running.len() < self.jobs.max(1) && !s.ready.is_empty() {
-                    let i = s.ready.remove(0);
-                    let tx = tx.clone();
-                    let inputs = self.input_keys(i, &s.outcomes);
-                    s.running.insert(i);
-                    scope.spawn(move || {
-                        // A panic must still report, or the loop below would wait for it forever.
-                        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.execute(i, &inputs, progress)))
-                            .unwrap_or_else(|e| Outcome::Failed(format!("internal error: {}", panic_text(&*e))));
-                        let _ = tx.send((i, outcome));
-                    });
+                if stopping.is_none() {
+                    self.start_probes(&mut s, scope, &tx, progress);
+                    self.start_runs(&mut s, scope, &tx, progress);
                 }
-                if s.running.is_empty() {
+                if s.idle() {
                     break;
                 }
                 match rx.recv_timeout(POLL) {
-                    Ok((i, outcome)) => self.finished(i, outcome, &mut s, progress),
+                    Ok(Message::Probed(i, probe)) => {
+                        s.probing.remove(&i);
+                        match probe {
+                            Probe::Ended(outcome) => self.finished(i, *outcome, &mut s, progress),
+                            Probe::Stale(prepared) => s.runnable.push((i, prepared)),
+                        }
+                    }
+                    Ok(Message::Ended(i, outcome)) => {
+                        if let Some(grant) = s.running.remove(&i) {
+                            s.budget.release(grant);
+                        }
+                        self.finished(i, *outcome, &mut s, progress);
+                    }
                     Err(_) if stopping.is_some_and(|t| t.elapsed() >= GRACE) => {
-                        self.abandon(std::mem::take(&mut s.outcomes), &s.running)
+                        let busy: BTreeSet<usize> = s.running.keys().chain(s.probing.keys()).copied().collect();
+                        self.abandon(std::mem::take(&mut s.outcomes), &busy)
                     }
                     Err(_) => {}
                 }
@@ -162,9 +237,66 @@ impl Executor<'_> {
         s.outcomes
     }
 
+    /// Keys the ready stages, each in a thread of its own (hashing input files can take a
+    /// while), at most [`MAX_PROBES`] at once.
+    fn start_probes<'s>(
+        &'s self,
+        s: &mut Schedule,
+        scope: &'s Scope<'s, '_>,
+        tx: &mpsc::Sender<Message>,
+        progress: &'s Progress,
+    ) {
+        while s.probing.len() < MAX_PROBES && !s.ready.is_empty() {
+            let i = s.ready.remove(0);
+            let tx = tx.clone();
+            let inputs = self.input_keys(i, &s.outcomes);
+            s.probing.insert(i, Instant::now());
+            scope.spawn(move || {
+                let failed = |e| Probe::Ended(Box::new(Outcome::Failed(e)));
+                let probe = guarded(|| self.probe(i, inputs, progress), failed);
+                let _ = tx.send(Message::Probed(i, probe));
+            });
+        }
+    }
+
+    /// Starts the runnable stages the budget has room for, each with its grant.
+    fn start_runs<'s>(
+        &'s self,
+        s: &mut Schedule,
+        scope: &'s Scope<'s, '_>,
+        tx: &mpsc::Sender<Message>,
+        progress: &'s Progress,
+    ) {
+        if s.runnable.is_empty() || !s.may_grant() {
+            return;
+        }
+        let needs: Vec<Need> = s.runnable.iter().map(|(_, p)| p.need).collect();
+        let grants = s.budget.grant(&needs);
+        let started: BTreeSet<usize> = grants.iter().map(|(k, _)| *k).collect();
+        let mut k = 0;
+        let (go, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut s.runnable).into_iter().partition(|_| {
+            k += 1;
+            started.contains(&(k - 1))
+        });
+        s.runnable = wait;
+        for ((i, prepared), (_, grant)) in go.into_iter().zip(grants) {
+            let tx = tx.clone();
+            s.running.insert(i, grant);
+            let placement = self.placement(grant);
+            scope.spawn(move || {
+                let outcome = guarded(|| self.execute(i, &prepared, &placement, progress), Outcome::Failed);
+                let _ = tx.send(Message::Ended(i, Box::new(outcome)));
+            });
+        }
+    }
+
+    /// Where a stage with this grant runs.
+    fn placement(&self, grant: Grant) -> Placement {
+        Placement { threads: grant.threads, gpu: grant.gpu.and_then(|g| self.resources.gpus.get(g).cloned()) }
+    }
+
     /// Records stage `i`'s outcome and readies (or skips) its readers.
     fn finished(&self, i: usize, outcome: Outcome, s: &mut Schedule, progress: &Progress) {
-        s.running.remove(&i);
         self.announce(i, &outcome, progress);
         let ok = matches!(outcome, Outcome::Cached(_) | Outcome::Ran(..));
         s.outcomes.insert(i, outcome);
@@ -234,24 +366,36 @@ impl Executor<'_> {
         progress.println(&line);
     }
 
-    /// Keys one stage, then finds it in the store or runs it.
-    fn execute(&self, i: usize, inputs: &BTreeMap<String, (InputKey, Entry)>, progress: &Progress) -> Outcome {
+    /// Keys one stage and looks for it, whole, in the store.
+    fn probe(&self, i: usize, inputs: BTreeMap<String, (InputKey, Entry)>, progress: &Progress) -> Probe {
+        let ended = |outcome| Probe::Ended(Box::new(outcome));
         let stage = &self.pipeline.stages[i];
         let info = match kinds::implemented(&stage.kind) {
             Ok(info) => info,
-            Err(why) => return Outcome::Failed(why),
+            Err(why) => return ended(Outcome::Failed(why)),
         };
         let input_keys: BTreeMap<String, InputKey> =
             inputs.iter().map(|(k, (key, _))| (k.clone(), key.clone())).collect();
         let key = match self.keyer.key(stage, info, &input_keys) {
             Ok(key) => key,
-            Err(e) => return Outcome::Failed(e),
+            Err(e) => return ended(Outcome::Failed(e)),
         };
-        let digest = key.digest();
         let pins = self.pins.get(&stage.name).cloned().unwrap_or_default();
-        if let Some(entry) = self.whole_entry(&stage.name, &digest, false, progress) {
-            return Outcome::Cached(Done { key, entry, pins });
+        if let Some(entry) = self.whole_entry(&stage.name, &key.digest(), false, progress) {
+            return ended(Outcome::Cached(Done { key, entry, pins }));
         }
+        let gpu = key.torch.as_ref().is_some_and(|t| t.device == "cuda");
+        let need = Need { max_cores: info.max_cores, gpu };
+        Probe::Stale(Box::new(Prepared { key, inputs, pins, need }))
+    }
+
+    /// Runs a keyed stage that is not in the store, placed as its grant says: a worker with
+    /// its thread count set, or this process's code inside a rayon pool of that many threads.
+    fn execute(&self, i: usize, prepared: &Prepared, placement: &Placement, progress: &Progress) -> Outcome {
+        let stage = &self.pipeline.stages[i];
+        let info = kinds::implemented(&stage.kind).expect("probed stages are implemented");
+        let (key, inputs) = (&prepared.key, &prepared.inputs);
+        let digest = key.digest();
         // Held until committed: another process building this key makes this one wait, then
         // use what it stored; unrelated keys build at once.
         let _building = match self.store.lock_entry(&digest, &stage.name) {
@@ -259,13 +403,17 @@ impl Executor<'_> {
             Err(e) => return Outcome::Failed(e.to_string()),
         };
         if let Some(entry) = self.whole_entry(&stage.name, &digest, true, progress) {
-            return Outcome::Cached(Done { key, entry, pins });
+            return Outcome::Cached(Done { key: key.clone(), entry, pins: prepared.pins.clone() });
         }
         let started = Instant::now();
         let reporter = progress.stage(&stage.name);
         let typed = &self.checked[i].params;
-        let pins = if self.update_pins { BTreeMap::new() } else { pins };
-        let result = self.run_stage(stage, info, &key, (inputs, typed), pins, &reporter);
+        let pins = if self.update_pins { BTreeMap::new() } else { prepared.pins.clone() };
+        let run = || self.run_stage(stage, info, key, (inputs, typed), pins, (&reporter, placement));
+        let result = match rayon::ThreadPoolBuilder::new().num_threads(placement.threads.max(1)).build() {
+            Ok(pool) => pool.install(run),
+            Err(e) => Err(format!("cannot start {} threads: {e}", placement.threads)),
+        };
         reporter.finish();
         match result {
             Ok(done) => Outcome::Ran(done, started.elapsed()),
@@ -334,7 +482,7 @@ impl Executor<'_> {
         key: &CacheKey,
         (inputs, typed): (&BTreeMap<String, (InputKey, Entry)>, &serde_json::Value),
         pins: BTreeMap<String, String>,
-        reporter: &dyn Reporter,
+        (reporter, placement): (&dyn Reporter, &Placement),
     ) -> Result<Done, String> {
         let staging = self.store.begin(key).map_err(|e| e.to_string())?;
         let name_at =
@@ -360,7 +508,7 @@ impl Executor<'_> {
         };
         let result: Result<StageResult, StageError> = match info.exec {
             Exec::Local(run) => run(&spec, reporter),
-            Exec::Worker => worker::run(&spec, reporter),
+            Exec::Worker => worker::run(&spec, reporter, placement),
             Exec::Planned => Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", stage.kind))),
         };
         let result = result.map_err(|e| e.to_string())?;
@@ -368,6 +516,12 @@ impl Executor<'_> {
         let entry = staging.commit(result.metrics, result.pins).map_err(|e| e.to_string())?;
         Ok(Done { key: key.clone(), entry, pins })
     }
+}
+
+/// `f()`, or `failed` with the panic's message: a panic must still report, or the
+/// scheduling loop would wait for it forever.
+fn guarded<T>(f: impl FnOnce() -> T, failed: impl FnOnce(String) -> T) -> T {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|e| failed(format!("internal error: {}", panic_text(&*e))))
 }
 
 /// The message of a caught panic.

@@ -1,8 +1,9 @@
 //! Running a pipeline: the executor (topological, independent stages in
-//! parallel), progress reporting, the device probe, Ctrl-C and resuming, and
+//! parallel within a budget of cores and GPUs), progress reporting, the device probe, Ctrl-C and resuming, and
 //! the protocol between the front end and the `msnr-worker` process that runs
 //! libtorch stages.
 
+pub mod budget;
 pub mod continuation;
 pub mod device;
 pub mod executor;

@@ -17,7 +17,38 @@ use crate::stages::{Reporter, StageError, StageResult, StageSpec};
 /// Name of the worker binary, installed beside `msnr`.
 pub const WORKER_BIN: &str = "msnr-worker";
 
-/// Runs `spec` in a fresh worker process and waits for it.
+/// Where a worker runs: its share of the run's cores and, on CUDA, its GPU (see
+/// [`super::budget`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Intra-op threads (`MSNR_THREADS`, which the worker hands to `tch::set_num_threads`,
+    /// and `OMP_NUM_THREADS`, `MKL_NUM_THREADS`, `RAYON_NUM_THREADS`); 0 leaves them unset.
+    pub threads: usize,
+    /// The `CUDA_VISIBLE_DEVICES` value that gives it its one GPU.
+    pub gpu: Option<String>,
+}
+
+impl Placement {
+    /// The environment variables that carry this placement to the worker.
+    #[must_use]
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if self.threads > 0 {
+            for var in [THREADS_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"] {
+                env.push((var, self.threads.to_string()));
+            }
+        }
+        if let Some(gpu) = &self.gpu {
+            env.push(("CUDA_VISIBLE_DEVICES", gpu.clone()));
+        }
+        env
+    }
+}
+
+/// The variable that gives a worker its intra-op thread count.
+pub const THREADS_VAR: &str = "MSNR_THREADS";
+
+/// Runs `spec` in a fresh worker process placed as `placement` says, and waits for it.
 ///
 /// # Errors
 /// The stage's own error, or a description of how the worker died (signal,
@@ -25,13 +56,14 @@ pub const WORKER_BIN: &str = "msnr-worker";
 ///
 /// # Panics
 /// Never: specs always serialize and stdout is always piped.
-pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+pub fn run(spec: &StageSpec, reporter: &dyn Reporter, placement: &Placement) -> Result<StageResult, StageError> {
     let spec_path = spec.work_dir.join("spec.json");
     let log_path = spec.work_dir.join("worker.log");
     let json = serde_json::to_vec_pretty(spec).expect("specs always serialize");
     std::fs::write(&spec_path, json).map_err(|e| StageError::io(&spec_path, e))?;
     let log = File::create(&log_path).map_err(|e| StageError::io(&log_path, e))?;
     let mut child = worker_command(&spec_path)?
+        .envs(placement.env())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -673,6 +673,17 @@ fn rendezvous_worker(p: &Project, me: &str, other: &str) -> PathBuf {
         "#!/bin/sh\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ]; do\n  i=$((i+1))\n  if [ $i -gt 1200 ]; then echo '@msnr {{\"error\":\"the other run never ran at the same time\"}}'; exit 0; fi\n  sleep 0.05\ndone\necho '@msnr {{\"result\":{{\"metrics\":{{}},\"pins\":{{}}}}}}'\n",
         mine.display(),
         theirs.display()
+/// Writes a fake worker that records the thread budget it was handed (`MSNR_THREADS` and
+/// `OMP_NUM_THREADS`) in `marks/<pid>`, waits (10 s at most) until `expect` workers have
+/// recorded theirs, notes how many it saw, and reports success.
+fn recording_worker(p: &Project, expect: usize) -> PathBuf {
+    let (path, marks) = (p.path("recording-worker.sh"), p.path("marks"));
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = format!(
+        "#!/bin/sh\nm='{m}'\necho \"$MSNR_THREADS $OMP_NUM_THREADS $RAYON_NUM_THREADS\" > \"$m/$$\"\n\
+         i=0\nwhile [ $(ls \"$m\" | wc -l) -lt {expect} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
+         echo \"saw $(ls \"$m\" | wc -l)\" >> \"$m/$$\"\necho '@msnr {{\"result\":{{\"metrics\":{{}}}}}}'\n",
+        m = marks.display()
     );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -859,4 +870,42 @@ fn gc_waits_for_a_running_run_instead_of_deleting_what_it_built() {
     gc.success().stdout_has("freed 0.0 B in 0 entries");
     let again = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
     again.success().stderr_has("0 ran, 2 cached");
+/// What each recording worker wrote, sorted.
+fn worker_marks(p: &Project) -> Vec<String> {
+    let mut marks: Vec<String> = std::fs::read_dir(p.path("marks"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap().replace('\n', "; "))
+        .collect();
+    marks.sort();
+    marks
+}
+
+/// Issue 10, item 3: every worker used every core, so two trainings of a sweep run at once
+/// oversubscribed the CPU. Now the running stages share `--cores`: two torch stages ready
+/// together run at once, each with its share as its intra-op thread count.
+#[test]
+fn concurrent_workers_share_the_core_budget() {
+    let sweep = "stage digits = images { path = \"digits\", channels = 1 }\nsweep s in [1, 2] {\n  stage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2, seed = s }\n}\n";
+    for (cores, expected) in [("4", ["2 2 2; saw 2; ", "2 2 2; saw 2; "]), ("3", ["1 1 1; saw 2; ", "2 2 2; saw 2; "])] {
+        let p = Project::new();
+        p.digits("digits", 1).write("p.msnr", sweep);
+        let worker = recording_worker(&p, 2);
+        let out = Run(p.cmd(&["run", "p.msnr", "--cores", cores]).env("MSNR_WORKER", &worker).output().unwrap());
+        out.success().stderr_has("3 ran, 0 cached");
+        assert_eq!(worker_marks(&p), expected, "--cores {cores}");
+    }
+}
+
+#[test]
+fn jobs_one_runs_one_worker_with_every_core() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
+    );
+    let worker = recording_worker(&p, 1);
+    let out = Run(p.cmd(&["run", "p.msnr", "--cores", "3", "--jobs", "1"]).env("MSNR_WORKER", &worker).output().unwrap());
+    out.success();
+    assert_eq!(worker_marks(&p), ["3 3 3; saw 1; "]);
+    p.msnr(&["run", "p.msnr", "--cores", "0"]).failure().stderr_has("--cores");
 }

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use msnr::run::protocol::{Event, PREFIX};
+use msnr::run::worker::THREADS_VAR;
 use msnr::stages::{Reporter, StageSpec};
 
 /// Writes protocol events to stdout, one line each, flushed at once.
@@ -27,8 +28,18 @@ impl Reporter for StdoutReporter {
     }
 }
 
+/// Sets libtorch's intra-op thread count to the share of cores `msnr run` gave this worker
+/// (`MSNR_THREADS`, see `msnr::run::budget`), so concurrent workers never oversubscribe.
+fn set_threads() {
+    let threads = std::env::var(THREADS_VAR).ok().and_then(|v| v.parse::<i32>().ok()).filter(|&n| n > 0);
+    if let Some(n) = threads {
+        tch::set_num_threads(n);
+    }
+}
+
 fn main() -> ExitCode {
     msnr::malloc::tune();
+    set_threads();
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: msnr-worker SPEC.json (started by `msnr run`)");
         return ExitCode::from(2);

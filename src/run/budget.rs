@@ -1,0 +1,211 @@
+//! The run's resource budget, as Snakemake's `--cores`: a number of CPU cores (and the
+//! machine's GPUs) that the stages running at once share, so that concurrent stages never
+//! oversubscribe the CPU. Each stage says what it needs ([`Need`]); the executor asks
+//! [`Budget::grant`] which ready stages may start and with how many threads, and gives the
+//! grant back when the stage ends.
+//!
+//! Every stage gets a share of the free cores: a torch worker runs with its intra-op
+//! thread count set to it (`tch::set_num_threads`, `OMP_NUM_THREADS`), a stage running in
+//! this process inside a rayon pool of that many threads. A stage that cannot use more
+//! than one core (a download, the bundled digits) asks for one. A torch stage on CUDA also
+//! takes one GPU, which no other stage shares (`CUDA_VISIBLE_DEVICES` names it).
+//!
+//! Stages that become ready together split the free cores evenly: two trainings of a
+//! sweep on 2 cores run at once with 1 thread each, not one after the other with 2.
+
+/// What one stage needs to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// At most this many cores are useful (`None`: as many as it is given).
+    pub max_cores: Option<usize>,
+    /// It runs on a GPU (a torch stage whose device resolved to CUDA).
+    pub gpu: bool,
+}
+
+impl Need {
+    /// A stage that uses as many cores as it is given.
+    pub const SHARE: Self = Self { max_cores: None, gpu: false };
+    /// A stage that uses one core.
+    pub const ONE: Self = Self { max_cores: Some(1), gpu: false };
+    /// A torch stage on a GPU (plus its share of cores for the host side).
+    pub const GPU: Self = Self { max_cores: None, gpu: true };
+}
+
+/// What a started stage was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Threads it may use (its intra-op / rayon thread count), at least 1.
+    pub threads: usize,
+    /// The GPU it runs on (an index into the machine's visible GPUs), for a GPU stage.
+    pub gpu: Option<usize>,
+}
+
+/// The cores, GPUs and stage slots of one run, and how much of each is in use.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    /// Cores not granted to a running stage.
+    free_cores: usize,
+    /// Per GPU, whether a running stage holds it.
+    gpu_busy: Vec<bool>,
+    /// Stages that may still start (`--jobs` less the running ones).
+    free_slots: usize,
+}
+
+impl Budget {
+    /// A budget of `cores` (at least 1), `gpus` GPUs and at most `jobs` stages at once.
+    #[must_use]
+    pub fn new(cores: usize, gpus: usize, jobs: usize) -> Self {
+        Self { free_cores: cores.max(1), gpu_busy: vec![false; gpus], free_slots: jobs.max(1) }
+    }
+
+    /// Which of the `ready` stages (in order of preference) start now, each with its grant:
+    /// as many as there are free slots and cores (a GPU stage only while a GPU is free),
+    /// the free cores split evenly among them (a one-core stage takes one; the first ones
+    /// take the remainder). Returns (index into `ready`, grant) pairs, and takes what they
+    /// were granted out of the budget.
+    pub fn grant(&mut self, ready: &[Need]) -> Vec<(usize, Grant)> {
+        let mut picked: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut gpus = self.gpu_busy.clone();
+        for (i, need) in ready.iter().enumerate() {
+            if picked.len() >= self.free_slots.min(self.free_cores) {
+                break;
+            }
+            // Without a GPU to place it on (`MSNR_DEVICE=cuda` on a machine whose GPUs are not
+            // listed), a GPU stage runs as any other: the device decides, not the budget.
+            let gpu = if need.gpu && !gpus.is_empty() {
+                let Some(g) = gpus.iter().position(|busy| !busy) else { continue };
+                gpus[g] = true;
+                Some(g)
+            } else {
+                None
+            };
+            picked.push((i, gpu));
+        }
+        let threads = split(self.free_cores, &picked.iter().map(|&(i, _)| ready[i].max_cores).collect::<Vec<_>>());
+        let grants: Vec<(usize, Grant)> =
+            picked.into_iter().zip(threads).map(|((i, gpu), threads)| (i, Grant { threads, gpu })).collect();
+        for (_, g) in &grants {
+            self.take(*g);
+        }
+        grants
+    }
+
+    /// Gives a finished stage's grant back.
+    pub fn release(&mut self, grant: Grant) {
+        self.free_cores += grant.threads;
+        self.free_slots += 1;
+        if let Some(busy) = grant.gpu.and_then(|g| self.gpu_busy.get_mut(g)) {
+            *busy = false;
+        }
+    }
+
+    fn take(&mut self, grant: Grant) {
+        self.free_cores -= grant.threads;
+        self.free_slots -= 1;
+        if let Some(busy) = grant.gpu.and_then(|g| self.gpu_busy.get_mut(g)) {
+            *busy = true;
+        }
+    }
+}
+
+/// Splits `cores` among stages with these caps (at least one each; the caller never
+/// passes more stages than cores): capped stages take at most their cap, the others share
+/// what is left evenly, the first ones taking the remainder.
+fn split(cores: usize, caps: &[Option<usize>]) -> Vec<usize> {
+    let mut given = vec![1; caps.len()];
+    let mut left = cores.saturating_sub(caps.len());
+    // Hand out the rest one core at a time, round robin, to the stages that can use it.
+    while left > 0 {
+        let mut gave = false;
+        for (g, cap) in given.iter_mut().zip(caps) {
+            if left > 0 && cap.is_none_or(|c| *g < c) {
+                *g += 1;
+                left -= 1;
+                gave = true;
+            }
+        }
+        if !gave {
+            break;
+        }
+    }
+    given
+}
+
+/// The machine's cores available to this process (its affinity mask and cgroup quota,
+/// as [`std::thread::available_parallelism`] reads them), at least 1.
+#[must_use]
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threads(grants: &[(usize, Grant)]) -> Vec<usize> {
+        grants.iter().map(|(_, g)| g.threads).collect()
+    }
+
+    #[test]
+    fn stages_ready_together_split_the_cores() {
+        let mut b = Budget::new(2, 0, usize::MAX);
+        assert_eq!(threads(&b.grant(&[Need::SHARE, Need::SHARE])), [1, 1]);
+        let mut b = Budget::new(8, 0, usize::MAX);
+        assert_eq!(threads(&b.grant(&[Need::SHARE, Need::SHARE, Need::SHARE])), [3, 3, 2]);
+        assert!(b.grant(&[Need::SHARE]).is_empty(), "no core left");
+    }
+
+    #[test]
+    fn a_lone_stage_gets_every_core_and_others_wait_for_it() {
+        let mut b = Budget::new(4, 0, usize::MAX);
+        let first = b.grant(&[Need::SHARE]);
+        assert_eq!(threads(&first), [4]);
+        assert!(b.grant(&[Need::SHARE]).is_empty());
+        b.release(first[0].1);
+        assert_eq!(threads(&b.grant(&[Need::SHARE])), [4]);
+    }
+
+    #[test]
+    fn more_stages_than_cores_start_one_thread_each_the_rest_wait() {
+        let mut b = Budget::new(2, 0, usize::MAX);
+        let grants = b.grant(&[Need::SHARE; 3]);
+        assert_eq!(grants.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(threads(&grants), [1, 1]);
+    }
+
+    #[test]
+    fn one_core_stages_leave_the_rest_to_the_others() {
+        let mut b = Budget::new(8, 0, usize::MAX);
+        assert_eq!(threads(&b.grant(&[Need::ONE, Need::SHARE, Need::ONE])), [1, 6, 1]);
+        let mut b = Budget::new(8, 0, usize::MAX);
+        assert_eq!(threads(&b.grant(&[Need::ONE])), [1]);
+        assert_eq!(threads(&b.grant(&[Need::SHARE])), [7]);
+    }
+
+    #[test]
+    fn jobs_caps_the_stages_at_once() {
+        let mut b = Budget::new(4, 0, 1);
+        let grants = b.grant(&[Need::SHARE, Need::SHARE]);
+        assert_eq!(threads(&grants), [4], "--jobs 1: one stage, every core");
+        assert!(b.grant(&[Need::SHARE]).is_empty());
+    }
+
+    #[test]
+    fn gpu_stages_take_one_gpu_each() {
+        let mut b = Budget::new(16, 2, usize::MAX);
+        let grants = b.grant(&[Need::GPU, Need::GPU, Need::GPU, Need::SHARE]);
+        let gpus: Vec<_> = grants.iter().map(|(i, g)| (*i, g.gpu)).collect();
+        assert_eq!(gpus, [(0, Some(0)), (1, Some(1)), (3, None)], "the third GPU stage waits");
+        assert_eq!(threads(&grants), [6, 5, 5]);
+        b.release(grants[1].1);
+        let again = b.grant(&[Need::GPU]);
+        assert_eq!(again[0].1.gpu, Some(1));
+        assert_eq!(again[0].1.threads, 5);
+    }
+
+    #[test]
+    fn without_listed_gpus_a_gpu_stage_still_starts() {
+        let mut b = Budget::new(4, 0, usize::MAX);
+        assert_eq!(b.grant(&[Need::GPU]), [(0, Grant { threads: 4, gpu: None })]);
+    }
+}
