@@ -3,9 +3,15 @@
 //! class's files are found by a sorted recursive walk
 //! (`torchvision.datasets.folder.make_dataset`).
 //!
-//! Two deliberate departures: a root without sub-folders is one class (label 0)
-//! holding the root's files, and hidden entries (names starting with `.`, such
-//! as macOS `._x.jpg` resource forks) are skipped.
+//! Two deliberate departures: a root without sub-folders is an unlabelled dataset
+//! (its images, stored as the one class [`SINGLE_CLASS`]: every consumer treats a
+//! dataset of fewer than two classes as unlabelled, so `train` is unconditional and
+//! `classifier` refuses it), and hidden entries (names starting with `.`, such as
+//! macOS `._x.jpg` resource forks) are skipped.
+//!
+//! Files that are not imported are listed in [`ImageFolder::dropped`], and the stages
+//! warn about them ([`ImageFolder::dropped_warning`]): an image directly in a root that
+//! has class folders (`ImageFolder` ignores it too), and a file that is not a PNG or JPEG.
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,8 +23,10 @@ use super::error::DataError;
 pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 /// Extensions `ImageFolder` accepts that this build cannot decode: an error, not a silent skip.
 pub const UNSUPPORTED: &[&str] = &["bmp", "ppm", "pgm", "tif", "tiff", "webp"];
-/// The class name of a root without sub-folders.
+/// The one class name of an unlabelled dataset (a root without sub-folders).
 pub const SINGLE_CLASS: &str = "0";
+/// How many dropped files a warning names.
+const NAMED: usize = 5;
 
 /// The images of a folder and their labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +35,47 @@ pub struct ImageFolder {
     pub classes: Vec<String>,
     /// Every image with its label, classes in order, each class in walk order.
     pub files: Vec<(PathBuf, i64)>,
+    /// Files found and not imported, with why, in walk order (hidden ones not counted).
+    pub dropped: Vec<(PathBuf, Dropped)>,
+}
+
+/// Why a file was not imported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// An image directly in a root that has class folders: it belongs to no class.
+    BesideClasses,
+    /// Not a PNG or JPEG file (by extension).
+    NotAnImage,
+}
+
+impl ImageFolder {
+    /// A warning naming how many files were not imported and the first few (relative to
+    /// `root`), with why; `None` when every file was imported.
+    #[must_use]
+    pub fn dropped_warning(&self, root: &Path) -> Option<String> {
+        if self.dropped.is_empty() {
+            return None;
+        }
+        let named: Vec<String> = self
+            .dropped
+            .iter()
+            .take(NAMED)
+            .map(|(path, why)| {
+                let why = match why {
+                    Dropped::BesideClasses => "beside the class folders",
+                    Dropped::NotAnImage => "not PNG/JPEG",
+                };
+                format!("{} ({why})", path.strip_prefix(root).unwrap_or(path).display())
+            })
+            .collect();
+        let more = if self.dropped.len() > NAMED { ", ..." } else { "" };
+        Some(format!(
+            "warning: {} file(s) under {} not imported: {}{more}",
+            self.dropped.len(),
+            root.display(),
+            named.join(", ")
+        ))
+    }
 }
 
 /// Lists the images under `root`.
@@ -39,19 +88,19 @@ pub fn scan(root: &Path) -> Result<ImageFolder, DataError> {
         return Err(DataError::invalid(root, "not a folder of images"));
     }
     let (dirs, _) = entries(root)?;
+    let mut dropped = Vec::new();
+    let top = images_in(root, &mut dropped)?;
     if dirs.is_empty() {
-        let files = images_in(root)?;
-        if files.is_empty() {
+        if top.is_empty() {
             return Err(no_images(root));
         }
-        return Ok(ImageFolder {
-            classes: vec![SINGLE_CLASS.into()],
-            files: files.into_iter().map(|f| (f, 0)).collect(),
-        });
+        let files = top.into_iter().map(|f| (f, 0)).collect();
+        return Ok(ImageFolder { classes: vec![SINGLE_CLASS.into()], files, dropped });
     }
-    let mut folder = ImageFolder { classes: Vec::new(), files: Vec::new() };
+    dropped.extend(top.into_iter().map(|f| (f, Dropped::BesideClasses)));
+    let mut folder = ImageFolder { classes: Vec::new(), files: Vec::new(), dropped };
     for (label, dir) in (0_i64..).zip(&dirs) {
-        let found = walk(dir)?;
+        let found = walk(dir, &mut folder.dropped)?;
         if found.is_empty() {
             return Err(no_images(dir));
         }
@@ -67,7 +116,7 @@ fn no_images(dir: &Path) -> DataError {
 
 /// The images under `dir`, recursively: like `sorted(os.walk(dir, followlinks=True))`,
 /// folders in sorted path order, files sorted within each.
-fn walk(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+fn walk(dir: &Path, dropped: &mut Vec<(PathBuf, Dropped)>) -> Result<Vec<PathBuf>, DataError> {
     let mut seen = HashSet::new();
     let mut folders = Vec::new();
     let mut pending = vec![dir.to_owned()];
@@ -82,13 +131,13 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     folders.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
     let mut files = Vec::new();
     for folder in &folders {
-        files.extend(images_in(folder)?);
+        files.extend(images_in(folder, dropped)?);
     }
     Ok(files)
 }
 
-/// The image files directly inside `dir`, sorted by name.
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// The image files directly inside `dir`, sorted by name; other files go to `dropped`.
+fn images_in(dir: &Path, dropped: &mut Vec<(PathBuf, Dropped)>) -> Result<Vec<PathBuf>, DataError> {
     let (_, files) = entries(dir)?;
     let mut images = Vec::new();
     for file in files {
@@ -98,6 +147,8 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         } else if UNSUPPORTED.contains(&ext.as_str()) {
             let hint = "msnr decodes PNG and JPEG; convert the file (e.g. to PNG) first";
             return Err(DataError::invalid(&file, format!(".{ext} images are not supported: {hint}")));
+        } else {
+            dropped.push((file, Dropped::NotAnImage));
         }
     }
     Ok(images)
@@ -156,6 +207,30 @@ mod tests {
         assert_eq!(folder.classes, vec!["Cat", "cat", "dog"]);
         let expected = [("Cat/z.jpeg", 0), ("cat/w.png", 1), ("cat/x/y.png", 1), ("dog/a.JPG", 2), ("dog/b.png", 2)];
         assert_eq!(names(&folder, root), expected.map(|(p, l)| (p.to_owned(), l)));
+        let dropped: Vec<_> = folder.dropped.iter().map(|(p, why)| (p.strip_prefix(root).unwrap(), *why)).collect();
+        let expected = [(Path::new("top.png"), Dropped::BesideClasses), (Path::new("cat/readme.txt"), Dropped::NotAnImage)];
+        assert_eq!(dropped, expected);
+        let warning = folder.dropped_warning(root).unwrap();
+        let expected = format!(
+            "warning: 2 file(s) under {} not imported: top.png (beside the class folders), cat/readme.txt (not PNG/JPEG)",
+            root.display()
+        );
+        assert_eq!(warning, expected);
+    }
+
+    #[test]
+    fn a_warning_names_the_first_few_dropped_files() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "a/x.png");
+        for i in 0..7 {
+            touch(dir.path(), &format!("{i}.png"));
+        }
+        let warning = scan(dir.path()).unwrap().dropped_warning(dir.path()).unwrap();
+        assert!(warning.starts_with("warning: 7 file(s) under"), "{warning}");
+        assert!(warning.contains("4.png (beside the class folders), ...") && !warning.contains("5.png"), "{warning}");
+        touch(dir.path(), "a/y.png");
+        fs::remove_dir_all(dir.path().join("a")).unwrap();
+        assert_eq!(scan(dir.path()).unwrap().dropped_warning(dir.path()), None, "a flat folder imports them all");
     }
 
     #[cfg(unix)]
@@ -169,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn flat_folder_is_one_class() {
+    fn flat_folder_is_unlabelled() {
         let dir = tempfile::tempdir().unwrap();
         touch(dir.path(), "b.png");
         touch(dir.path(), "a.jpg");

@@ -17,7 +17,7 @@ pub enum Event {
         done: u64,
         /// Units in all.
         total: u64,
-        /// Status text (loss, it/s).
+        /// Status text (loss, rate).
         message: String,
     },
     /// A line for the stage log.

@@ -56,6 +56,21 @@ pub enum ArchiveError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The file system lacks the room the entries declare.
+    #[error(
+        "not enough free disk space to extract {archive}: its entries declare {}, {} has {} free",
+        human(*needed), dest.display(), human(*free)
+    )]
+    NoSpace {
+        /// The archive's file name.
+        archive: String,
+        /// The sum of its entries' declared sizes.
+        needed: u64,
+        /// The folder extracted into.
+        dest: PathBuf,
+        /// Bytes free there for this user.
+        free: u64,
+    },
     /// The archive itself is unreadable or malformed.
     #[error("not a readable {format} archive: {message}")]
     Corrupt {
@@ -135,28 +150,77 @@ fn is_tar(head: &[u8]) -> bool {
 }
 
 /// Extracts the archive at `archive` into `dest`, refusing any entry that would
-/// land outside it. Reports progress in files.
+/// land outside it, after checking that `dest`'s file system has room for the
+/// sizes the entries declare. Reports progress in files, and warns (as log lines)
+/// about duplicate entries (the last one of a name wins) and skipped special
+/// entries (FIFOs, devices).
 ///
 /// # Errors
-/// The first unsafe entry, a write failure, or a malformed archive; what was
-/// extracted so far stays in `dest` (the caller discards it).
+/// Too little free space, the first unsafe entry, a write failure, or a malformed
+/// archive; what was extracted so far stays in `dest` (the caller discards it).
 pub fn extract(
     archive: &Path,
     format: Format,
     dest: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Extracted, ArchiveError> {
+    extract_with(archive, format, dest, reporter, &free_space)
+}
+
+/// [`extract`] with the free space of a folder's file system read by `free` (tests
+/// inject a figure instead of filling a disk).
+///
+/// # Errors
+/// As [`extract`].
+pub fn extract_with(
+    archive: &Path,
+    format: Format,
+    dest: &Path,
+    reporter: &dyn Reporter,
+    free: &dyn Fn(&Path) -> io::Result<u64>,
+) -> Result<Extracted, ArchiveError> {
     let corrupt = |e: io::Error| ArchiveError::Corrupt { format: format.name(), message: e.to_string() };
     let mut tree = SafeTree::new(dest).map_err(|e| ArchiveError::Entry { entry: ".".into(), source: e })?;
-    let file = File::open(archive).map_err(corrupt)?;
+    let open = || File::open(archive).map_err(corrupt);
+    let needed = match format {
+        Format::Zip => zip_entries::declared_size(open()?)?,
+        Format::Tar => tar_entries::declared_size(io::BufReader::new(open()?), format.name())?,
+        Format::TarGz => tar_entries::declared_size(GzDecoder::new(io::BufReader::new(open()?)), format.name())?,
+    };
+    let available = free(dest).map_err(|e| ArchiveError::Entry { entry: ".".into(), source: e })?;
+    if needed > available {
+        let name = archive.file_name().unwrap_or(archive.as_os_str()).to_string_lossy().into_owned();
+        return Err(ArchiveError::NoSpace { archive: name, needed, dest: dest.to_path_buf(), free: available });
+    }
     match format {
-        Format::Zip => zip_entries::extract(file, &mut tree, reporter)?,
-        Format::Tar => tar_entries::extract(io::BufReader::new(file), format.name(), &mut tree, reporter)?,
+        Format::Zip => zip_entries::extract(open()?, &mut tree, reporter)?,
+        Format::Tar => tar_entries::extract(io::BufReader::new(open()?), format.name(), &mut tree, reporter)?,
         Format::TarGz => {
-            tar_entries::extract(GzDecoder::new(io::BufReader::new(file)), format.name(), &mut tree, reporter)?;
+            tar_entries::extract(GzDecoder::new(io::BufReader::new(open()?)), format.name(), &mut tree, reporter)?;
         }
     }
+    let name = archive.file_name().unwrap_or(archive.as_os_str()).to_string_lossy();
+    for warning in tree.warnings() {
+        reporter.log(&format!("warning: {name}: {warning}"));
+    }
     tree.finish()
+}
+
+/// Bytes free for this user on the file system of `dir` (or of its nearest existing parent).
+fn free_space(dir: &Path) -> io::Result<u64> {
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(dir);
+    fs4::available_space(existing)
+}
+
+/// A byte count for people, exact in parentheses when rounded: `512 bytes`,
+/// `12.3 MB (12345678 bytes)`, `1.43 GB (1430000000 bytes)`.
+#[allow(clippy::cast_precision_loss)]
+fn human(bytes: u64) -> String {
+    match bytes {
+        0..1_000_000 => format!("{bytes} bytes"),
+        1_000_000..1_000_000_000 => format!("{:.1} MB ({bytes} bytes)", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB ({bytes} bytes)", bytes as f64 / 1e9),
+    }
 }
 
 /// Unpacks an archive of archives one level further: when every entry of
@@ -223,6 +287,7 @@ impl ArchiveError {
             Self::Unsafe { entry, reason } => Self::Unsafe { entry: format!("{outer}: {entry}"), reason },
             Self::Entry { entry, source } => Self::Entry { entry: format!("{outer}: {entry}"), source },
             Self::Corrupt { format, message } => Self::Corrupt { format, message: format!("{outer}: {message}") },
+            no_space @ Self::NoSpace { .. } => no_space,
         }
     }
 }
@@ -278,6 +343,99 @@ mod tests {
         std::fs::write(&path, b"<html>not found</html>").unwrap();
         let err = extract(&path, Format::TarGz, &dir.path().join("out"), &crate::stages::spec::Silent).unwrap_err();
         assert!(err.to_string().starts_with("not a readable tar.gz archive"), "{err}");
+    }
+
+    /// Keeps the log lines a stage reports.
+    #[derive(Default)]
+    struct Logged(std::sync::Mutex<Vec<String>>);
+
+    impl Reporter for Logged {
+        fn progress(&self, _: u64, _: u64, _: &str) {}
+        fn log(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_owned());
+        }
+    }
+
+    /// A tar of `(name, type, data)` entries.
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// Extracts `bytes` as a tar, with `free` bytes free; the result and the log lines.
+    fn extract_tar(bytes: &[u8], free: u64) -> (tempfile::TempDir, Result<Extracted, ArchiveError>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.tar");
+        std::fs::write(&path, bytes).unwrap();
+        let logged = Logged::default();
+        let result = extract_with(&path, Format::Tar, &dir.path().join("out"), &logged, &|_| Ok(free));
+        let lines = logged.0.into_inner().unwrap();
+        (dir, result, lines)
+    }
+
+    /// Issue 10, item 16: a later entry of the same name silently replaced an earlier one.
+    #[test]
+    fn duplicate_entries_are_warned_about_and_the_last_wins() {
+        let regular = tar::EntryType::Regular;
+        let bytes = tar_of(&[("a.txt", regular, b"first"), ("b.txt", regular, b"b"), ("a.txt", regular, b"second")]);
+        let (dir, result, lines) = extract_tar(&bytes, u64::MAX);
+        assert_eq!(result.unwrap().files, 3);
+        assert_eq!(std::fs::read(dir.path().join("out/a.txt")).unwrap(), b"second");
+        assert_eq!(lines, ["warning: data.tar: 1 duplicate entry (the last of each name was kept): `a.txt`"]);
+    }
+
+    /// Issue 10, item 16: FIFOs and device nodes were skipped with no warning worth the name.
+    #[test]
+    fn skipped_fifo_entries_are_warned_about() {
+        let bytes = tar_of(&[("pipe", tar::EntryType::Fifo, b""), ("a.txt", tar::EntryType::Regular, b"a")]);
+        let (dir, result, lines) = extract_tar(&bytes, u64::MAX);
+        assert_eq!(result.unwrap().files, 1);
+        assert!(!dir.path().join("out/pipe").exists());
+        assert_eq!(lines, ["warning: data.tar: 1 special entry skipped (not files, folders or links): `pipe` (Fifo)"]);
+    }
+
+    /// Issue 10, item 16: extraction wrote until the disk was full.
+    #[test]
+    fn extraction_checks_free_space_against_declared_sizes_first() {
+        let bytes = tar_of(&[("a.bin", tar::EntryType::Regular, &[7; 3000]), ("b.bin", tar::EntryType::Regular, &[1; 2000])]);
+        let (dir, result, _) = extract_tar(&bytes, 4999);
+        let err = result.unwrap_err().to_string();
+        let out = dir.path().join("out");
+        let expected = format!(
+            "not enough free disk space to extract data.tar: its entries declare 5000 bytes, {} has 4999 bytes free",
+            out.display()
+        );
+        assert_eq!(err, expected);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing was written");
+        let (_, result, _) = extract_tar(&bytes, 5000);
+        assert_eq!(result.unwrap(), Extracted { files: 2, bytes: 5000 });
+    }
+
+    #[test]
+    fn zip_declared_sizes_come_from_the_central_directory() {
+        use std::io::Write as _;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("a.bin", options).unwrap();
+        zip.write_all(&[0; 1234]).unwrap();
+        zip.start_file("b.bin", options).unwrap();
+        zip.write_all(&[1; 766]).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        assert_eq!(zip_entries::declared_size(std::io::Cursor::new(bytes)).unwrap(), 2000);
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(human(512), "512 bytes");
+        assert_eq!(human(12_345_678), "12.3 MB (12345678 bytes)");
+        assert_eq!(human(1_430_000_000), "1.43 GB (1430000000 bytes)");
     }
 
     #[test]

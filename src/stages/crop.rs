@@ -77,7 +77,11 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     } else {
         let item_bytes = Some(size * size * channels);
         let transform = Transform { window: &window, apply: &apply, item_bytes };
-        import_files(&folder::scan(&source)?, channels, transform, &spec.out_dir, reporter)?
+        let images = folder::scan(&source)?;
+        if let Some(warning) = images.dropped_warning(&source) {
+            reporter.log(&warning);
+        }
+        import_files(&images, channels, transform, &spec.out_dir, reporter)?
     };
     Ok(metrics(&manifest))
 }

@@ -40,6 +40,9 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     let p: ImagesParams = spec.typed()?;
     let root = spec.source_dir(&p.path)?;
     let images = folder::scan(&root)?;
+    if let Some(warning) = images.dropped_warning(&root) {
+        reporter.log(&warning);
+    }
     let keep = |raster: Raster, _: Region| Ok(raster);
     let manifest = import_files(&images, p.channels, Transform::whole(&keep), &spec.out_dir, reporter)?;
     Ok(metrics(&manifest))

@@ -125,7 +125,7 @@ impl StageError {
 
 /// Progress and log lines from a running stage.
 pub trait Reporter: Sync {
-    /// `done` of `total` units finished; `message` is a short status (loss, it/s).
+    /// `done` of `total` units finished; `message` is a short status (loss, rate).
     fn progress(&self, done: u64, total: u64, message: &str);
     /// A line worth keeping in the stage's log.
     fn log(&self, line: &str);

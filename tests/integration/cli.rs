@@ -909,3 +909,74 @@ fn jobs_one_runs_one_worker_with_every_core() {
     assert_eq!(worker_marks(&p), ["3 3 3; saw 1; "]);
     p.msnr(&["run", "p.msnr", "--cores", "0"]).failure().stderr_has("--cores");
 }
+
+/// Writes a fake worker that reports an unknown total, then 30 steps with a message too
+/// long for any 80-column line, a log line, and success.
+fn progress_worker(p: &Project) -> PathBuf {
+    let path = p.path("progress-worker.sh");
+    let message = "loss 0.0123, 12.3 step/s, and a message long enough to overflow any eighty-column terminal line";
+    let script = format!(
+        "#!/bin/sh\necho '@msnr {{\"progress\":{{\"done\":0,\"total\":0,\"message\":\"loading\"}}}}'\nsleep 0.2\n\
+         i=1\nwhile [ $i -le 30 ]; do\n  echo \"@msnr {{\\\"progress\\\":{{\\\"done\\\":$i,\\\"total\\\":30,\\\"message\\\":\\\"{message}\\\"}}}}\"\n  sleep 0.05\n  i=$((i+1))\ndone\n\
+         echo '@msnr {{\"log\":\"a log line\"}}'\necho '@msnr {{\"result\":{{\"metrics\":{{}}}}}}'\n"
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The text a terminal would show, as the lines and carriage-return-separated redraws it is
+/// made of: escape sequences (cursor moves, line clears, colours) removed.
+fn terminal_pieces(typescript: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = typescript.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            plain.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            while chars.next().is_some_and(|f| !('\u{40}'..='\u{7e}').contains(&f)) {}
+        } else {
+            chars.next();
+        }
+    }
+    plain.split(['\n', '\r']).map(String::from).collect()
+}
+
+/// Issue 10, item 15: the progress line was ~150 characters, wrapped at 80 columns and
+/// garbled its redraws; its first frame was a full bar at `0/0`. Under a real
+/// pseudo-terminal of 80 columns (`script`), every line drawn now fits.
+#[test]
+fn progress_lines_fit_an_80_column_terminal() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nsweep weighting_of_the_loss in [constant, min_snr { gamma = 5 }] {\n  stage model_with_a_long_name = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, weighting = weighting_of_the_loss }\n}\n",
+    );
+    let worker = progress_worker(&p);
+    let command = format!("stty cols 80 rows 24; exec '{}' run p.msnr --cores 2", env!("CARGO_BIN_EXE_msnr"));
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(p.path("."))
+        .env("MSNR_WORKER", &worker)
+        .env("TERM", "xterm-256color")
+        .env_remove("MSNR_PLAIN")
+        .env_remove("MSNR_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) runs a command under a pseudo-terminal");
+    let typescript = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{typescript}");
+    let pieces = terminal_pieces(&typescript);
+    for piece in &pieces {
+        assert!(piece.chars().count() <= 80, "a line of {} columns: {piece:?}", piece.chars().count());
+    }
+    let text = pieces.join("\n");
+    assert!(text.contains("/30 loss 0.0123, 12.3 step/s"), "the progress was drawn:\n{text}");
+    assert!(!text.contains("0/0"), "no bar before the total is known:\n{text}");
+    for w in ["constant", "min_snr{gamma=5}"] {
+        assert!(text.contains(&format!("model_with_a_long_name[weighting_of_the_loss={w}]: done in")), "{text}");
+    }
+    assert!(text.contains("3 ran, 0 cached, 0 failed"), "{text}");
+}

@@ -20,6 +20,10 @@ pub struct SafeTree {
     /// entry can turn them into links, so they need no second look.
     real_dirs: HashSet<PathBuf>,
     stats: Extracted,
+    /// Entries whose name an earlier entry had (the later one replaced it).
+    duplicates: Vec<String>,
+    /// Entries not extracted (FIFOs, devices), with their type.
+    skipped: Vec<(String, String)>,
 }
 
 impl SafeTree {
@@ -30,7 +34,14 @@ impl SafeTree {
     pub fn new(dest: &Path) -> io::Result<Self> {
         fs::create_dir_all(dest)?;
         let root = fs::canonicalize(dest)?;
-        Ok(Self { real_dirs: HashSet::from([root.clone()]), root, links: Vec::new(), stats: Extracted::default() })
+        Ok(Self {
+            real_dirs: HashSet::from([root.clone()]),
+            root,
+            links: Vec::new(),
+            stats: Extracted::default(),
+            duplicates: Vec::new(),
+            skipped: Vec::new(),
+        })
     }
 
     /// Files written so far.
@@ -93,6 +104,42 @@ impl SafeTree {
         Ok(())
     }
 
+    /// Records an entry of a type not extracted (a FIFO, a device node).
+    pub fn skipped(&mut self, name: &Path, kind: &str) {
+        self.skipped.push((name.display().to_string(), kind.to_owned()));
+    }
+
+    /// What deserves a warning: duplicate entries and skipped ones, each a count and the
+    /// first few names.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        const NAMED: usize = 5;
+        let list = |names: Vec<String>| {
+            let more = if names.len() > NAMED { ", ..." } else { "" };
+            format!("{}{more}", names.into_iter().take(NAMED).collect::<Vec<_>>().join(", "))
+        };
+        let mut out = Vec::new();
+        if !self.duplicates.is_empty() {
+            let names = self.duplicates.iter().map(|n| format!("`{n}`")).collect();
+            out.push(format!(
+                "{} duplicate entr{} (the last of each name was kept): {}",
+                self.duplicates.len(),
+                if self.duplicates.len() == 1 { "y" } else { "ies" },
+                list(names)
+            ));
+        }
+        if !self.skipped.is_empty() {
+            let names = self.skipped.iter().map(|(n, kind)| format!("`{n}` ({kind})")).collect();
+            out.push(format!(
+                "{} special entr{} skipped (not files, folders or links): {}",
+                self.skipped.len(),
+                if self.skipped.len() == 1 { "y" } else { "ies" },
+                list(names)
+            ));
+        }
+        out
+    }
+
     /// Checks that every symlink resolves to something inside the folder (a
     /// chain of links could otherwise leave it), and returns what was written.
     ///
@@ -121,7 +168,10 @@ impl SafeTree {
         let path = self.ensure_dir(name, rel.parent().unwrap_or(Path::new("")))?.join(file_name);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => Err(entry_error(name, io::Error::other("a folder of that name exists"))),
-            Ok(_) => fs::remove_file(&path).map(|()| path).map_err(|e| entry_error(name, e)),
+            Ok(_) => {
+                self.duplicates.push(name.display().to_string());
+                fs::remove_file(&path).map(|()| path).map_err(|e| entry_error(name, e))
+            }
             Err(_) => Ok(path),
         }
     }

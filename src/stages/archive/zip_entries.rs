@@ -6,6 +6,24 @@ use std::path::Path;
 use super::{ArchiveError, SafeTree};
 use crate::stages::spec::Reporter;
 
+/// The sum of the uncompressed sizes the entries of the zip file `reader` declare in
+/// its central directory.
+///
+/// # Errors
+/// A malformed archive.
+pub fn declared_size(reader: impl Read + Seek) -> Result<u64, ArchiveError> {
+    let corrupt = |e: &dyn std::fmt::Display| ArchiveError::Corrupt { format: "zip", message: e.to_string() };
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| corrupt(&e))?;
+    if let Some(total) = zip.decompressed_size() {
+        return Ok(u64::try_from(total).unwrap_or(u64::MAX));
+    }
+    let mut total = 0_u64;
+    for index in 0..zip.len() {
+        total = total.saturating_add(zip.by_index_raw(index).map_err(|e| corrupt(&e))?.size());
+    }
+    Ok(total)
+}
+
 /// Extracts every entry of the zip file `reader`; Unix symlinks (mode
 /// `S_IFLNK`, the target stored as the entry's data) become symlinks.
 ///

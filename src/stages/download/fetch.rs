@@ -315,7 +315,7 @@ impl Meter {
         let seconds = now.duration_since(self.started).as_secs_f64().max(1e-3);
         #[allow(clippy::cast_precision_loss)]
         let rate = (self.done - self.at_start) as f64 / seconds / 1e6;
-        reporter.progress(self.done, self.total, &format!("{rate:.1} MB/s"));
+        reporter.progress(self.done, self.total, &crate::run::progress::rate(rate, "MB"));
     }
 }
 

@@ -76,7 +76,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
             out.push(&d)?;
             #[allow(clippy::cast_precision_loss)]
             let rate = (d.start + d.labels.len().max(1) as u64) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            reporter.progress(out.done, p.count, &format!("{rate:.2} images/s"));
+            reporter.progress(out.done, p.count, &msnr::run::progress::rate(rate, "img"));
             Ok::<(), StageError>(())
         })
     })?;
