@@ -16,12 +16,14 @@ pub(super) fn check(file: &Path, set: &[(String, String)]) -> Result<(), Failure
     Ok(())
 }
 
-/// `msnr plan`: cached or stale, and why, per stage.
+/// `msnr plan`: cached or stale, and why, per stage `msnr run` would run (the main file's
+/// stages and what they read), and how many stages of imported files it leaves out.
 pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
     let project = Project::open(file, set)?;
     let store = project.store()?;
     let keyer = project.keyer(&store)?;
-    let steps = plan::plan(&project.pipeline, &project.dag, &store, &project.lockfile, &keyer);
+    let selected = super::run::select(&project, &[])?;
+    let steps = plan::plan(&project.pipeline, &project.dag, &selected, (&store, &project.lockfile, &keyer));
     let rows: Vec<[String; 4]> = steps
         .iter()
         .map(|step| {
@@ -37,6 +39,13 @@ pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure>
         })
         .collect();
     crate::console::out(&table(&["STAGE", "KIND", "STATUS", "KEY / WHY"], &rows));
+    let unused = selected.iter().filter(|&&s| !s).count();
+    if unused > 0 {
+        let s = if unused == 1 { "" } else { "s" };
+        crate::console::out_line(&format!(
+            "{unused} stage{s} of imported files not used by this pipeline (not run; `msnr run --only NAME` runs one)"
+        ));
+    }
     Ok(())
 }
 

@@ -78,16 +78,19 @@ pub struct Step {
     pub status: Status,
 }
 
-/// Decides, in topological order, what is cached and what must run and why.
-/// Reads the store and hashes input files; changes nothing.
+/// Decides, in topological order, what is cached and what must run and why, for the
+/// `selected` stages (those `run` would run: a set closed under inputs). Reads the store
+/// and hashes input files; changes nothing.
 ///
 /// # Panics
 /// Never: every stage is planned before it is read, in topological order.
 #[must_use]
-pub fn plan(pipeline: &Pipeline, dag: &Dag, store: &Store, lock: &Lockfile, keyer: &Keyer) -> Vec<Step> {
+pub fn plan(pipeline: &Pipeline, dag: &Dag, selected: &[bool], run: (&Store, &Lockfile, &Keyer)) -> Vec<Step> {
+    let (store, lock, keyer) = run;
     let mut status: Vec<Option<Status>> = vec![None; pipeline.stages.len()];
     let before = continuation::order(pipeline);
-    for &i in dag.order() {
+    let order: Vec<usize> = dag.order().iter().copied().filter(|&i| selected[i]).collect();
+    for &i in &order {
         let mut s = stage_status(pipeline, dag, i, &status, store, lock, keyer);
         if let (Status::Stale(reasons), Some(j)) = (&mut s, before[i]) {
             if !reasons.iter().any(|r| matches!(r, Reason::Resumes(_) | Reason::Continues(..)))
@@ -98,7 +101,7 @@ pub fn plan(pipeline: &Pipeline, dag: &Dag, store: &Store, lock: &Lockfile, keye
         }
         status[i] = Some(s);
     }
-    dag.order().iter().map(|&i| Step { stage: i, status: status[i].take().expect("planned in order") }).collect()
+    order.iter().map(|&i| Step { stage: i, status: status[i].take().expect("planned in order") }).collect()
 }
 
 fn stage_status(

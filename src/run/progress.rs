@@ -24,6 +24,8 @@ const NAME_MAX: usize = 28;
 /// The widest bar drawn, and the narrowest worth drawing (brackets included).
 const BAR_MAX: usize = 32;
 const BAR_MIN: usize = 8;
+/// Columns of the message kept at least when a bar is drawn.
+const MESSAGE_MIN: usize = 12;
 
 /// The progress display of a whole run.
 pub struct Progress {
@@ -161,9 +163,13 @@ pub fn render(line: &Line<'_>, width: usize) -> String {
     let eta = line.eta.map(|d| format!("  eta {}", duration(d))).unwrap_or_default();
     let fixed = name.chars().count() + 1 + counts.chars().count() + eta.chars().count();
     let free = room.saturating_sub(fixed);
-    let message = elide_end(line.message, free.saturating_sub(1));
-    let spare = free.saturating_sub(if message.is_empty() { 0 } else { message.chars().count() + 1 });
-    let bar = if line.total > 0 && spare > BAR_MIN { bar(line.done, line.total, (spare - 1).min(BAR_MAX)) } else { None };
+    let message_len = line.message.chars().count();
+    // A bar when the total is known and it leaves the message a few columns (or all it needs).
+    let bar_width = free.saturating_sub(message_len + 2).clamp(BAR_MIN, BAR_MAX);
+    let with_bar = line.total > 0 && free >= bar_width + 2 + MESSAGE_MIN.min(message_len);
+    let message_room = free.saturating_sub(if with_bar { bar_width + 2 } else { 1 });
+    let message = elide_end(line.message, message_room);
+    let bar = if with_bar { bar(line.done, line.total, bar_width) } else { None };
     let mut out = name;
     if let Some(bar) = bar {
         out.push(' ');
@@ -284,7 +290,7 @@ mod tests {
             assert!(text.contains("12345/500000") || width < 40, "{width}: {text}");
         }
         let text = render(&line(name, 12_345, 500_000, message, Some(3725)), 80);
-        assert_eq!(text, "m[w=min_snr{g…steps=1000}] 12345/500000 loss 0.0123, 12.3 step/s an…  eta 1h02m");
+        assert_eq!(text, "m[w=min_snr{g…steps=1000}] [>     ] 12345/500000 loss 0.0123, 12.3 …  eta 1h02m");
     }
 
     #[test]

@@ -664,6 +664,27 @@ fn run_runs_the_main_files_stages_and_only_the_imported_stages_they_use() {
     p.msnr(&["run", "only-imports.msnr"]).failure().stderr_has("unused: FAILED").stderr_has("used: cached");
 }
 
+/// `plan` listed the stages of imported files that `run` skips: it now plans what `run`
+/// runs, and says in one line how many imported stages are not used.
+#[test]
+fn plan_lists_what_run_runs_and_counts_the_unused_imported_stages() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "lib.msnr",
+        "stage used = images { path = \"digits\", channels = 1 }\nstage unused = images { path = \"no-such-folder\", channels = 1 }\nstage unused_too = crop { images = unused, recipe = adm {}, size = 8 }\n",
+    );
+    p.write("p.msnr", "use \"lib.msnr\"\nstage small = crop { images = used, recipe = adm {}, size = 8 }\n");
+    let plan = p.msnr(&["plan", "p.msnr"]);
+    plan.success().stdout_has("used ").stdout_has("small ");
+    plan.stdout_has("2 stages of imported files not used by this pipeline");
+    assert!(!plan.stdout().contains("unused"), "{}", plan.stdout());
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("2 ran, 0 cached, 0 failed");
+    let plan = p.msnr(&["plan", "p.msnr"]);
+    assert_eq!(plan.stdout().matches("cached").count(), 2, "{}", plan.stdout());
+    p.write("only-imports.msnr", "use \"lib.msnr\"\n");
+    p.msnr(&["plan", "only-imports.msnr"]).success().stdout_has("unused_too").stdout_has("used ");
+}
+
 /// A fake worker for `msnr run` number `me`: it says it started, then waits for the worker
 /// of the other run to start too, and succeeds only if it does (within a minute).
 fn rendezvous_worker(p: &Project, me: &str, other: &str) -> PathBuf {
@@ -925,23 +946,108 @@ fn progress_worker(p: &Project) -> PathBuf {
     path
 }
 
-/// The text a terminal would show, as the lines and carriage-return-separated redraws it is
-/// made of: escape sequences (cursor moves, line clears, colours) removed.
-fn terminal_pieces(typescript: &str) -> Vec<String> {
-    let mut plain = String::new();
-    let mut chars = typescript.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            plain.push(c);
-            continue;
-        }
-        if chars.next_if_eq(&'[').is_some() {
-            while chars.next().is_some_and(|f| !('\u{40}'..='\u{7e}').contains(&f)) {}
-        } else {
-            chars.next();
+/// A terminal of `width` columns and unbounded height, enough of a VT100 for what
+/// indicatif and console write: printable characters with deferred autowrap, `\r`, `\n`,
+/// and the CSI sequences for cursor moves and erasing; colours and modes are ignored.
+struct Terminal {
+    width: usize,
+    rows: Vec<Vec<char>>,
+    row: usize,
+    col: usize,
+    wrap_pending: bool,
+}
+
+impl Terminal {
+    fn new(width: usize) -> Self {
+        Self { width, rows: vec![Vec::new()], row: 0, col: 0, wrap_pending: false }
+    }
+
+    /// Feeds `text`, calling `check` with the screen after every carriage return, line
+    /// feed and escape sequence (the points where a redraw is complete or starts).
+    fn feed(&mut self, text: &str, check: &mut impl FnMut(&[String])) {
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => (self.col, self.wrap_pending) = (0, false),
+                '\n' => self.down(1),
+                '\u{1b}' if chars.next_if_eq(&'[').is_some() => {
+                    let mut params = String::new();
+                    let final_byte = loop {
+                        match chars.next() {
+                            Some(f) if ('\u{40}'..='\u{7e}').contains(&f) => break f,
+                            Some(p) => params.push(p),
+                            None => return,
+                        }
+                    };
+                    self.csi(&params, final_byte);
+                }
+                '\u{1b}' => {
+                    chars.next();
+                }
+                c if c.is_control() => continue,
+                c => {
+                    self.put(c);
+                    continue;
+                }
+            }
+            check(&self.screen());
         }
     }
-    plain.split(['\n', '\r']).map(String::from).collect()
+
+    fn put(&mut self, c: char) {
+        if self.wrap_pending {
+            self.down(1);
+            self.col = 0;
+        }
+        let row = &mut self.rows[self.row];
+        if row.len() <= self.col {
+            row.resize(self.col + 1, ' ');
+        }
+        row[self.col] = c;
+        if self.col + 1 == self.width {
+            self.wrap_pending = true;
+        } else {
+            self.col += 1;
+        }
+    }
+
+    fn down(&mut self, n: usize) {
+        self.row += n;
+        self.wrap_pending = false;
+        while self.rows.len() <= self.row {
+            self.rows.push(Vec::new());
+        }
+    }
+
+    fn csi(&mut self, params: &str, final_byte: char) {
+        let n = params.trim_start_matches('?').parse::<usize>().unwrap_or(0);
+        self.wrap_pending = false;
+        match final_byte {
+            'A' => self.row = self.row.saturating_sub(n.max(1)),
+            'B' => self.down(n.max(1)),
+            'C' => self.col = (self.col + n.max(1)).min(self.width - 1),
+            'D' => self.col = self.col.saturating_sub(n.max(1)),
+            'G' => self.col = n.max(1).min(self.width) - 1,
+            'K' => {
+                let row = &mut self.rows[self.row];
+                match n {
+                    0 => row.truncate(self.col),
+                    1 => row.iter_mut().take(self.col + 1).for_each(|c| *c = ' '),
+                    _ => row.clear(),
+                }
+            }
+            'J' => {
+                self.rows[self.row].truncate(self.col);
+                self.rows.truncate(self.row + 1);
+            }
+            _ => {}
+        }
+    }
+
+    /// The rows, trailing blanks removed.
+    fn screen(&self) -> Vec<String> {
+        self.rows.iter().map(|r| r.iter().collect::<String>().trim_end().to_string()).collect()
+    }
 }
 
 /// Issue 10, item 15: the progress line was ~150 characters, wrapped at 80 columns and
@@ -952,7 +1058,7 @@ fn progress_lines_fit_an_80_column_terminal() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
-        "stage digits = images { path = \"digits\", channels = 1 }\nsweep weighting_of_the_loss in [constant, min_snr { gamma = 5 }] {\n  stage model_with_a_long_name = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, weighting = weighting_of_the_loss }\n}\n",
+        "stage digits = images { path = \"digits\", channels = 1 }\nsweep weighting_of_the_loss in [constant, min_snr { gamma = 5 }] {\n  stage model_with_a_long_name = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, weighting = weighting_of_the_loss, steps = 30 }\n}\n",
     );
     let worker = progress_worker(&p);
     let command = format!("stty cols 80 rows 24; exec '{}' run p.msnr --cores 2", env!("CARGO_BIN_EXE_msnr"));
@@ -968,15 +1074,32 @@ fn progress_lines_fit_an_80_column_terminal() {
         .expect("`script` (util-linux) runs a command under a pseudo-terminal");
     let typescript = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{typescript}");
-    let pieces = terminal_pieces(&typescript);
-    for piece in &pieces {
-        assert!(piece.chars().count() <= 80, "a line of {} columns: {piece:?}", piece.chars().count());
-    }
-    let text = pieces.join("\n");
-    assert!(text.contains("/30 loss 0.0123, 12.3 step/s"), "the progress was drawn:\n{text}");
-    assert!(!text.contains("0/0"), "no bar before the total is known:\n{text}");
+    // Every row the terminal shows, at every moment, is a whole line: a message
+    // (`msnr: ...`, which may go on in the next row as any long text does) or a stage's
+    // progress line (its name first), which never reaches the last column. A progress line
+    // longer than the terminal would wrap, and its tail start a row of its own.
+    let mut terminal = Terminal::new(80);
+    let mut seen = Vec::new();
+    terminal.feed(&typescript, &mut |screen: &[String]| {
+        let mut in_message = false;
+        for row in screen {
+            let progress = ["model_with_a_", "digits "].iter().any(|p| row.starts_with(p));
+            let whole = row.is_empty() || progress || row.starts_with("msnr: ");
+            assert!(whole || in_message, "a garbled row {row:?} in\n{}", screen.join("\n"));
+            assert!(!progress || row.chars().count() < 80, "a progress line reaches the last column: {row:?}");
+            in_message = (in_message || row.starts_with("msnr: ")) && row.chars().count() == 80;
+            assert!(!row.contains("0/0"), "no bar before the total is known: {row:?}");
+            if row.contains("/30 ") && !seen.contains(row) {
+                seen.push(row.clone());
+            }
+        }
+    });
+    assert!(seen.iter().any(|r| r.contains("/30 [") || r.contains("] ")), "a bar was drawn: {seen:#?}");
+    assert!(seen.iter().any(|r| r.contains(" loss 0.0123, 12.3 step/s")), "{seen:#?}");
+    let text = terminal.screen().join("\n");
     for w in ["constant", "min_snr{gamma=5}"] {
-        assert!(text.contains(&format!("model_with_a_long_name[weighting_of_the_loss={w}]: done in")), "{text}");
+        assert!(text.contains(&format!("msnr: model_with_a_long_name[weighting_of_the_loss={w}]: done in")), "{text}");
     }
-    assert!(text.contains("3 ran, 0 cached, 0 failed"), "{text}");
+    assert!(text.contains("msnr: 3 ran, 0 cached, 0 failed"), "{text}");
+    assert!(!text.contains("step/s"), "the progress lines were cleared at the end:\n{text}");
 }
