@@ -208,7 +208,8 @@ mod tests {
         let expected = [("Cat/z.jpeg", 0), ("cat/w.png", 1), ("cat/x/y.png", 1), ("dog/a.JPG", 2), ("dog/b.png", 2)];
         assert_eq!(names(&folder, root), expected.map(|(p, l)| (p.to_owned(), l)));
         let dropped: Vec<_> = folder.dropped.iter().map(|(p, why)| (p.strip_prefix(root).unwrap(), *why)).collect();
-        let expected = [(Path::new("top.png"), Dropped::BesideClasses), (Path::new("cat/readme.txt"), Dropped::NotAnImage)];
+        let expected =
+            [(Path::new("top.png"), Dropped::BesideClasses), (Path::new("cat/readme.txt"), Dropped::NotAnImage)];
         assert_eq!(dropped, expected);
         let warning = folder.dropped_warning(root).unwrap();
         let expected = format!(

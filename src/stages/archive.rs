@@ -404,7 +404,8 @@ mod tests {
     /// Issue 10, item 16: extraction wrote until the disk was full.
     #[test]
     fn extraction_checks_free_space_against_declared_sizes_first() {
-        let bytes = tar_of(&[("a.bin", tar::EntryType::Regular, &[7; 3000]), ("b.bin", tar::EntryType::Regular, &[1; 2000])]);
+        let bytes =
+            tar_of(&[("a.bin", tar::EntryType::Regular, &[7; 3000]), ("b.bin", tar::EntryType::Regular, &[1; 2000])]);
         let (dir, result, _) = extract_tar(&bytes, 4999);
         let err = result.unwrap_err().to_string();
         let out = dir.path().join("out");

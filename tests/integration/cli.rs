@@ -907,7 +907,8 @@ fn worker_marks(p: &Project) -> Vec<String> {
 #[test]
 fn concurrent_workers_share_the_core_budget() {
     let sweep = "stage digits = images { path = \"digits\", channels = 1 }\nsweep s in [1, 2] {\n  stage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2, seed = s }\n}\n";
-    for (cores, expected) in [("4", ["2 2 2; saw 2; ", "2 2 2; saw 2; "]), ("3", ["1 1 1; saw 2; ", "2 2 2; saw 2; "])] {
+    for (cores, expected) in [("4", ["2 2 2; saw 2; ", "2 2 2; saw 2; "]), ("3", ["1 1 1; saw 2; ", "2 2 2; saw 2; "])]
+    {
         let p = Project::new();
         p.digits("digits", 1).write("p.msnr", sweep);
         let worker = recording_worker(&p, 2);
@@ -925,7 +926,8 @@ fn jobs_one_runs_one_worker_with_every_core() {
         "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
     );
     let worker = recording_worker(&p, 1);
-    let out = Run(p.cmd(&["run", "p.msnr", "--cores", "3", "--jobs", "1"]).env("MSNR_WORKER", &worker).output().unwrap());
+    let out =
+        Run(p.cmd(&["run", "p.msnr", "--cores", "3", "--jobs", "1"]).env("MSNR_WORKER", &worker).output().unwrap());
     out.success();
     assert_eq!(worker_marks(&p), ["3 3 3; saw 1; "]);
     p.msnr(&["run", "p.msnr", "--cores", "0"]).failure().stderr_has("--cores");

@@ -383,7 +383,11 @@ impl Trainer<'_> {
     #[allow(clippy::cast_precision_loss)]
     fn report(&self, done: u64, start: u64, loss: f64, reporter: &dyn Reporter) {
         let rate = (done - start) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        reporter.progress(done, self.cfg.steps, &format!("loss {loss:.4}, {}", msnr::run::progress::rate(rate, "step")));
+        reporter.progress(
+            done,
+            self.cfg.steps,
+            &format!("loss {loss:.4}, {}", msnr::run::progress::rate(rate, "step")),
+        );
     }
 }
 
