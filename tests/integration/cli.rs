@@ -664,27 +664,6 @@ fn run_runs_the_main_files_stages_and_only_the_imported_stages_they_use() {
     p.msnr(&["run", "only-imports.msnr"]).failure().stderr_has("unused: FAILED").stderr_has("used: cached");
 }
 
-/// `plan` listed the stages of imported files that `run` skips: it now plans what `run`
-/// runs, and says in one line how many imported stages are not used.
-#[test]
-fn plan_lists_what_run_runs_and_counts_the_unused_imported_stages() {
-    let p = Project::new();
-    p.digits("digits", 1).write(
-        "lib.msnr",
-        "stage used = images { path = \"digits\", channels = 1 }\nstage unused = images { path = \"no-such-folder\", channels = 1 }\nstage unused_too = crop { images = unused, recipe = adm {}, size = 8 }\n",
-    );
-    p.write("p.msnr", "use \"lib.msnr\"\nstage small = crop { images = used, recipe = adm {}, size = 8 }\n");
-    let plan = p.msnr(&["plan", "p.msnr"]);
-    plan.success().stdout_has("used ").stdout_has("small ");
-    plan.stdout_has("2 stages of imported files not used by this pipeline");
-    assert!(!plan.stdout().contains("unused"), "{}", plan.stdout());
-    p.msnr(&["run", "p.msnr"]).success().stderr_has("2 ran, 0 cached, 0 failed");
-    let plan = p.msnr(&["plan", "p.msnr"]);
-    assert_eq!(plan.stdout().matches("cached").count(), 2, "{}", plan.stdout());
-    p.write("only-imports.msnr", "use \"lib.msnr\"\n");
-    p.msnr(&["plan", "only-imports.msnr"]).success().stdout_has("unused_too").stdout_has("used ");
-}
-
 /// A fake worker for `msnr run` number `me`: it says it started, then waits for the worker
 /// of the other run to start too, and succeeds only if it does (within a minute).
 fn rendezvous_worker(p: &Project, me: &str, other: &str) -> PathBuf {
@@ -694,17 +673,6 @@ fn rendezvous_worker(p: &Project, me: &str, other: &str) -> PathBuf {
         "#!/bin/sh\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ]; do\n  i=$((i+1))\n  if [ $i -gt 1200 ]; then echo '@msnr {{\"error\":\"the other run never ran at the same time\"}}'; exit 0; fi\n  sleep 0.05\ndone\necho '@msnr {{\"result\":{{\"metrics\":{{}},\"pins\":{{}}}}}}'\n",
         mine.display(),
         theirs.display()
-/// Writes a fake worker that records the thread budget it was handed (`MSNR_THREADS` and
-/// `OMP_NUM_THREADS`) in `marks/<pid>`, waits (10 s at most) until `expect` workers have
-/// recorded theirs, notes how many it saw, and reports success.
-fn recording_worker(p: &Project, expect: usize) -> PathBuf {
-    let (path, marks) = (p.path("recording-worker.sh"), p.path("marks"));
-    std::fs::create_dir_all(&marks).unwrap();
-    let script = format!(
-        "#!/bin/sh\nm='{m}'\necho \"$MSNR_THREADS $OMP_NUM_THREADS $RAYON_NUM_THREADS\" > \"$m/$$\"\n\
-         i=0\nwhile [ $(ls \"$m\" | wc -l) -lt {expect} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
-         echo \"saw $(ls \"$m\" | wc -l)\" >> \"$m/$$\"\necho '@msnr {{\"result\":{{\"metrics\":{{}}}}}}'\n",
-        m = marks.display()
     );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -891,6 +859,46 @@ fn gc_waits_for_a_running_run_instead_of_deleting_what_it_built() {
     gc.success().stdout_has("freed 0.0 B in 0 entries");
     let again = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
     again.success().stderr_has("0 ran, 2 cached");
+}
+
+/// `plan` listed the stages of imported files that `run` skips: it now plans what `run`
+/// runs, and says in one line how many imported stages are not used.
+#[test]
+fn plan_lists_what_run_runs_and_counts_the_unused_imported_stages() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "lib.msnr",
+        "stage used = images { path = \"digits\", channels = 1 }\nstage unused = images { path = \"no-such-folder\", channels = 1 }\nstage unused_too = crop { images = unused, recipe = adm {}, size = 8 }\n",
+    );
+    p.write("p.msnr", "use \"lib.msnr\"\nstage small = crop { images = used, recipe = adm {}, size = 8 }\n");
+    let plan = p.msnr(&["plan", "p.msnr"]);
+    plan.success().stdout_has("used ").stdout_has("small ");
+    plan.stdout_has("2 stages of imported files not used by this pipeline");
+    assert!(!plan.stdout().contains("unused"), "{}", plan.stdout());
+    p.msnr(&["run", "p.msnr"]).success().stderr_has("2 ran, 0 cached, 0 failed");
+    let plan = p.msnr(&["plan", "p.msnr"]);
+    assert_eq!(plan.stdout().matches("cached").count(), 2, "{}", plan.stdout());
+    p.write("only-imports.msnr", "use \"lib.msnr\"\n");
+    p.msnr(&["plan", "only-imports.msnr"]).success().stdout_has("unused_too").stdout_has("used ");
+}
+
+/// Writes a fake worker that records the thread budget it was handed (`MSNR_THREADS` and
+/// `OMP_NUM_THREADS`) in `marks/<pid>`, waits (10 s at most) until `expect` workers have
+/// recorded theirs, notes how many it saw, and reports success.
+fn recording_worker(p: &Project, expect: usize) -> PathBuf {
+    let (path, marks) = (p.path("recording-worker.sh"), p.path("marks"));
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = format!(
+        "#!/bin/sh\nm='{m}'\necho \"$MSNR_THREADS $OMP_NUM_THREADS $RAYON_NUM_THREADS\" > \"$m/$$\"\n\
+         i=0\nwhile [ $(ls \"$m\" | wc -l) -lt {expect} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
+         echo \"saw $(ls \"$m\" | wc -l)\" >> \"$m/$$\"\necho '@msnr {{\"result\":{{\"metrics\":{{}}}}}}'\n",
+        m = marks.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
 /// What each recording worker wrote, sorted.
 fn worker_marks(p: &Project) -> Vec<String> {
     let mut marks: Vec<String> = std::fs::read_dir(p.path("marks"))
