@@ -10,8 +10,12 @@
 //! than one core (a download, the bundled digits) asks for one. A torch stage on CUDA also
 //! takes one GPU, which no other stage shares (`CUDA_VISIBLE_DEVICES` names it).
 //!
-//! Stages that become ready together split the free cores evenly: two trainings of a
-//! sweep on 2 cores run at once with 1 thread each, not one after the other with 2.
+//! Stages that become ready together split the free cores evenly. A torch stage on CPU is
+//! the exception: it always runs with the whole budget (waiting until every core is free),
+//! because libtorch's CPU results depend on the intra-op thread count (a tiny training's
+//! weights differ bitwise between 1 and 2 threads), and a key must always give the same
+//! output on a machine (`msnr verify`). Such stages never oversubscribe the CPU either:
+//! two CPU trainings of a sweep run one after the other, each with every core.
 
 /// What one stage needs to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,15 +24,19 @@ pub struct Need {
     pub max_cores: Option<usize>,
     /// It runs on a GPU (a torch stage whose device resolved to CUDA).
     pub gpu: bool,
+    /// It needs the whole budget, every core, and runs alone (a torch stage on CPU).
+    pub all_cores: bool,
 }
 
 impl Need {
     /// A stage that uses as many cores as it is given.
-    pub const SHARE: Self = Self { max_cores: None, gpu: false };
+    pub const SHARE: Self = Self { max_cores: None, gpu: false, all_cores: false };
     /// A stage that uses one core.
-    pub const ONE: Self = Self { max_cores: Some(1), gpu: false };
+    pub const ONE: Self = Self { max_cores: Some(1), gpu: false, all_cores: false };
     /// A torch stage on a GPU (plus its share of cores for the host side).
-    pub const GPU: Self = Self { max_cores: None, gpu: true };
+    pub const GPU: Self = Self { max_cores: None, gpu: true, all_cores: false };
+    /// A torch stage on CPU: every core, alone.
+    pub const ALL: Self = Self { max_cores: None, gpu: false, all_cores: true };
 }
 
 /// What a started stage was given.
@@ -43,6 +51,8 @@ pub struct Grant {
 /// The cores, GPUs and stage slots of one run, and how much of each is in use.
 #[derive(Clone, Debug)]
 pub struct Budget {
+    /// Cores in all.
+    cores: usize,
     /// Cores not granted to a running stage.
     free_cores: usize,
     /// Per GPU, whether a running stage holds it.
@@ -55,12 +65,13 @@ impl Budget {
     /// A budget of `cores` (at least 1), `gpus` GPUs and at most `jobs` stages at once.
     #[must_use]
     pub fn new(cores: usize, gpus: usize, jobs: usize) -> Self {
-        Self { free_cores: cores.max(1), gpu_busy: vec![false; gpus], free_slots: jobs.max(1) }
+        Self { cores: cores.max(1), free_cores: cores.max(1), gpu_busy: vec![false; gpus], free_slots: jobs.max(1) }
     }
 
     /// Which of the `ready` stages (in order of preference) start now, each with its grant:
-    /// as many as there are free slots and cores (a GPU stage only while a GPU is free),
-    /// the free cores split evenly among them (a one-core stage takes one; the first ones
+    /// as many as there are free slots and cores (a GPU stage only while a GPU is free, a
+    /// stage that needs every core only alone, when all are free), the free cores split
+    /// evenly among them (a one-core stage takes one; the first ones
     /// take the remainder). Returns (index into `ready`, grant) pairs, and takes what they
     /// were granted out of the budget.
     pub fn grant(&mut self, ready: &[Need]) -> Vec<(usize, Grant)> {
@@ -69,6 +80,13 @@ impl Budget {
         for (i, need) in ready.iter().enumerate() {
             if picked.len() >= self.free_slots.min(self.free_cores) {
                 break;
+            }
+            if need.all_cores {
+                if picked.is_empty() && self.free_cores == self.cores {
+                    picked.push((i, None));
+                    break;
+                }
+                continue;
             }
             // Without a GPU to place it on (`MSNR_DEVICE=cuda` on a machine whose GPUs are not
             // listed), a GPU stage runs as any other: the device decides, not the budget.
@@ -201,6 +219,20 @@ mod tests {
         let again = b.grant(&[Need::GPU]);
         assert_eq!(again[0].1.gpu, Some(1));
         assert_eq!(again[0].1.threads, 5);
+    }
+
+    #[test]
+    fn cpu_torch_stages_run_alone_with_every_core() {
+        let mut b = Budget::new(4, 0, usize::MAX);
+        let grants = b.grant(&[Need::ALL, Need::ALL, Need::SHARE]);
+        assert_eq!(grants, [(0, Grant { threads: 4, gpu: None })], "the first alone, every core");
+        assert!(b.grant(&[Need::ALL, Need::SHARE]).is_empty());
+        b.release(grants[0].1);
+        let grants = b.grant(&[Need::SHARE]);
+        assert_eq!(threads(&grants), [4]);
+        assert!(b.grant(&[Need::ALL]).is_empty(), "waits until every core is free");
+        b.release(grants[0].1);
+        assert_eq!(threads(&b.grant(&[Need::ALL])), [4]);
     }
 
     #[test]

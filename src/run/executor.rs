@@ -385,7 +385,8 @@ impl Executor<'_> {
             return ended(Outcome::Cached(Done { key, entry, pins }));
         }
         let gpu = key.torch.as_ref().is_some_and(|t| t.device == "cuda");
-        let need = Need { max_cores: info.max_cores, gpu };
+        let all_cores = key.torch.as_ref().is_some_and(|t| t.device == "cpu");
+        let need = Need { max_cores: info.max_cores, gpu, all_cores };
         Probe::Stale(Box::new(Prepared { key, inputs, pins, need }))
     }
 

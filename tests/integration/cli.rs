@@ -889,7 +889,7 @@ fn recording_worker(p: &Project, expect: usize) -> PathBuf {
     let (path, marks) = (p.path("recording-worker.sh"), p.path("marks"));
     std::fs::create_dir_all(&marks).unwrap();
     let script = format!(
-        "#!/bin/sh\nm='{m}'\necho \"$MSNR_THREADS $OMP_NUM_THREADS $RAYON_NUM_THREADS\" > \"$m/$$\"\n\
+        "#!/bin/sh\nm='{m}'\necho \"$MSNR_THREADS $OMP_NUM_THREADS $RAYON_NUM_THREADS gpu=$CUDA_VISIBLE_DEVICES\" > \"$m/$$\"\n\
          i=0\nwhile [ $(ls \"$m\" | wc -l) -lt {expect} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
          echo \"saw $(ls \"$m\" | wc -l)\" >> \"$m/$$\"\necho '@msnr {{\"result\":{{\"metrics\":{{}}}}}}'\n",
         m = marks.display()
@@ -910,19 +910,28 @@ fn worker_marks(p: &Project) -> Vec<String> {
 }
 
 /// Issue 10, item 3: every worker used every core, so two trainings of a sweep run at once
-/// oversubscribed the CPU. Now the running stages share `--cores`: two torch stages ready
-/// together run at once, each with its share as its intra-op thread count.
+/// oversubscribed the CPU. Now the running stages share `--cores`: a CPU torch stage runs
+/// alone with the whole budget as its intra-op thread count (libtorch's CPU results depend
+/// on it, so it must not vary with what else runs); CUDA stages run at once, one GPU each,
+/// sharing the cores.
 #[test]
-fn concurrent_workers_share_the_core_budget() {
+fn workers_get_their_share_of_the_core_budget() {
     let sweep = "stage digits = images { path = \"digits\", channels = 1 }\nsweep s in [1, 2] {\n  stage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2, seed = s }\n}\n";
-    for (cores, expected) in [("4", ["2 2 2; saw 2; ", "2 2 2; saw 2; "]), ("3", ["1 1 1; saw 2; ", "2 2 2; saw 2; "])]
-    {
+    let cases = [
+        ("cpu", 1, ["3 3 3 gpu=; saw 1; ", "3 3 3 gpu=; saw 2; "]),
+        ("cuda", 2, ["1 1 1 gpu=5; saw 2; ", "2 2 2 gpu=3; saw 2; "]),
+    ];
+    for (device, together, expected) in cases {
         let p = Project::new();
         p.digits("digits", 1).write("p.msnr", sweep);
-        let worker = recording_worker(&p, 2);
-        let out = Run(p.cmd(&["run", "p.msnr", "--cores", cores]).env("MSNR_WORKER", &worker).output().unwrap());
-        out.success().stderr_has("3 ran, 0 cached");
-        assert_eq!(worker_marks(&p), expected, "--cores {cores}");
+        let worker = recording_worker(&p, together);
+        let mut cmd = p.cmd(&["run", "p.msnr", "--cores", "3"]);
+        cmd.env("MSNR_WORKER", &worker).env("MSNR_DEVICE", device).env_remove("CUDA_VISIBLE_DEVICES");
+        if device == "cuda" {
+            cmd.env("CUDA_VISIBLE_DEVICES", "3,5");
+        }
+        Run(cmd.output().unwrap()).success().stderr_has("3 ran, 0 cached");
+        assert_eq!(worker_marks(&p), expected, "{device}");
     }
 }
 
@@ -934,10 +943,11 @@ fn jobs_one_runs_one_worker_with_every_core() {
         "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
     );
     let worker = recording_worker(&p, 1);
-    let out =
-        Run(p.cmd(&["run", "p.msnr", "--cores", "3", "--jobs", "1"]).env("MSNR_WORKER", &worker).output().unwrap());
+    let mut cmd = p.cmd(&["run", "p.msnr", "--cores", "3", "--jobs", "1"]);
+    cmd.env("MSNR_WORKER", &worker).env("MSNR_DEVICE", "cpu").env_remove("CUDA_VISIBLE_DEVICES");
+    let out = Run(cmd.output().unwrap());
     out.success();
-    assert_eq!(worker_marks(&p), ["3 3 3; saw 1; "]);
+    assert_eq!(worker_marks(&p), ["3 3 3 gpu=; saw 1; "]);
     p.msnr(&["run", "p.msnr", "--cores", "0"]).failure().stderr_has("--cores");
 }
 
