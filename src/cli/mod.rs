@@ -147,9 +147,10 @@ struct RunArgs {
     /// Only these stages (and what they read).
     #[arg(long = "only", value_name = "STAGE")]
     only: Vec<String>,
-    /// CPU cores the running stages share (default: the cores available to msnr). Each
-    /// stage gets a share: torch stages run with that many intra-op threads, data stages
-    /// with that many rayon threads; stages ready together split the free cores.
+    /// CPU cores the running stages share (default: the cores available to msnr). Stages
+    /// ready together split the free cores (data stages as rayon threads, CUDA stages as
+    /// intra-op threads); a torch stage on CPU runs alone with all of them, so its results
+    /// never depend on what else runs.
     #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     cores: Option<u64>,
     /// Stages run at once at most (default: as many as the cores allow, one core each at
