@@ -77,16 +77,64 @@ impl Kind {
 
 /// Every stage kind the stdlib declares.
 pub static KINDS: &[Kind] = &[
-    Kind { name: "download", version: 1, exec: Exec::Local(download::run), check: checked::<download::DownloadParams>, max_cores: Some(1) },
-    Kind { name: "images", version: 2, exec: Exec::Local(images::run), check: checked::<images::ImagesParams>, max_cores: None },
-    Kind { name: "mnist", version: 1, exec: Exec::Local(images::run_mnist), check: checked::<images::MnistParams>, max_cores: Some(1) },
-    Kind { name: "crop", version: 3, exec: Exec::Local(crop::run), check: checked::<crop::CropParams>, max_cores: None },
-    Kind { name: "vae_encode", version: 1, exec: Exec::Worker, check: checked::<vae_encode::VaeEncodeParams>, max_cores: None },
+    Kind {
+        name: "download",
+        version: 1,
+        exec: Exec::Local(download::run),
+        check: checked::<download::DownloadParams>,
+        max_cores: Some(1),
+    },
+    Kind {
+        name: "images",
+        version: 2,
+        exec: Exec::Local(images::run),
+        check: checked::<images::ImagesParams>,
+        max_cores: None,
+    },
+    Kind {
+        name: "mnist",
+        version: 1,
+        exec: Exec::Local(images::run_mnist),
+        check: checked::<images::MnistParams>,
+        max_cores: Some(1),
+    },
+    Kind {
+        name: "crop",
+        version: 3,
+        exec: Exec::Local(crop::run),
+        check: checked::<crop::CropParams>,
+        max_cores: None,
+    },
+    Kind {
+        name: "vae_encode",
+        version: 1,
+        exec: Exec::Worker,
+        check: checked::<vae_encode::VaeEncodeParams>,
+        max_cores: None,
+    },
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams>, max_cores: None },
-    Kind { name: "classifier", version: 1, exec: Exec::Worker, check: checked::<classifier::ClassifierParams>, max_cores: None },
-    Kind { name: "checkpoint", version: 1, exec: Exec::Worker, check: checked::<checkpoint::CheckpointParams>, max_cores: None },
+    Kind {
+        name: "classifier",
+        version: 1,
+        exec: Exec::Worker,
+        check: checked::<classifier::ClassifierParams>,
+        max_cores: None,
+    },
+    Kind {
+        name: "checkpoint",
+        version: 1,
+        exec: Exec::Worker,
+        check: checked::<checkpoint::CheckpointParams>,
+        max_cores: None,
+    },
     Kind { name: "sample", version: 1, exec: Exec::Worker, check: checked::<sample::SampleParams>, max_cores: None },
-    Kind { name: "fid_reference", version: 1, exec: Exec::Worker, check: checked::<fid::FidReferenceParams>, max_cores: None },
+    Kind {
+        name: "fid_reference",
+        version: 1,
+        exec: Exec::Worker,
+        check: checked::<fid::FidReferenceParams>,
+        max_cores: None,
+    },
     Kind { name: "fid", version: 1, exec: Exec::Worker, check: checked::<fid::FidParams>, max_cores: None },
 ];
 
