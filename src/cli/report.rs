@@ -61,7 +61,8 @@ pub(super) fn report(file: &Path, set: &[(String, String)], out: Option<&Path>) 
     let (project, written, notes) = draw(file, set, &plots_dir)?;
     let store = project.store()?;
     let keyer = project.keyer(&store)?;
-    let steps = plan::plan(&project.pipeline, &project.dag, &store, &project.lockfile, &keyer);
+    let every = vec![true; project.pipeline.stages.len()];
+    let steps = plan::plan(&project.pipeline, &project.dag, &every, (&store, &project.lockfile, &keyer));
     let mut rows: Vec<Option<StageRow>> = vec![None; project.pipeline.stages.len()];
     for step in steps {
         rows[step.stage] = Some(stage_row(&project, step.stage, &step.status));
