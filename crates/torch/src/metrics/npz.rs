@@ -41,8 +41,11 @@ pub fn write_statistics(stats: &Statistics, path: &Path) -> Result<(), MetricErr
     for (name, t) in [("mu", &stats.mu), ("sigma", &stats.sigma)] {
         let shape: Vec<u64> = t.size().iter().map(|&s| u64::try_from(s).unwrap_or(0)).collect();
         let values = Vec::<f64>::try_from(t.flatten(0, -1)).map_err(|e| err(std::io::Error::other(e.to_string())))?;
-        // Stored, as np.savez: deflating 32 MB of float64 costs seconds and saves little.
-        let options = npyz::zip::write::FileOptions::default().compression_method(npyz::zip::CompressionMethod::Stored);
+        // Stored, as np.savez: deflating 32 MB of float64 costs seconds and saves little. A
+        // fixed entry time (zip's epoch, 1980-01-01), so equal statistics give equal bytes.
+        let options = npyz::zip::write::FileOptions::default()
+            .compression_method(npyz::zip::CompressionMethod::Stored)
+            .last_modified_time(npyz::zip::DateTime::default());
         let mut w =
             npz.array::<f64>(name, options).map_err(err)?.default_dtype().shape(&shape).begin_nd().map_err(err)?;
         w.extend(values).map_err(err)?;
