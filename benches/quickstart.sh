@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# benches/quickstart.sh: wall time of `msnr run pipelines/quickstart.msnr` from an empty
+# benches/quickstart.sh: wall time of `msnr run --report pipelines/quickstart.msnr` from an empty
 # store with a warm build (the README's first command after its first build), against
 # issue 15's budget of 10 minutes on a 2-core CPU; then the second run, which must be all
 # cached. Run from the repository root after `./msnrw test --no-run` (or any build):
@@ -18,7 +18,7 @@ cp "$root/pipelines/quickstart.msnr" "$project/"
 export PATH="$root/.venv/bin:$PATH"
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(date +%s.%N)
-"$msnr" run "$project/quickstart.msnr" 2>&1 | grep -E "done in|FAILED|ran," || true
+"$msnr" run --report "$project/quickstart.msnr" 2>&1 | grep -E "done in|FAILED|ran,|report.html" || true
 t1=$(date +%s.%N)
 "$msnr" run "$project/quickstart.msnr" 2>&1 | tail -1
 t2=$(date +%s.%N)

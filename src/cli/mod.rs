@@ -43,6 +43,10 @@ enum Command {
         /// lockfile's pin (a file changed upstream on purpose) and pin the new hash.
         #[arg(long)]
         update_pins: bool,
+        /// Then write the HTML report (as `msnr report`: `NAME.report.html` beside the
+        /// pipeline), also when a stage failed, showing what completed.
+        #[arg(long)]
+        report: bool,
     },
     /// Print the stage graph as Graphviz dot or Mermaid.
     Graph {
@@ -220,9 +224,19 @@ fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Check(t) => inspect::check(&t.file, &t.set),
         Command::Plan(t) => inspect::plan(&t.file, &t.set),
-        Command::Run { args: a, update_pins } => {
+        Command::Run { args: a, update_pins, report: then_report } => {
             let options = run::Options { update_pins, ..a.options() };
-            run::run(&a.target.file, &a.target.set, &a.only, options)
+            let ran = run::run(&a.target.file, &a.target.set, &a.only, options);
+            if !then_report || matches!(ran, Err(Failure::Diagnostics(_) | Failure::Interrupted(_))) {
+                return ran;
+            }
+            match (ran, report::report(&a.target.file, &a.target.set, None)) {
+                (Err(run_failed), Err(Failure::Message(m))) => {
+                    crate::console::err_line(&format!("msnr: no report: {m}"));
+                    Err(run_failed)
+                }
+                (ran, written) => ran.and(written),
+            }
         }
         Command::Verify(a) => verify::verify(&a.target.file, &a.target.set, &a.only, a.options()),
         Command::Graph { target, format } => inspect::graph(&target.file, &target.set, format),

@@ -41,7 +41,9 @@ fn recorded_metrics(p: &Project) -> BTreeMap<String, BTreeMap<String, f64>> {
 fn plot_and_report_of_a_tiny_sweep_open_in_a_headless_browser() {
     let p = Project::new();
     p.digits("digits", 2).write("p.msnr", SWEEP);
-    p.msnr(&["run", "p.msnr"]).success();
+    // `run --report` writes the page once the run is recorded; `report` rewrites it.
+    p.msnr(&["run", "--report", "p.msnr"]).success().stdout_has("p.report.html");
+    assert!(std::fs::remove_file(p.path("p.report.html")).is_ok(), "written by run --report");
     let plotted = p.msnr(&["plot", "p.msnr"]);
     plotted.success();
     let dir = p.path("p.plots");
@@ -145,6 +147,18 @@ fn a_report_before_any_run_shows_never_run_stages_with_escaped_parameters() {
         html.contains("1 stage: 0 cached, 0 stale, 1 never run, 0 blocked.")
             && html.contains("No metrics recorded yet.")
     );
+}
+
+#[test]
+fn run_report_after_a_failed_stage_still_fails_and_shows_what_completed() {
+    let p = Project::new();
+    p.digits("digits", 1).write(
+        "p.msnr",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage raw = download { url = \"file:///nowhere/x.zip\" }\n",
+    );
+    p.msnr(&["run", "--report", "p.msnr"]).failure().stderr_has("nowhere").stdout_has("p.report.html");
+    let html = std::fs::read_to_string(p.path("p.report.html")).unwrap();
+    assert!(html.contains("2 stages: 1 cached, 0 stale, 1 never run, 0 blocked."), "{html}");
 }
 
 #[test]
