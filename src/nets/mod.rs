@@ -12,7 +12,7 @@ pub mod unet;
 pub mod vae;
 pub mod vit;
 
-pub use self::check::check_net;
+pub use self::check::{check_net, check_net_widths};
 pub use self::error::{weights_listing, ModelError};
 pub use self::spec::{NetContext, NetParams, NetSpec};
 pub use self::unet::UNetConfig;

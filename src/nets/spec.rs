@@ -165,6 +165,17 @@ impl NetSpec {
             Self::UNet(cfg) => cfg.validate(),
         }
     }
+
+    /// The rules that hold whatever the data's shape (`validate` checks them too).
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] naming the first `net.*` parameter that rules the network out.
+    pub fn validate_widths(&self) -> Result<(), ModelError> {
+        match self {
+            Self::ViT(cfg) => cfg.validate_widths(),
+            Self::UNet(cfg) => cfg.validate_widths(),
+        }
+    }
 }
 
 #[cfg(test)]

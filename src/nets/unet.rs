@@ -112,11 +112,8 @@ impl UNetConfig {
     /// [`ModelError::Invalid`] naming the `net.*` or `data.*` parameter at fault.
     pub fn validate(&self) -> Result<(), ModelError> {
         check_data(self.image_size, self.in_channels)?;
-        positive("net.channels", self.model_channels)?;
-        positive("net.res_blocks", self.num_res_blocks)?;
+        self.validate_widths()?;
         positive("out_channels", self.out_channels)?;
-        self.check_mults()?;
-        self.check_groups()?;
         self.check_downsampling()?;
         self.check_attention()?;
         self.check_heads()?;
@@ -127,6 +124,19 @@ impl UNetConfig {
             return Err(ModelError::invalid("num_classes", format!("{} is negative", self.num_classes)));
         }
         Ok(())
+    }
+
+    /// The rules that hold whatever the data's shape (what `msnr check` can say about a
+    /// dataset whose shape is known only at run time): positive widths, multipliers and
+    /// channel counts GroupNorm can split.
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] naming the `net.*` parameter at fault.
+    pub fn validate_widths(&self) -> Result<(), ModelError> {
+        positive("net.channels", self.model_channels)?;
+        positive("net.res_blocks", self.num_res_blocks)?;
+        self.check_mults()?;
+        self.check_groups()
     }
 
     /// At least one level, every multiplier positive.

@@ -175,16 +175,29 @@ impl ViTConfig {
         (self.width as f64 * self.mlp_ratio) as i64
     }
 
+    /// The rules that hold whatever the data's shape: positive sizes, heads dividing the width.
+    ///
+    /// # Errors
+    /// [`ModelError::Invalid`] naming the `net.*` parameter at fault.
+    pub fn validate_widths(&self) -> Result<(), ModelError> {
+        positive("net.depth", self.depth)?;
+        positive("net.width", self.width)?;
+        positive("net.heads", self.heads)?;
+        positive("net.patch", self.patch)?;
+        if self.width % self.heads != 0 {
+            let msg = format!("{} heads do not divide the width {}", self.heads, self.width);
+            return Err(ModelError::invalid("net.heads", format!("{msg}; use one of {:?}", divisors(self.width))));
+        }
+        Ok(())
+    }
+
     /// Checks that the network can be built.
     ///
     /// # Errors
     /// [`ModelError::Invalid`] naming the `net.*` or `data.*` parameter at fault.
     pub fn validate(&self) -> Result<(), ModelError> {
         check_data(self.image_size, self.in_channels)?;
-        positive("net.depth", self.depth)?;
-        positive("net.width", self.width)?;
-        positive("net.heads", self.heads)?;
-        positive("net.patch", self.patch)?;
+        self.validate_widths()?;
         positive("out_channels", self.out_channels)?;
         positive("steps", self.steps)?;
         if self.time_table_rows() < self.steps {
@@ -199,10 +212,6 @@ impl ViTConfig {
         if self.image_size % self.patch != 0 {
             let msg = format!("patch {} does not divide the image size {}", self.patch, self.image_size);
             return Err(ModelError::invalid("net.patch", format!("{msg}; use one of {:?}", divisors(self.image_size))));
-        }
-        if self.width % self.heads != 0 {
-            let msg = format!("{} heads do not divide the width {}", self.heads, self.width);
-            return Err(ModelError::invalid("net.heads", format!("{msg}; use one of {:?}", divisors(self.width))));
         }
         if self.num_classes < 0 {
             return Err(ModelError::invalid("num_classes", format!("{} is negative", self.num_classes)));

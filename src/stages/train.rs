@@ -12,7 +12,7 @@ use crate::diffusion::schedule::NamedSchedule;
 use crate::diffusion::target::Target;
 use crate::diffusion::weighting::Weighting;
 use crate::lang::{codes, Value};
-use crate::nets::{check_net, NetParams};
+use crate::nets::{check_net, check_net_widths, NetParams};
 
 /// The `precision` parameter as written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,7 +244,12 @@ fn read_precision(r: &mut Reader<'_>) -> Option<PrecisionChoice> {
 /// A dataset whose shape is known and that `net` cannot take.
 fn check_net_fits_data(r: &mut Reader<'_>, net: &NetParams) {
     let shape = r.input_shape("data");
-    let (Some(channels), Some((h, w))) = (shape.channels, shape.size) else { return };
+    let (Some(channels), Some((h, w))) = (shape.channels, shape.size) else {
+        if let Err((param, message)) = check_net_widths(net) {
+            r.fail::<()>(ParamError::new(param, message));
+        }
+        return;
+    };
     let name = match r.value("data") {
         Some(Value::Stage(s)) => s.clone(),
         _ => "data".to_owned(),
