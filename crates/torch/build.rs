@@ -46,14 +46,20 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
 }
 
 /// Compiles `src/shim.cpp` (the libtorch calls tch does not bind: autocast dtype, pinned
-/// memory, fused `AdamW`) against the headers beside `lib`.
+/// memory, fused `AdamW`) and `src/shim_c10d.cpp` (c10d's store and Gloo process group, with
+/// the gloo headers the wheel lacks from `vendor/gloo`) against the headers beside `lib`.
 fn compile_shim(lib: &std::path::Path) {
-    let src = "src/shim.cpp";
-    println!("cargo:rerun-if-changed={src}");
+    let sources = ["src/shim.cpp", "src/shim_c10d.cpp"];
+    for src in sources {
+        println!("cargo:rerun-if-changed={src}");
+    }
+    println!("cargo:rerun-if-changed=vendor/gloo");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()
         .cpp(true)
-        .file(src)
+        .files(sources)
+        .define("USE_C10D_GLOO", None)
+        .include("vendor/gloo")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

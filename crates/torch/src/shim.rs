@@ -6,7 +6,10 @@
 //! - `pin_memory` without the deprecated device argument (the same warning, every step);
 //! - `p.grad = None` (tch can only zero a gradient, which keeps its memory);
 //! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`);
-//! - libtorch's Kineto profiler (for the benchmarks: a Chrome trace like `torch.profiler`'s).
+//! - libtorch's Kineto profiler (for the benchmarks: a Chrome trace like `torch.profiler`'s);
+//! - c10d's store, Gloo process group and all-reduce, for data-parallel training ([`c10d`]).
+
+pub mod c10d;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 

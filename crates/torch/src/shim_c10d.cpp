@@ -1,0 +1,77 @@
+// c10d (torch.distributed's C++ core, inside libtorch_cpu) for data-parallel training: a
+// TCPStore for the rendezvous, a Gloo process group over it, and its all-reduce (see
+// shim/c10d.rs). Compiled with -DUSE_C10D_GLOO against the wheel's c10d headers and the gloo
+// headers vendored in vendor/gloo (the wheel ships c10d's headers but not gloo's). Objects cross
+// the C boundary as heap-allocated intrusive pointers. Errors as in shim.cpp: 0 and a message in
+// `err`, 1 on success.
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+
+namespace {
+using StorePtr = c10::intrusive_ptr<c10d::Store>;
+using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroupGloo>;
+
+int fail(const std::exception& e, char* err, size_t err_len) {
+  if (err_len > 0) {
+    std::strncpy(err, e.what(), err_len - 1);
+    err[err_len - 1] = '\0';
+  }
+  return 0;
+}
+}  // namespace
+
+// A TCPStore on host:port; the server (rank 0) binds it (port 0: a free port, written to
+// *port_out), the others connect to it. `world` ranks take part; `timeout_ms` bounds every wait.
+extern "C" int msnr_store_new(const char* host, int port, int is_server, int world, int64_t timeout_ms,
+                              void** out, int* port_out, char* err, size_t err_len) {
+  try {
+    c10d::TCPStoreOptions opts;
+    opts.port = static_cast<uint16_t>(port);
+    opts.isServer = is_server != 0;
+    opts.numWorkers = world;
+    opts.waitWorkers = false;
+    opts.timeout = std::chrono::milliseconds(timeout_ms);
+    auto store = c10::make_intrusive<c10d::TCPStore>(host, opts);
+    *port_out = store->getPort();
+    *out = new StorePtr(store);
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+extern "C" void msnr_store_free(void* store) { delete static_cast<StorePtr*>(store); }
+
+// A Gloo process group of `world` ranks, this one `rank`, meeting through `store`, its
+// transport on the loopback interface (`host`); collectives time out after `timeout_ms`.
+// Blocks until every rank has joined (or the timeout).
+extern "C" int msnr_gloo_new(void* store, const char* host, int rank, int world, int64_t timeout_ms, void** out,
+                             char* err, size_t err_len) {
+  try {
+    auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(*static_cast<StorePtr*>(store), rank, world, opts);
+    *out = new GroupPtr(group);
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+extern "C" void msnr_gloo_free(void* group) { delete static_cast<GroupPtr*>(group); }
+
+// Sums `t` over the ranks in place (c10d's allreduce, ReduceOp::SUM) and waits for it.
+extern "C" int msnr_gloo_allreduce_sum(void* group, at::Tensor* t, char* err, size_t err_len) {
+  try {
+    std::vector<at::Tensor> tensors{*t};
+    (*static_cast<GroupPtr*>(group))->allreduce(tensors)->wait();
+    return 1;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
