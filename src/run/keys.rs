@@ -2,6 +2,7 @@
 //! keys and output hashes of its inputs, its seed and (for torch stages) the
 //! device kind and libtorch version.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -45,7 +46,8 @@ impl Keyer {
         let mut hash_path =
             |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
         let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
-        let params = cache::canonical_params(&stage.params, &mut hash_path, &output).map_err(|e| e.to_string())?;
+        let params =
+            cache::canonical_params(&keyed_params(stage), &mut hash_path, &output).map_err(|e| e.to_string())?;
         let inputs = cache::input_keys(&stage.params, &|name| inputs.get(name).cloned()).map_err(|e| e.to_string())?;
         Ok(CacheKey {
             kind: stage.kind.clone(),
@@ -60,6 +62,20 @@ impl Keyer {
 
 /// The stage's `seed` parameter, when its kind has one.
 #[must_use]
+/// `stage`'s parameters as its key holds them: all, except `train`'s `devices` at its default
+/// 1, so one-device runs keep the keys (and lockfiles) they had before data-parallel training.
+/// Other counts are keyed: their results equal the one-device run's within float tolerance
+/// only (each rank's loss and the all-reduce sum in another order than one process does), not
+/// bitwise, and a key promises outputs `msnr verify` can reproduce bit for bit.
+fn keyed_params(stage: &Stage) -> Cow<'_, BTreeMap<String, Value>> {
+    if stage.kind == "train" && stage.params.get("devices").and_then(Value::as_int) == Some(1) {
+        let mut params = stage.params.clone();
+        params.remove("devices");
+        return Cow::Owned(params);
+    }
+    Cow::Borrowed(&stage.params)
+}
+
 pub fn seed(stage: &Stage) -> Option<u64> {
     stage.params.get("seed").and_then(Value::as_int).and_then(|s| u64::try_from(s).ok())
 }

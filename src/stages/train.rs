@@ -84,8 +84,11 @@ pub struct TrainParams {
     pub ema: f64,
     /// EMA warmup (diffusers' `min(decay, (1 + k) / (10 + k))`).
     pub ema_warmup: bool,
-    /// Images per step (>= 1).
+    /// Images per step (>= 1), the global batch when data-parallel.
     pub batch: u64,
+    /// Data-parallel processes (>= 1, dividing `batch`); see `msnr_torch`'s `train::ddp`.
+    #[serde(default = "one")]
+    pub devices: u64,
     /// Optimizer steps (>= 1).
     pub steps: u64,
     /// Forward precision as written; resolved for the device by [`PrecisionChoice::resolve`].
@@ -115,6 +118,14 @@ impl KindParams for TrainParams {
         let ema = r.float("ema", 0.0..1.0);
         let ema_warmup = r.bool("ema_warmup");
         let batch = r.int("batch", 1..);
+        let devices = r.int("devices", 1..);
+        if let (Some(batch), Some(devices)) = (batch, devices) {
+            if batch % devices != 0 {
+                let message = format!("batch = {batch} does not split evenly among devices = {devices}");
+                let help = "each device takes batch / devices examples: use a batch that is a multiple of devices";
+                r.fail::<()>(ParamError::new("devices", message).with_help(help));
+            }
+        }
         let steps = r.int("steps", 1..);
         let precision = read_precision(r);
         let seed = r.int("seed", 0..);
@@ -152,6 +163,7 @@ impl KindParams for TrainParams {
             ema: ema?,
             ema_warmup: ema_warmup?,
             batch: batch?.unsigned_abs(),
+            devices: devices?.unsigned_abs(),
             steps: steps?.unsigned_abs(),
             precision: precision?,
             seed: seed?.unsigned_abs(),
@@ -167,6 +179,11 @@ impl KindParams for TrainParams {
     fn shape(&self, r: &Reader<'_>) -> Shape {
         r.input_shape("data")
     }
+}
+
+/// `devices`' default, for specs written before the parameter existed.
+fn one() -> u64 {
+    1
 }
 
 /// Reads the `target` parameter (`eps {}`, `x0 {}`, `v {}`).

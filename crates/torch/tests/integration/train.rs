@@ -10,25 +10,25 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// `target/<profile>/<name>`, built by `cargo build --workspace --bins` (`./msnrw test` does it).
-fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let path = exe.parent().and_then(Path::parent).expect("target/<profile>").join(name);
     assert!(path.exists(), "{} is missing: run `cargo build --release --workspace --bins` first", path.display());
     path
 }
 
-fn project(pipeline: &str) -> tempfile::TempDir {
+pub(crate) fn project(pipeline: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join(".msnr")).expect("store");
     std::fs::write(dir.path().join("p.msnr"), pipeline).expect("pipeline");
     dir
 }
 
-fn msnr(dir: &Path) -> Command {
+pub(crate) fn msnr(dir: &Path) -> Command {
     msnr_verb(dir, "run")
 }
 
-fn msnr_verb(dir: &Path, verb: &str) -> Command {
+pub(crate) fn msnr_verb(dir: &Path, verb: &str) -> Command {
     let _ = bin("msnr-worker");
     let mut cmd = Command::new(bin("msnr"));
     cmd.args([verb, "p.msnr"])
@@ -39,7 +39,7 @@ fn msnr_verb(dir: &Path, verb: &str) -> Command {
     cmd
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -63,7 +63,7 @@ stage model = train {
 ";
 
 /// The single store entry of kind `train`: its output folder.
-fn model_dir(dir: &Path) -> PathBuf {
+pub(crate) fn model_dir(dir: &Path) -> PathBuf {
     let store = dir.join(".msnr/store");
     for entry in std::fs::read_dir(&store).expect("store") {
         let out = entry.expect("entry").path().join("out");

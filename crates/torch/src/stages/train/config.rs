@@ -31,8 +31,10 @@ pub struct TrainConfig {
     pub ema: f64,
     /// EMA warmup (diffusers' `min(decay, (1 + k) / (10 + k))`).
     pub ema_warmup: bool,
-    /// Images per step.
+    /// Images per step (all ranks together).
     pub batch: i64,
+    /// Data-parallel processes (see [`super::ddp`]).
+    pub devices: u64,
     /// Optimizer steps.
     pub steps: u64,
     /// Forward precision.
@@ -72,6 +74,7 @@ impl TrainConfig {
             ema: p.ema,
             ema_warmup: p.ema_warmup,
             batch,
+            devices: p.devices,
             steps: p.steps,
             precision,
             seed: p.seed,

@@ -13,6 +13,7 @@ pub mod autocast;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod ddp;
 pub mod log;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use tch::{Device, Kind, Tensor};
 use self::checkpoint::Parts;
 use self::config::{Precision, TrainConfig};
 use self::data::TrainData;
+use self::ddp::Group;
 use self::log::{Log, Sums};
 use crate::diffusion::ema::Ema;
 use crate::diffusion::flat::FlatParams;
@@ -45,7 +47,9 @@ use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 /// non-finite loss (naming the step and the last finite loss).
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let cfg = TrainConfig::from_spec(spec)?;
-    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    let group = Group::join(cfg.devices)?;
+    let lead = group.as_ref().is_none_or(Group::is_lead);
+    let device = ddp::device(spec.device == "cuda", group.as_ref())?;
     if device.is_cuda() && !tch::Cuda::is_available() {
         return Err(StageError::Failed(
             "device is cuda, but libtorch finds no usable CUDA device (no NVIDIA driver, or a GPU \
@@ -60,14 +64,21 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
             reporter.log(&format!("resuming from the checkpoint at step {step}"));
             step
         }
-        None => continue_shorter(spec, &cfg, &data, &mut state, reporter)?,
+        None => continue_shorter(spec, &cfg, &data, &mut state, lead, reporter)?,
     };
     let State { mut vs, net, params, mut opt, mut ema, scaler, sums } = state;
+    let (net, params, ranks) = (net.as_ref(), &params, group.as_ref());
     let mut trainer =
-        Trainer { cfg: &cfg, data: &data, net: net.as_ref(), params: &params, device, scaler, started: Instant::now() };
-    let mut log = Log::open(&spec.work_dir, start, sums)?;
+        Trainer { cfg: &cfg, data: &data, net, params, device, scaler, group: ranks, started: Instant::now() };
+    // Ranks > 0 keep their (identical) log apart: only rank 0 writes into the work folder.
+    let log_dir = if lead { spec.work_dir.clone() } else { spec.work_dir.join(format!("rank{}", ddp_rank(ranks))) };
+    std::fs::create_dir_all(&log_dir).map_err(|e| StageError::io(&log_dir, e))?;
+    let mut log = Log::open(&log_dir, start, sums)?;
     let last = trainer.train(start, &mut opt, &mut ema, &mut log, spec, &mut vs, reporter)?;
-    write_outputs(spec, &vs, &params, &ema, &data, &log)?;
+    if !lead {
+        return Ok(StageResult { metrics: BTreeMap::new(), pins: BTreeMap::new() });
+    }
+    write_outputs(spec, &vs, params, &ema, &data, &log)?;
     if let Some(dir) = &spec.state_dir {
         // The final state, kept beside the entry: a longer run of this configuration starts here.
         let mut sums = log.sums();
@@ -81,7 +92,14 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     metrics.insert("parameters".to_string(), params.numel() as f64);
     #[allow(clippy::cast_precision_loss)]
     metrics.insert("steps".to_string(), cfg.steps as f64);
+    if let Some(group) = group {
+        group.finish()?;
+    }
     Ok(StageResult { metrics, pins: BTreeMap::new() })
+}
+
+fn ddp_rank(group: Option<&Group>) -> usize {
+    group.map_or(0, Group::rank)
 }
 
 /// The training state before the first step: the net, its flat parameters, the optimizer,
@@ -129,6 +147,7 @@ fn continue_shorter(
     cfg: &TrainConfig,
     data: &TrainData,
     state: &mut State,
+    lead: bool,
     reporter: &dyn Reporter,
 ) -> Result<u64, StageError> {
     let Some(from) = &spec.continue_from else { return Ok(0) };
@@ -141,7 +160,9 @@ fn continue_shorter(
     }
     let loaded = checkpoint::load(&from.state_dir, &mut state.parts()).and_then(|step| {
         let log = spec.work_dir.join("log.jsonl");
-        std::fs::copy(from.out_dir.join("log.jsonl"), &log).map_err(|e| StageError::io(&log, e))?;
+        if lead {
+            std::fs::copy(from.out_dir.join("log.jsonl"), &log).map_err(|e| StageError::io(&log, e))?;
+        }
         Ok(step)
     });
     match loaded {
@@ -155,7 +176,9 @@ fn continue_shorter(
                 Ok(step) => format!("its state is at step {step:?}, not {}", from.step),
             };
             reporter.log(&format!("not continuing `{}` ({why}); training from scratch", from.name));
-            let _ = std::fs::remove_file(spec.work_dir.join("log.jsonl"));
+            if lead {
+                let _ = std::fs::remove_file(spec.work_dir.join("log.jsonl"));
+            }
             *state = State::new(cfg, data, state.vs.device())?;
             Ok(0)
         }
@@ -188,6 +211,8 @@ struct Trainer<'a> {
     device: Device,
     /// Loss scaling when training in float16.
     scaler: Option<LossScaler>,
+    /// The data-parallel group, if `devices > 1`.
+    group: Option<&'a Group>,
     started: Instant,
 }
 
@@ -226,13 +251,19 @@ impl Pending {
     ///
     /// # Errors
     /// The first non-finite loss, naming its (1-based) step and the last finite loss before it.
-    fn drain(&mut self, log: &mut Log, steps_total: usize) -> Result<(), StageError> {
+    fn drain(&mut self, log: &mut Log, steps_total: usize, group: Option<&Group>) -> Result<(), StageError> {
         if self.loss.is_empty() {
             return Ok(());
         }
-        let host = |parts: &[Tensor], kind: Kind| Tensor::stack(parts, 0).to_kind(kind).to_device(Device::Cpu);
-        let losses = Vec::<f64>::try_from(host(&self.loss, Kind::Double)).unwrap_or_default();
-        let (ts, mses) = (host(&self.t, Kind::Int64), host(&self.mse, Kind::Double));
+        let stack = |parts: &[Tensor]| Tensor::stack(parts, 0).to_kind(Kind::Double);
+        let (losses, ts, mses) = (stack(&self.loss), stack(&self.t), stack(&self.mse));
+        // Data-parallel: the global batch's mean loss and every example's timestep and MSE.
+        let (losses, ts, mses) = match group {
+            Some(g) => (g.mean(&losses).map(|()| losses)?, g.gather_columns(&ts)?, g.gather_columns(&mses)?),
+            None => (losses, ts, mses),
+        };
+        let losses = Vec::<f64>::try_from(losses.to_device(Device::Cpu)).unwrap_or_default();
+        let (ts, mses) = (ts.to_kind(Kind::Int64).to_device(Device::Cpu), mses.to_device(Device::Cpu));
         for (i, &value) in losses.iter().enumerate() {
             if !value.is_finite() {
                 return Err(StageError::Failed(format!(
@@ -294,7 +325,7 @@ impl Trainer<'_> {
             let log_now = done % self.cfg.log_every == 0 || done == self.cfg.steps;
             let checkpoint_now = done % self.cfg.checkpoint_every == 0 && done < self.cfg.steps;
             if log_now || checkpoint_now || pending.len() >= Pending::MAX_STEPS {
-                pending.drain(log, self.cfg.schedule.steps())?;
+                pending.drain(log, self.cfg.schedule.steps(), self.group)?;
                 // A finite loss can still come with non-finite gradients (no loss scaler to
                 // skip them): never log, checkpoint or write such weights.
                 if !self.params_finite() {
@@ -308,7 +339,7 @@ impl Trainer<'_> {
                 last_logged = log.flush(done, lr)?.loss;
                 self.report(done, start, last_logged, reporter);
             }
-            if checkpoint_now {
+            if checkpoint_now && self.group.is_none_or(Group::is_lead) {
                 let mut sums = log.sums();
                 let parts = Parts { vs, opt, ema, scaler: &mut self.scaler, log: &mut sums };
                 checkpoint::save(&spec.work_dir, done, &parts)?;
@@ -338,6 +369,9 @@ impl Trainer<'_> {
             None => terms.loss.backward(),
         }
         self.params.attach_grads();
+        if let Some(group) = self.group {
+            group.mean(self.params.grad())?;
+        }
         let mut apply = true;
         if let Some(scaler) = &mut self.scaler {
             apply = scaler.unscale(self.params);
@@ -353,20 +387,21 @@ impl Trainer<'_> {
         tch::no_grad(|| self.params.data().isfinite().all().int64_value(&[]) != 0)
     }
 
-    /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k).
+    /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k):
+    /// data-parallel ranks draw the same global batch and keep their shard of each draw.
     fn draw(&self, step: u64) -> Batch {
         let seed = mix(self.cfg.seed, step);
         tch::manual_seed(seed_i64(generator_seed(self.cfg.seed, step)));
         let (n, b, dev) = (self.data.len(), self.cfg.batch, self.device);
-        let idx = Tensor::randint(n, [b], (Kind::Int64, dev));
+        let idx = self.local(Tensor::randint(n, [b], (Kind::Int64, dev)));
         let mut x0 = self.data.batch(&idx);
         if self.cfg.flip {
-            let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, dev)).lt(0.5);
+            let flip = self.local(Tensor::rand([b, 1, 1, 1], (Kind::Float, dev))).lt(0.5);
             x0 = x0.flip([3]).where_self(&flip, &x0);
         }
         let y = (self.net.num_classes() > 0).then(|| {
             let y = self.data.labels.index_select(0, &idx);
-            let drop = Tensor::rand([b], (Kind::Float, dev)).lt(self.cfg.label_dropout);
+            let drop = self.local(Tensor::rand([b], (Kind::Float, dev))).lt(self.cfg.label_dropout);
             // A net without the null label's row trains without dropout (the checker refuses
             // dropout there), so nothing is dropped.
             match self.net.null_label() {
@@ -374,10 +409,24 @@ impl Trainer<'_> {
                 None => y,
             }
         });
-        let t =
-            TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
-        let eps = x0.randn_like();
+        let t = self.local(
+            TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev),
+        );
+        let [c, h, w] = self.data.shape;
+        let eps = self.local(Tensor::randn([b, c, h, w], (x0.kind(), dev)));
+        if let Some(group) = self.group {
+            // The forward's own draws (dropout) differ between ranks, as each example's would.
+            tch::manual_seed(seed_i64(mix(seed, 2 + u64::try_from(group.rank()).unwrap_or(0))));
+        }
         Batch { x0, y, t, eps }
+    }
+
+    /// This rank's shard of a global draw (all of it on one device).
+    fn local(&self, t: Tensor) -> Tensor {
+        match self.group {
+            Some(group) => group.shard(&t),
+            None => t,
+        }
     }
 
     #[allow(clippy::cast_precision_loss)]
