@@ -93,3 +93,30 @@ pub fn torch_env(stage: &Stage) -> Result<TorchEnv, String> {
     let device = device::resolve(requested).map_err(|e| format!("parameter `device`: {e}"))?;
     Ok(TorchEnv { device: device.to_string(), libtorch: device::LIBTORCH_VERSION.to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::{SourceId, Span};
+
+    fn stage(kind: &str, devices: i64) -> Stage {
+        let span = Span { source: SourceId(0), start: 0, end: 0 };
+        let params = BTreeMap::from([("devices".to_string(), Value::Int(devices)), ("steps".into(), Value::Int(5))]);
+        Stage {
+            name: "model".into(),
+            kind: kind.into(),
+            params,
+            refs: Vec::new(),
+            span,
+            param_spans: BTreeMap::new(),
+            sweep: None,
+        }
+    }
+
+    #[test]
+    fn train_keys_hold_devices_only_when_not_one() {
+        assert!(!keyed_params(&stage("train", 1)).contains_key("devices"), "one device keeps its old key");
+        assert_eq!(keyed_params(&stage("train", 2)).get("devices"), Some(&Value::Int(2)));
+        assert_eq!(keyed_params(&stage("other", 1)).len(), 2, "other kinds keep every parameter");
+    }
+}
