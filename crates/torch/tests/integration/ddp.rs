@@ -1,6 +1,7 @@
 //! Data-parallel `train` (`devices = 2`, c10d's Gloo on the CPU) through the real binaries:
-//! two ranks at 8 examples each end within float tolerance of one process at 16, and a killed
-//! rank fails the stage, leaves no process and nothing cached, and a re-run resumes.
+//! two ranks at 8 examples each end within float tolerance of one process at 16; a killed
+//! rank fails the stage, leaves no process and nothing cached, and a re-run resumes; a hung
+//! rank fails the stage at the collective timeout and is killed.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -117,24 +118,38 @@ fn checkpointed(dir: &Path) -> bool {
     std::fs::read_dir(work).into_iter().flatten().flatten().any(|e| e.path().join("ckpt/state.json").exists())
 }
 
-#[test]
-fn a_killed_rank_fails_the_stage_cleanly_and_a_rerun_resumes() {
-    let dir = project(&pipeline(2, 200));
-    let path: PathBuf = dir.path().canonicalize().expect("dir");
-    let mut run = msnr(&path).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("msnr starts");
+/// Starts a 2-rank run of `steps` steps in `dir` and returns it with rank 1's pid once a
+/// checkpoint exists.
+fn start_and_find_rank_1(dir: &Path, steps: u32, timeout_s: &str) -> (std::process::Child, i32) {
+    std::fs::write(dir.join("p.msnr"), pipeline(2, steps)).expect("pipeline");
+    let mut cmd = msnr(dir);
+    cmd.env("MSNR_DDP_TIMEOUT", timeout_s).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut run = cmd.spawn().expect("msnr starts");
     let start = Instant::now();
-    let pid = loop {
+    loop {
         assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint from two ranks appeared");
-        assert!(run.try_wait().expect("poll").is_none(), "the run ended before a rank could be killed");
-        if checkpointed(&path) {
-            if let Some(pid) = rank_pid(&path, 1) {
-                break pid;
+        assert!(run.try_wait().expect("poll").is_none(), "the run ended before rank 1 was found");
+        if checkpointed(dir) {
+            if let Some(pid) = rank_pid(dir, 1) {
+                return (run, pid);
             }
         }
         std::thread::sleep(Duration::from_millis(5));
-    };
+    }
+}
+
+/// Sends `signal` to `pid`.
+fn signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) on a pid this test just found running.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+#[test]
+fn a_killed_rank_fails_the_stage_cleanly_and_a_rerun_resumes() {
+    let dir = project("");
+    let path: PathBuf = dir.path().canonicalize().expect("dir");
+    let (run, pid) = start_and_find_rank_1(&path, 60, "600");
+    signal(pid, libc::SIGKILL);
     let out = run.wait_with_output().expect("msnr ends");
     let log = stderr(&out);
     assert!(!out.status.success(), "{log}");
@@ -148,4 +163,17 @@ fn a_killed_rank_fails_the_stage_cleanly_and_a_rerun_resumes() {
     assert!(again.status.success(), "{log}");
     assert!(log.contains("resuming from the checkpoint at step"), "{log}");
     assert!(model_dir(&path).join("model.safetensors").exists());
+}
+
+#[test]
+fn a_hung_rank_fails_the_stage_at_the_timeout_and_is_killed() {
+    let dir = project("");
+    let path: PathBuf = dir.path().canonicalize().expect("dir");
+    let (run, pid) = start_and_find_rank_1(&path, 400, "5");
+    signal(pid, libc::SIGSTOP);
+    let out = run.wait_with_output().expect("msnr ends");
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("a collective failed") && log.contains("Timed out"), "{log}");
+    assert_eq!(processes_of(&path), 0, "the stopped rank outlived the stage");
 }

@@ -242,7 +242,10 @@ fn describe(peers: &Mutex<Vec<Peer>>, e: &TchError) -> StageError {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    StageError::Failed(format!("data-parallel training: a collective failed: {e}"))
+    StageError::Failed(format!(
+        "data-parallel training: a collective failed (no rank exited: one may hang past the \
+         {TIMEOUT_VAR} timeout): {e}"
+    ))
 }
 
 /// The device of this rank: GPU `rank` on CUDA (checked to exist), else the CPU.
