@@ -15,7 +15,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -113,7 +113,6 @@ impl Group {
 
     /// This rank's share of a global batch (dimension 0 of `t`): rows
     /// `rank * n / world .. (rank + 1) * n / world`, the ranks in order.
-    #[must_use]
     pub fn shard(&self, t: &Tensor) -> Tensor {
         let local = t.size()[0] / to_i64(self.world);
         t.narrow(0, to_i64(self.rank) * local, local)
@@ -151,8 +150,8 @@ impl Group {
     ///
     /// # Errors
     /// A rank that failed at the end, with its message.
-    pub fn finish(self) -> Result<(), StageError> {
-        let mut peers = self.peers.lock().expect("peers lock");
+    pub fn finish(mut self) -> Result<(), StageError> {
+        let peers = self.peers.get_mut().unwrap_or_else(PoisonError::into_inner);
         for peer in peers.iter_mut() {
             let status = peer.child.wait().map_err(|e| StageError::Failed(e.to_string()))?;
             if !status.success() {
@@ -166,7 +165,7 @@ impl Group {
 impl Drop for Group {
     /// Ranks still running when rank 0 leaves (it failed) are killed and reaped.
     fn drop(&mut self) {
-        let peers = self.peers.get_mut().map_or_else(|e| e.into_inner(), |p| p);
+        let peers = self.peers.get_mut().unwrap_or_else(PoisonError::into_inner);
         for peer in peers.iter_mut() {
             if matches!(peer.child.try_wait(), Ok(None)) {
                 let _ = peer.child.kill();

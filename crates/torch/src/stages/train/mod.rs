@@ -412,8 +412,8 @@ impl Trainer<'_> {
         let t = self.local(
             TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev),
         );
-        let [c, h, w] = self.data.shape;
-        let eps = self.local(Tensor::randn([b, c, h, w], (x0.kind(), dev)));
+        let [channels, height, width] = self.data.shape;
+        let eps = self.local(Tensor::randn([b, channels, height, width], (x0.kind(), dev)));
         if let Some(group) = self.group {
             // The forward's own draws (dropout) differ between ranks, as each example's would.
             tch::manual_seed(seed_i64(mix(seed, 2 + u64::try_from(group.rank()).unwrap_or(0))));
