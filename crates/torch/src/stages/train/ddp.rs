@@ -260,7 +260,11 @@ pub fn device(cuda: bool, group: Option<&Group>) -> Result<Device, StageError> {
     if visible < group.world {
         return Err(StageError::param(
             "devices",
-            format!("devices = {} on cuda, but libtorch sees {visible} GPU(s)", group.world),
+            format!(
+                "devices = {} on cuda, but libtorch sees {visible} GPU(s) (msnr run places a stage on \
+                 one GPU for now: train on the CPU, or with devices = 1)",
+                group.world
+            ),
         ));
     }
     Ok(Device::Cuda(group.rank))
