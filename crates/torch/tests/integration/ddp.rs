@@ -88,6 +88,9 @@ fn two_gloo_ranks_at_8_match_one_process_at_16_after_20_steps() {
     }
     let (l1, l2) = (locked_loss(one.path()), locked_loss(two.path()));
     assert!((l1 - l2).abs() <= 1e-6 * l1.abs(), "logged loss {l1} (1 device) vs {l2} (2 devices)");
+    let config = |dir: &Path| std::fs::read_to_string(model_dir(dir).join("config.json")).expect("config");
+    assert!(!config(one.path()).contains("\"devices\""), "one device writes the config it wrote before `devices`");
+    assert!(config(two.path()).contains("\"devices\""));
     let log = |dir: &Path| std::fs::read_to_string(model_dir(dir).join("log.jsonl")).expect("log");
     assert_eq!(log(one.path()).lines().count(), log(two.path()).lines().count(), "rank 0 alone writes the log");
 }

@@ -456,8 +456,14 @@ fn write_outputs(
     vs.save(out.join("model.safetensors")).map_err(|e| failed("model.safetensors", &e))?;
     let shadow = params.named_views(ema.shadow());
     Tensor::write_safetensors(&shadow, out.join("ema.safetensors")).map_err(|e| failed("ema.safetensors", &e))?;
+    // `devices = 1` is left out, as from the cache key: one-device artifacts keep the bytes
+    // (and lockfile output hashes) they had before the parameter existed.
+    let mut params = spec.params.clone();
+    if params.get("devices") == Some(&msnr::lang::Value::Int(1)) {
+        params.remove("devices");
+    }
     let config = serde_json::json!({
-        "params": spec.params,
+        "params": params,
         "data": { "channels": data.shape[0], "height": data.shape[1], "width": data.shape[2], "num_classes": data.num_classes },
     });
     let text = serde_json::to_string_pretty(&config).expect("config serializes");
