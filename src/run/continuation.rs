@@ -100,8 +100,8 @@ fn siblings<'a>(pipeline: &'a Pipeline, stage: &'a Stage) -> impl Iterator<Item 
     pipeline.stages.iter().enumerate().filter_map(move |(j, other)| {
         let param = param?;
         let theirs = other.params.get(param).and_then(Value::as_int)?;
-        (other.name != stage.name && other.kind == stage.kind && same_params_but(&stage.params, &other.params, param))
-            .then_some((theirs, j))
+        let same = same_params_but(&super::keys::keyed_params(stage), &super::keys::keyed_params(other), param);
+        (other.name != stage.name && other.kind == stage.kind && same).then_some((theirs, j))
     })
 }
 
