@@ -201,6 +201,9 @@ impl Dataset {
     ///
     /// # Errors
     /// When the file cannot be read, is damaged, or holds a label outside the classes.
+    ///
+    /// # Panics
+    /// Never: the header's tensors are checked before their ranges are taken.
     pub fn map_shard_items(&self, i: usize) -> Result<(MappedShard, Vec<i64>), DataError> {
         if let Some(stored) = &self.stored {
             // Hashing reads every page: a mapping of its own, dropped after, so that the

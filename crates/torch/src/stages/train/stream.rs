@@ -21,7 +21,7 @@ use msnr::stages::StageError;
 
 /// A dataset's shards, mapped for random access to its items, with every label in memory.
 pub struct Shards {
-    shards: Vec<MappedShard>,
+    files: Vec<MappedShard>,
     /// The index of each shard's first item (ascending, `starts[0] == 0`).
     starts: Vec<usize>,
     labels: Vec<i64>,
@@ -38,20 +38,20 @@ impl Shards {
     /// A shard that is missing, truncated, corrupted or holds a bad label, named.
     pub fn open(data: &Dataset) -> Result<Self, DataError> {
         let m = data.manifest();
-        let mut shards = Vec::with_capacity(m.shards.len());
+        let mut files = Vec::with_capacity(m.shards.len());
         let (mut starts, mut labels) = (Vec::with_capacity(m.shards.len()), Vec::with_capacity(m.count));
         for i in 0..m.shards.len() {
             let (shard, shard_labels) = data.map_shard_items(i)?;
             starts.push(labels.len());
             labels.extend(shard_labels);
-            shards.push(shard);
+            files.push(shard);
         }
         let kind = match m.dtype {
             DType::U8 => Kind::Uint8,
             DType::F32 => Kind::Float,
         };
-        let dim = |v: usize| i64::try_from(v).expect("dataset dimensions fit in i64");
-        Ok(Self { shards, starts, labels, shape: [dim(m.channels), dim(m.height), dim(m.width)], kind })
+        let dim = |v: usize| i64::try_from(v).unwrap_or(i64::MAX); // the manifest bounds an item's size
+        Ok(Self { files, starts, labels, shape: [dim(m.channels), dim(m.height), dim(m.width)], kind })
     }
 
     /// Number of items.
@@ -78,16 +78,16 @@ impl Shards {
     /// # Errors
     /// An index outside the dataset.
     pub fn gather(&self, indices: &[i64]) -> Result<(Tensor, Tensor), String> {
-        let item_bytes = self.shards.first().map_or(0, MappedShard::item_bytes);
+        let item_bytes = self.files.first().map_or(0, MappedShard::item_bytes);
         let mut bytes = Vec::with_capacity(indices.len() * item_bytes);
         let mut labels = Vec::with_capacity(indices.len());
         for &index in indices {
             let (shard, at) = self.locate(index)?;
-            bytes.extend_from_slice(self.shards[shard].item(at));
+            bytes.extend_from_slice(self.files[shard].item(at));
             labels.push(self.labels[self.starts[shard] + at]);
         }
         let [c, h, w] = self.shape;
-        let b = i64::try_from(indices.len()).expect("a batch fits in i64");
+        let b = i64::try_from(indices.len()).unwrap_or(i64::MAX);
         Ok((Tensor::from_data_size(&bytes, &[b, c, h, w], self.kind), Tensor::from_slice(&labels)))
     }
 
@@ -128,6 +128,9 @@ pub struct Prefetcher {
 impl Prefetcher {
     /// Starts the thread over `shards`, keeping at most `depth` gathered batches waiting;
     /// `pin` puts them in page-locked memory (for a non-blocking copy to CUDA).
+    ///
+    /// # Panics
+    /// When the system cannot start a thread.
     #[must_use]
     pub fn spawn(shards: Shards, depth: usize, pin: bool) -> Self {
         let (requests, inbox) = mpsc::channel::<Request>();
