@@ -400,6 +400,8 @@ mod tests {
         ds.read_shard(0).unwrap();
         let err = ds.read_shard(1).unwrap_err().to_string();
         assert!(err.contains("shard-00001.safetensors: hash mismatch"), "{err}");
+        assert_eq!(ds.map_shard_items(1).unwrap_err().to_string(), err, "streaming checks the same");
+        ds.map_shard_items(0).unwrap();
         assert!(err.contains(&entry.key[..12]), "{err}");
         assert!(err.contains("the store entry is corrupted; `msnr run` rebuilds it"), "{err}");
         std::fs::remove_file(&shard).unwrap();

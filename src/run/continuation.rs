@@ -162,4 +162,14 @@ mod tests {
         other_kind.kind = "classifier".into();
         assert_eq!(find(&store, &other_kind, &names), None, "only kinds that can continue");
     }
+
+    #[test]
+    fn instances_that_differ_in_steps_and_the_loader_continue_each_other() {
+        let text = "stage digits = mnist { count = 10 }\n\
+                    stage a = train { data = digits, net = unet {}, steps = 5 }\n\
+                    stage b = train { data = digits, net = unet {}, steps = 9, loader = stream {} }\n\
+                    stage c = train { data = digits, net = unet {}, steps = 9, batch = 4 }\n";
+        let pipeline = crate::lang::load_str("p.msnr", text, &[]).unwrap();
+        assert_eq!(order(&pipeline), [None, None, Some(1), None], "b waits for a; c has another batch");
+    }
 }
