@@ -45,7 +45,8 @@ impl Keyer {
         let mut hash_path =
             |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
         let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
-        let params = cache::canonical_params(&stage.params, &mut hash_path, &output).map_err(|e| e.to_string())?;
+        let params = keyed_params(stage);
+        let params = cache::canonical_params(&params, &mut hash_path, &output).map_err(|e| e.to_string())?;
         let inputs = cache::input_keys(&stage.params, &|name| inputs.get(name).cloned()).map_err(|e| e.to_string())?;
         Ok(CacheKey {
             kind: stage.kind.clone(),
@@ -56,6 +57,14 @@ impl Keyer {
             torch: if info.torch() { Some(torch_env(stage)?) } else { None },
         })
     }
+}
+
+/// The parameters that determine the stage's output: all but its kind's execution-only ones
+/// ([`crate::stages::kinds::EXECUTION_ONLY`], such as `train`'s `loader`).
+#[must_use]
+pub fn keyed_params(stage: &Stage) -> BTreeMap<String, Value> {
+    let keyed = |name: &String| !crate::stages::kinds::execution_only(&stage.kind, name);
+    stage.params.iter().filter(|(name, _)| keyed(name)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// The stage's `seed` parameter, when its kind has one.
@@ -76,4 +85,30 @@ pub fn torch_env(stage: &Stage) -> Result<TorchEnv, String> {
     };
     let device = device::resolve(requested).map_err(|e| format!("parameter `device`: {e}"))?;
     Ok(TorchEnv { device: device.to_string(), libtorch: device::LIBTORCH_VERSION.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_key(loader: &str, batch: u32) -> CacheKey {
+        let text = format!(
+            "stage digits = mnist {{ count = 100 }}\n\
+             stage model = train {{ data = digits, net = unet {{}}, steps = 5, batch = {batch}{loader} }}\n"
+        );
+        let pipeline = crate::lang::load_str("p.msnr", &text, &[]).unwrap();
+        let stage = pipeline.stages.iter().find(|s| s.name == "model").unwrap();
+        let inputs = BTreeMap::from([("digits".to_string(), InputKey { output: "ab".repeat(32) })]);
+        let keyer = Keyer::new(HashMemo::load("/nonexistent/msnr-memo.json").unwrap());
+        keyer.key(stage, crate::stages::kinds::kind("train").unwrap(), &inputs).unwrap()
+    }
+
+    #[test]
+    fn the_loader_leaves_the_key_alone_and_other_parameters_do_not() {
+        let auto = train_key("", 8);
+        assert!(!auto.params.contains_key("loader"), "{:?}", auto.params.keys());
+        assert_eq!(train_key(", loader = stream { prefetch = 2 }", 8), auto);
+        assert_eq!(train_key(", loader = resident", 8).digest(), auto.digest());
+        assert_ne!(train_key("", 16).digest(), auto.digest(), "batch is keyed");
+    }
 }

@@ -2,7 +2,8 @@
 //! their PyTorch references, the samplers, one training step against the seed repo's
 //! `training_losses`, FID's network and metrics against pytorch-fid, scipy and
 //! torch-fidelity, the VAE against diffusers, and the train, sample and `vae_encode`
-//! stages end to end.
+//! stages end to end, and
+//! `train`'s resident and streaming loaders against each other.
 
 mod checkpoint;
 mod diffusion;
@@ -12,5 +13,6 @@ mod models;
 mod sample_stage;
 mod sampler;
 mod step;
+mod stream;
 mod train;
 mod vae;

@@ -13,7 +13,9 @@ pub mod autocast;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod loader;
 pub mod log;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -23,7 +25,7 @@ use tch::{Device, Kind, Tensor};
 
 use self::checkpoint::Parts;
 use self::config::{Precision, TrainConfig};
-use self::data::TrainData;
+use self::loader::{Run, TrainLoader};
 use self::log::{Log, Sums};
 use crate::diffusion::ema::Ema;
 use crate::diffusion::flat::FlatParams;
@@ -53,7 +55,8 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
                 .into(),
         ));
     }
-    let data = TrainData::load(&spec.source_dir(&cfg.data)?, device)?;
+    let run = Run { device, batch: cfg.batch, end: cfg.steps };
+    let data = TrainLoader::open(&spec.source_dir(&cfg.data)?, cfg.loader, run, reporter)?;
     let mut state = State::new(&cfg, &data, device)?;
     let start = match checkpoint::load(&spec.work_dir, &mut state.parts())? {
         Some(step) => {
@@ -97,7 +100,7 @@ struct State {
 }
 
 impl State {
-    fn new(cfg: &TrainConfig, data: &TrainData, device: Device) -> Result<Self, StageError> {
+    fn new(cfg: &TrainConfig, data: &TrainLoader, device: Device) -> Result<Self, StageError> {
         let vs = VarStore::new(device);
         let net = build_net(cfg, data, &vs)?;
         let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -127,7 +130,7 @@ impl State {
 fn continue_shorter(
     spec: &StageSpec,
     cfg: &TrainConfig,
-    data: &TrainData,
+    data: &TrainLoader,
     state: &mut State,
     reporter: &dyn Reporter,
 ) -> Result<u64, StageError> {
@@ -163,7 +166,7 @@ fn continue_shorter(
 }
 
 /// Builds the net for the data's shape, seeded with the stage's seed.
-fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<dyn Denoiser>, StageError> {
+fn build_net(cfg: &TrainConfig, data: &TrainLoader, vs: &VarStore) -> Result<Box<dyn Denoiser>, StageError> {
     let [channels, h, w] = data.shape;
     if h != w {
         return Err(StageError::param("data", format!("the nets take square images; the data is {h}x{w}")));
@@ -182,7 +185,7 @@ fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<d
 /// The training loop's fixed inputs.
 struct Trainer<'a> {
     cfg: &'a TrainConfig,
-    data: &'a TrainData,
+    data: &'a TrainLoader,
     net: &'a dyn Denoiser,
     params: &'a FlatParams,
     device: Device,
@@ -282,7 +285,7 @@ impl Trainer<'_> {
         let mut last_logged = f64::NAN;
         let mut pending = Pending::default();
         for step in start..self.cfg.steps {
-            let batch = self.draw(step);
+            let batch = self.draw(step)?;
             let (terms, apply) = self.step(&schedule, &factors, &batch)?;
             pending.push(step, &terms, &batch.t);
             // A float16 step with overflowing gradients is skipped (the scaler backs off).
@@ -354,18 +357,20 @@ impl Trainer<'_> {
     }
 
     /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k).
-    fn draw(&self, step: u64) -> Batch {
+    fn draw(&self, step: u64) -> Result<Batch, StageError> {
         let seed = mix(self.cfg.seed, step);
-        tch::manual_seed(seed_i64(generator_seed(self.cfg.seed, step)));
         let (n, b, dev) = (self.data.len(), self.cfg.batch, self.device);
-        let idx = Tensor::randint(n, [b], (Kind::Int64, dev));
-        let mut x0 = self.data.batch(&idx);
+        let indices = |k: u64| {
+            tch::manual_seed(seed_i64(generator_seed(self.cfg.seed, k)));
+            Tensor::randint(n, [b], (Kind::Int64, dev))
+        };
+        let (mut x0, labels) = self.data.batch(step, &indices)?;
         if self.cfg.flip {
             let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, dev)).lt(0.5);
             x0 = x0.flip([3]).where_self(&flip, &x0);
         }
         let y = (self.net.num_classes() > 0).then(|| {
-            let y = self.data.labels.index_select(0, &idx);
+            let y = labels;
             let drop = Tensor::rand([b], (Kind::Float, dev)).lt(self.cfg.label_dropout);
             // A net without the null label's row trains without dropout (the checker refuses
             // dropout there), so nothing is dropped.
@@ -377,7 +382,7 @@ impl Trainer<'_> {
         let t =
             TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
         let eps = x0.randn_like();
-        Batch { x0, y, t, eps }
+        Ok(Batch { x0, y, t, eps })
     }
 
     #[allow(clippy::cast_precision_loss)]
@@ -398,7 +403,7 @@ fn write_outputs(
     vs: &VarStore,
     params: &FlatParams,
     ema: &Ema,
-    data: &TrainData,
+    data: &TrainLoader,
     log: &Log,
 ) -> Result<(), StageError> {
     let out = &spec.out_dir;
@@ -407,8 +412,11 @@ fn write_outputs(
     vs.save(out.join("model.safetensors")).map_err(|e| failed("model.safetensors", &e))?;
     let shadow = params.named_views(ema.shadow());
     Tensor::write_safetensors(&shadow, out.join("ema.safetensors")).map_err(|e| failed("ema.safetensors", &e))?;
+    // Execution-only parameters (the loader) are not part of the result.
+    let params: BTreeMap<&String, &msnr::lang::Value> =
+        spec.params.iter().filter(|(name, _)| !msnr::stages::kinds::execution_only("train", name)).collect();
     let config = serde_json::json!({
-        "params": spec.params,
+        "params": params,
         "data": { "channels": data.shape[0], "height": data.shape[1], "width": data.shape[2], "num_classes": data.num_classes },
     });
     let text = serde_json::to_string_pretty(&config).expect("config serializes");
