@@ -4,6 +4,7 @@
 //! size on open, each shard's hash when it is read (see [`crate::cache::StoredFiles`]).
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -72,6 +73,54 @@ pub struct Shard {
     pub images: Images,
     /// `[n]` labels, each indexing the manifest's classes.
     pub labels: Vec<i64>,
+}
+
+/// One shard mapped into memory for random access to its items (the streaming loader's
+/// view): pages are read from the file as items are touched, never all at once.
+#[derive(Debug)]
+pub struct MappedShard {
+    path: PathBuf,
+    mmap: Mmap,
+    /// The byte range of the `images` tensor in the file.
+    images: Range<usize>,
+    item_bytes: usize,
+}
+
+impl MappedShard {
+    /// The shard's file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Items in the shard.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.images.len() / self.item_bytes.max(1)
+    }
+
+    /// Whether the shard holds no item.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per item.
+    #[must_use]
+    pub fn item_bytes(&self) -> usize {
+        self.item_bytes
+    }
+
+    /// The stored bytes of item `i` (little-endian elements, `[c, h, w]`).
+    ///
+    /// # Panics
+    /// When `i` is not below [`MappedShard::len`].
+    #[must_use]
+    pub fn item(&self, i: usize) -> &[u8] {
+        assert!(i < self.len(), "item {i} of a shard of {}", self.len());
+        let start = self.images.start + i * self.item_bytes;
+        &self.mmap[start..start + self.item_bytes]
+    }
 }
 
 /// An opened, validated dataset folder.
@@ -143,12 +192,49 @@ impl Dataset {
                 Images::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
             }
         };
-        let labels: Vec<i64> = get("labels")?.data().chunks_exact(8).map(le_i64).collect();
+        let labels = self.labels_of(&path, get("labels")?.data())?;
+        Ok(Shard { images, labels })
+    }
+
+    /// Maps shard `i` for random access to its items, checked as [`Dataset::read_shard`]
+    /// checks it (its stored hash, its labels), and reads its labels.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is damaged, or holds a label outside the classes.
+    ///
+    /// # Panics
+    /// Never: the header's tensors are checked before their ranges are taken.
+    pub fn map_shard_items(&self, i: usize) -> Result<(MappedShard, Vec<i64>), DataError> {
+        if let Some(stored) = &self.stored {
+            // Hashing reads every page: a mapping of its own, dropped after, so that the
+            // pages do not stay counted against this process.
+            let (path, mmap) = self.map_shard(i)?;
+            stored.check_bytes(&path, &mmap).map_err(corrupted)?;
+        }
+        let (path, mmap) = self.map_shard(i)?;
+        // Items are read at random: no read-around of the pages next to each (a 3 KiB item
+        // would otherwise bring in 128 KiB from disk).
+        mmap.advise(memmap2::Advice::Random).map_err(|e| DataError::io(&path, e))?;
+        let (header, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| DataError::invalid(&path, e.to_string()))?;
+        self.check_header(i, &meta).map_err(|message| DataError::invalid(&path, message))?;
+        let range = |name: &str| {
+            let (start, end) = meta.info(name).expect("checked by check_header").data_offsets;
+            let base = 8 + header; // the header's length, then the header
+            base + start..base + end
+        };
+        let labels = self.labels_of(&path, &mmap[range("labels")])?;
+        let shard = MappedShard { path, images: range("images"), item_bytes: self.manifest.item_bytes(), mmap };
+        Ok((shard, labels))
+    }
+
+    /// The labels stored in `bytes` (int64 little-endian), each checked against the classes.
+    fn labels_of(&self, path: &Path, bytes: &[u8]) -> Result<Vec<i64>, DataError> {
+        let labels: Vec<i64> = bytes.chunks_exact(8).map(le_i64).collect();
         let classes = self.manifest.classes.len();
         if let Some(bad) = labels.iter().find(|&&l| usize::try_from(l).map_or(true, |l| l >= classes)) {
-            return Err(DataError::invalid(&path, format!("label {bad} outside the {classes} classes")));
+            return Err(DataError::invalid(path, format!("label {bad} outside the {classes} classes")));
         }
-        Ok(Shard { images, labels })
+        Ok(labels)
     }
 
     /// Reads every shard into one buffer of `[count, c, h, w]` items and one of labels.
@@ -244,6 +330,21 @@ mod tests {
     }
 
     #[test]
+    fn mapped_shards_give_the_items_and_labels_that_read_shard_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 5, 2);
+        let ds = Dataset::open(dir.path()).unwrap();
+        for i in 0..3 {
+            let (mapped, labels) = ds.map_shard_items(i).unwrap();
+            let shard = ds.read_shard(i).unwrap();
+            assert_eq!(labels, shard.labels);
+            let items: Vec<u8> = (0..mapped.len()).flat_map(|j| mapped.item(j).to_vec()).collect();
+            assert_eq!(Images::U8(items), shard.images);
+            assert!(mapped.path().ends_with(format!("shard-0000{i}.safetensors")));
+        }
+    }
+
+    #[test]
     fn f32_items_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = DatasetWriter::create(dir.path(), [4, 1, 1], DType::F32, vec!["x".into()]).unwrap();
@@ -299,6 +400,8 @@ mod tests {
         ds.read_shard(0).unwrap();
         let err = ds.read_shard(1).unwrap_err().to_string();
         assert!(err.contains("shard-00001.safetensors: hash mismatch"), "{err}");
+        assert_eq!(ds.map_shard_items(1).unwrap_err().to_string(), err, "streaming checks the same");
+        ds.map_shard_items(0).unwrap();
         assert!(err.contains(&entry.key[..12]), "{err}");
         assert!(err.contains("the store entry is corrupted; `msnr run` rebuilds it"), "{err}");
         std::fs::remove_file(&shard).unwrap();

@@ -100,8 +100,8 @@ fn siblings<'a>(pipeline: &'a Pipeline, stage: &'a Stage) -> impl Iterator<Item 
     pipeline.stages.iter().enumerate().filter_map(move |(j, other)| {
         let param = param?;
         let theirs = other.params.get(param).and_then(Value::as_int)?;
-        (other.name != stage.name && other.kind == stage.kind && same_params_but(&stage.params, &other.params, param))
-            .then_some((theirs, j))
+        let same = same_params_but(&super::keys::keyed_params(stage), &super::keys::keyed_params(other), param);
+        (other.name != stage.name && other.kind == stage.kind && same).then_some((theirs, j))
     })
 }
 
@@ -161,5 +161,15 @@ mod tests {
         let mut other_kind = key(400, 1e-3);
         other_kind.kind = "classifier".into();
         assert_eq!(find(&store, &other_kind, &names), None, "only kinds that can continue");
+    }
+
+    #[test]
+    fn instances_that_differ_in_steps_and_the_loader_continue_each_other() {
+        let text = "stage digits = mnist { count = 10 }\n\
+                    stage a = train { data = digits, net = unet {}, steps = 5 }\n\
+                    stage b = train { data = digits, net = unet {}, steps = 9, loader = stream {} }\n\
+                    stage c = train { data = digits, net = unet {}, steps = 9, batch = 4 }\n";
+        let pipeline = crate::lang::load_str("p.msnr", text, &[]).unwrap();
+        assert_eq!(order(&pipeline), [None, None, Some(1), None], "b waits for a; c has another batch");
     }
 }

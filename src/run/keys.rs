@@ -2,7 +2,6 @@
 //! keys and output hashes of its inputs, its seed and (for torch stages) the
 //! device kind and libtorch version.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -46,8 +45,8 @@ impl Keyer {
         let mut hash_path =
             |p: &Path| -> Result<String, CacheError> { self.memo.lock().expect("hash memo lock").hash_path(p) };
         let output = |name: &str| inputs.get(name).map(|i| i.output.clone());
-        let params =
-            cache::canonical_params(&keyed_params(stage), &mut hash_path, &output).map_err(|e| e.to_string())?;
+        let params = keyed_params(stage);
+        let params = cache::canonical_params(&params, &mut hash_path, &output).map_err(|e| e.to_string())?;
         let inputs = cache::input_keys(&stage.params, &|name| inputs.get(name).cloned()).map_err(|e| e.to_string())?;
         Ok(CacheKey {
             kind: stage.kind.clone(),
@@ -60,22 +59,23 @@ impl Keyer {
     }
 }
 
-/// The stage's `seed` parameter, when its kind has one.
+/// The parameters that determine the stage's output: all but its kind's execution-only ones
+/// ([`crate::stages::kinds::EXECUTION_ONLY`], such as `train`'s `loader`), and `train`'s
+/// `devices` at its default 1, so one-device runs keep the keys (and lockfiles) they had
+/// before data-parallel training. Other counts are keyed: their results equal the one-device
+/// run's within float tolerance only (each rank's loss and the all-reduce sum in another order
+/// than one process does), not bitwise, and a key promises outputs `msnr verify` can
+/// reproduce bit for bit.
 #[must_use]
-/// `stage`'s parameters as its key holds them: all, except `train`'s `devices` at its default
-/// 1, so one-device runs keep the keys (and lockfiles) they had before data-parallel training.
-/// Other counts are keyed: their results equal the one-device run's within float tolerance
-/// only (each rank's loss and the all-reduce sum in another order than one process does), not
-/// bitwise, and a key promises outputs `msnr verify` can reproduce bit for bit.
-fn keyed_params(stage: &Stage) -> Cow<'_, BTreeMap<String, Value>> {
-    if stage.kind == "train" && stage.params.get("devices").and_then(Value::as_int) == Some(1) {
-        let mut params = stage.params.clone();
-        params.remove("devices");
-        return Cow::Owned(params);
-    }
-    Cow::Borrowed(&stage.params)
+pub fn keyed_params(stage: &Stage) -> BTreeMap<String, Value> {
+    let one_device = |name: &str, v: &Value| stage.kind == "train" && name == "devices" && v.as_int() == Some(1);
+    let keyed =
+        |name: &String, v: &Value| !crate::stages::kinds::execution_only(&stage.kind, name) && !one_device(name, v);
+    stage.params.iter().filter(|(name, v)| keyed(name, v)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// The stage's `seed` parameter, when its kind has one.
+#[must_use]
 pub fn seed(stage: &Stage) -> Option<u64> {
     stage.params.get("seed").and_then(Value::as_int).and_then(|s| u64::try_from(s).ok())
 }
@@ -97,26 +97,34 @@ pub fn torch_env(stage: &Stage) -> Result<TorchEnv, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::{SourceId, Span};
 
-    fn stage(kind: &str, devices: i64) -> Stage {
-        let span = Span { source: SourceId(0), start: 0, end: 0 };
-        let params = BTreeMap::from([("devices".to_string(), Value::Int(devices)), ("steps".into(), Value::Int(5))]);
-        Stage {
-            name: "model".into(),
-            kind: kind.into(),
-            params,
-            refs: Vec::new(),
-            span,
-            param_spans: BTreeMap::new(),
-            sweep: None,
-        }
+    fn train_key(loader: &str, batch: u32) -> CacheKey {
+        let text = format!(
+            "stage digits = mnist {{ count = 100 }}\n\
+             stage model = train {{ data = digits, net = unet {{}}, steps = 5, batch = {batch}{loader} }}\n"
+        );
+        let pipeline = crate::lang::load_str("p.msnr", &text, &[]).unwrap();
+        let stage = pipeline.stages.iter().find(|s| s.name == "model").unwrap();
+        let inputs = BTreeMap::from([("digits".to_string(), InputKey { output: "ab".repeat(32) })]);
+        let keyer = Keyer::new(HashMemo::load("/nonexistent/msnr-memo.json").unwrap());
+        keyer.key(stage, crate::stages::kinds::kind("train").unwrap(), &inputs).unwrap()
+    }
+
+    #[test]
+    fn the_loader_leaves_the_key_alone_and_other_parameters_do_not() {
+        let auto = train_key("", 8);
+        assert!(!auto.params.contains_key("loader"), "{:?}", auto.params.keys());
+        assert_eq!(train_key(", loader = stream { prefetch = 2 }", 8), auto);
+        assert_eq!(train_key(", loader = resident", 8).digest(), auto.digest());
+        assert_ne!(train_key("", 16).digest(), auto.digest(), "batch is keyed");
     }
 
     #[test]
     fn train_keys_hold_devices_only_when_not_one() {
-        assert!(!keyed_params(&stage("train", 1)).contains_key("devices"), "one device keeps its old key");
-        assert_eq!(keyed_params(&stage("train", 2)).get("devices"), Some(&Value::Int(2)));
-        assert_eq!(keyed_params(&stage("other", 1)).len(), 2, "other kinds keep every parameter");
+        let one = train_key("", 8);
+        assert!(!one.params.contains_key("devices"), "one device keeps its old key");
+        assert_eq!(train_key(", devices = 1", 8), one);
+        let two = train_key(", devices = 2", 8);
+        assert!(two.params.contains_key("devices") && two.digest() != one.digest());
     }
 }

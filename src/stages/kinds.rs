@@ -140,6 +140,20 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "fid", version: 2, exec: Exec::Worker, check: checked::<fid::FidParams>, max_cores: None },
 ];
 
+/// Parameters that choose how a stage runs, never what it produces, by kind: they are
+/// left out of the cache key (and so out of `plan`'s reasons and the lockfile), so that
+/// changing one re-uses the stored result. `train`'s `loader` qualifies: the resident and
+/// the streaming loaders give the same batches in the same order and the same model bit for
+/// bit (a test compares them); `device` does not (numerics differ between CPU and CUDA),
+/// so the key keeps it.
+pub static EXECUTION_ONLY: &[(&str, &str)] = &[("train", "loader")];
+
+/// Whether parameter `param` of kind `kind` is execution-only (see [`EXECUTION_ONLY`]).
+#[must_use]
+pub fn execution_only(kind: &str, param: &str) -> bool {
+    EXECUTION_ONLY.iter().any(|&(k, p)| k == kind && p == param)
+}
+
 /// The kind named `name`.
 #[must_use]
 pub fn kind(name: &str) -> Option<&'static Kind> {

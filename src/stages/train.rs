@@ -65,6 +65,34 @@ impl PrecisionChoice {
     }
 }
 
+/// The `loader` parameter: how batches reach the training device. Every choice gives the
+/// same batches and the same result for a seed, so it is left out of the cache key
+/// ([`super::kinds::EXECUTION_ONLY`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoaderChoice {
+    /// Resident when the dataset takes at most `share` of the device's free memory (of the
+    /// host's available memory on a CPU), else streaming.
+    Auto {
+        /// The share of the memory the dataset may take, in (0, 1].
+        share: f64,
+    },
+    /// The whole dataset on the training device.
+    Resident,
+    /// Batches gathered from the memory-mapped shards by a prefetch thread.
+    Stream {
+        /// Batches gathered ahead of the step that uses them (>= 1).
+        prefetch: u64,
+    },
+}
+
+impl Default for LoaderChoice {
+    /// The stdlib's default, `auto { share = 0.5 }`.
+    fn default() -> Self {
+        Self::Auto { share: 0.5 }
+    }
+}
+
 /// The `train` kind's parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
@@ -105,6 +133,9 @@ pub struct TrainParams {
     pub checkpoint_every: u64,
     /// Steps between log records (>= 1).
     pub log_every: u64,
+    /// How batches reach the device (never changes the result).
+    #[serde(default)]
+    pub loader: LoaderChoice,
 }
 
 impl KindParams for TrainParams {
@@ -139,6 +170,7 @@ impl KindParams for TrainParams {
         let grad_clip = r.float("grad_clip", 0.0..);
         let checkpoint_every = r.int("checkpoint_every", 1..);
         let log_every = r.int("log_every", 1..);
+        let loader = read_loader(r);
         if let (Some(opt), Some(steps)) = (&optimizer, steps) {
             if opt.warmup > steps.unsigned_abs() {
                 let message = format!("{} warmup steps exceed the {steps} training steps", opt.warmup);
@@ -172,6 +204,7 @@ impl KindParams for TrainParams {
             grad_clip: grad_clip?,
             checkpoint_every: checkpoint_every?.unsigned_abs(),
             log_every: log_every?.unsigned_abs(),
+            loader: loader?,
         })
     }
 
@@ -238,6 +271,19 @@ fn read_adamw(r: &mut Reader<'_>) -> Option<AdamWConfig> {
         ref other => return r.arg_fail(c, "betas", format!("must be two numbers in [0, 1), got {other:?}")),
     };
     Some(AdamWConfig { lr: lr?, betas, eps: eps?, weight_decay: weight_decay?, warmup: warmup?.unsigned_abs() })
+}
+
+fn read_loader(r: &mut Reader<'_>) -> Option<LoaderChoice> {
+    let c = r.ctor("loader")?;
+    Some(match c.name {
+        "auto" => match r.arg_float(c, "share", Positive)? {
+            share if share <= 1.0 => LoaderChoice::Auto { share },
+            share => return r.arg_fail(c, "share", format!("must be in (0, 1], got {share}")),
+        },
+        "resident" => LoaderChoice::Resident,
+        "stream" => LoaderChoice::Stream { prefetch: r.arg_int(c, "prefetch", 1..)?.unsigned_abs() },
+        other => return r.fail(ParamError::new("loader", format!("unknown loader `{other}`"))),
+    })
 }
 
 fn read_precision(r: &mut Reader<'_>) -> Option<PrecisionChoice> {

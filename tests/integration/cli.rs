@@ -210,7 +210,7 @@ fn worker_crash_fails_the_stage_cleanly() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
-        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
     );
     let worker = crashing_worker(&p);
     let out = Run(p.cmd(&["run", "p.msnr"]).env("MSNR_WORKER", &worker).output().unwrap());
@@ -263,7 +263,7 @@ fn a_second_run_waits_for_the_lock() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
-        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
     );
     let worker = p.path("slow-worker.sh");
     let marker = p.path("worker-started");
@@ -688,7 +688,7 @@ fn two_pipelines_of_one_project_build_at_once_and_share_what_they_have_in_common
     let p = Project::new();
     p.digits("digits", 1);
     let train = |steps: u32| {
-        format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 8, mults = [1], attention = [] }}, steps = {steps}, batch = 2 }}\n")
+        format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 32, mults = [1], attention = [] }}, steps = {steps}, batch = 2 }}\n")
     };
     p.write("a.msnr", &train(2)).write("b.msnr", &train(3));
     let spawn = |file: &str, worker: &PathBuf| {
@@ -828,7 +828,7 @@ fn gc_keeps_the_checkpoint_of_an_interrupted_train() {
 fn gc_waits_for_a_running_run_instead_of_deleting_what_it_built() {
     use std::io::BufRead as _;
     let p = Project::new();
-    p.digits("digits", 1).write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 8, mults = [1], attention = [] }}, steps = 2, batch = 2 }}\n"));
+    p.digits("digits", 1).write("p.msnr", &format!("{DIGITS}stage m = train {{ data = digits, net = unet {{ channels = 32, mults = [1], attention = [] }}, steps = 2, batch = 2 }}\n"));
     let (started, release) = (p.path("worker-started"), p.path("release"));
     let worker = p.path("held-worker.sh");
     std::fs::write(
@@ -916,7 +916,7 @@ fn worker_marks(p: &Project) -> Vec<String> {
 /// sharing the cores.
 #[test]
 fn workers_get_their_share_of_the_core_budget() {
-    let sweep = "stage digits = images { path = \"digits\", channels = 1 }\nsweep s in [1, 2] {\n  stage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2, seed = s }\n}\n";
+    let sweep = "stage digits = images { path = \"digits\", channels = 1 }\nsweep s in [1, 2] {\n  stage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 2, batch = 2, seed = s }\n}\n";
     let cases = [
         ("cpu", 1, ["3 3 3 gpu=; saw 1; ", "3 3 3 gpu=; saw 2; "]),
         ("cuda", 2, ["1 1 1 gpu=5; saw 2; ", "2 2 2 gpu=3; saw 2; "]),
@@ -940,7 +940,7 @@ fn jobs_one_runs_one_worker_with_every_core() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
-        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
+        "stage digits = images { path = \"digits\", channels = 1 }\nstage m = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, steps = 2, batch = 2 }\n",
     );
     let worker = recording_worker(&p, 1);
     let mut cmd = p.cmd(&["run", "p.msnr", "--cores", "3", "--jobs", "1"]);
@@ -1078,7 +1078,7 @@ fn progress_lines_fit_an_80_column_terminal() {
     let p = Project::new();
     p.digits("digits", 1).write(
         "p.msnr",
-        "stage digits = images { path = \"digits\", channels = 1 }\nsweep weighting_of_the_loss in [constant, min_snr { gamma = 5 }] {\n  stage model_with_a_long_name = train { data = digits, net = unet { channels = 8, mults = [1], attention = [] }, weighting = weighting_of_the_loss, steps = 30 }\n}\n",
+        "stage digits = images { path = \"digits\", channels = 1 }\nsweep weighting_of_the_loss in [constant, min_snr { gamma = 5 }] {\n  stage model_with_a_long_name = train { data = digits, net = unet { channels = 32, mults = [1], attention = [] }, weighting = weighting_of_the_loss, steps = 30 }\n}\n",
     );
     let worker = progress_worker(&p);
     let command = format!("stty cols 80 rows 24; exec '{}' run p.msnr --cores 2", env!("CARGO_BIN_EXE_msnr"));

@@ -5,6 +5,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include <dlfcn.h>
+
 #include <cstring>
 #include <exception>
 
@@ -101,3 +103,12 @@ extern "C" int msnr_profile_stop(const char* path, char* err, size_t err_len) {
 
 // `t.grad = None`: drops a variable's gradient (tch can only zero it).
 extern "C" void msnr_clear_grad(at::Tensor* t) { t->mutable_grad() = at::Tensor(); }
+
+// The free and total bytes of the current CUDA device (`cudaMemGetInfo`), looked up at run
+// time in the CUDA runtime that libtorch_cuda loaded, so that a CPU-only libtorch links too.
+// Returns 0 when there is no runtime or the call fails (no driver, no device).
+extern "C" int msnr_cuda_mem_info(size_t* free_bytes, size_t* total_bytes) {
+  using MemGetInfo = int (*)(size_t*, size_t*);
+  auto mem_get_info = reinterpret_cast<MemGetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+  return mem_get_info != nullptr && mem_get_info(free_bytes, total_bytes) == 0 ? 1 : 0;
+}

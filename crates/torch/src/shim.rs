@@ -7,6 +7,7 @@
 //! - `p.grad = None` (tch can only zero a gradient, which keeps its memory);
 //! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`);
 //! - libtorch's Kineto profiler (for the benchmarks: a Chrome trace like `torch.profiler`'s);
+//! - the CUDA device's free memory (`cudaMemGetInfo`, for `train`'s automatic loader);
 //! - c10d's store, Gloo process group and all-reduce, for data-parallel training ([`c10d`]).
 
 pub mod c10d;
@@ -20,6 +21,7 @@ extern "C" {
     fn msnr_autocast_exit(prev: c_int, prev_dtype: c_int);
     fn msnr_autocast_state(bf16: *mut c_int) -> c_int;
     fn msnr_clear_grad(t: *mut c_void);
+    fn msnr_cuda_mem_info(free: *mut usize, total: *mut usize) -> c_int;
     fn msnr_profile_start(err: *mut c_char, err_len: usize) -> c_int;
     fn msnr_profile_stop(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
     fn msnr_pin_memory(t: *const c_void, out: *mut *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
@@ -85,6 +87,15 @@ pub fn pin_memory(t: &Tensor) -> Result<Tensor, TchError> {
     // SAFETY: on success `out` is a heap `at::Tensor` owned by the returned Tensor, which frees
     // it with `delete` as tch does for its own tensors.
     Ok(unsafe { Tensor::from_ptr(out.cast()) })
+}
+
+/// The free bytes of the current CUDA device, or `None` without a CUDA runtime or device.
+#[must_use]
+pub fn cuda_free_memory() -> Option<u64> {
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: both pointers are live locals the call writes to.
+    let ok = unsafe { msnr_cuda_mem_info(&raw mut free, &raw mut total) } != 0;
+    ok.then(|| u64::try_from(free).unwrap_or(u64::MAX))
 }
 
 /// Drops `var`'s gradient (Python's `var.grad = None`), freeing its memory.
@@ -225,6 +236,13 @@ mod tests {
         profile_stop(&path).unwrap();
         let trace = std::fs::read_to_string(&path).unwrap();
         assert!(trace.contains("traceEvents") && trace.contains("aten::mm"), "{}", &trace[..trace.len().min(500)]);
+    }
+
+    #[test]
+    fn the_gpu_memory_is_known_exactly_where_cuda_is() {
+        let free = cuda_free_memory();
+        assert_eq!(free.is_some(), tch::Cuda::is_available(), "{free:?}");
+        assert!(free.is_none_or(|bytes| bytes > 0));
     }
 
     #[test]

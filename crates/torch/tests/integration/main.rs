@@ -2,7 +2,8 @@
 //! their PyTorch references, the samplers, one training step against the seed repo's
 //! `training_losses`, FID's network and metrics against pytorch-fid, scipy and
 //! torch-fidelity, the VAE against diffusers, the train, sample and `vae_encode`
-//! stages end to end, and data-parallel training (c10d Gloo) against one process.
+//! stages end to end, `train`'s resident and streaming loaders against each other, and
+//! data-parallel training (c10d Gloo) against one process.
 
 mod checkpoint;
 mod ddp;
@@ -13,5 +14,6 @@ mod models;
 mod sample_stage;
 mod sampler;
 mod step;
+mod stream;
 mod train;
 mod vae;

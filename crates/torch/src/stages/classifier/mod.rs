@@ -74,7 +74,8 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     Ok(StageResult { metrics, pins: BTreeMap::new() })
 }
 
-/// Adam on cross-entropy over seeded batches of `train`; returns the last loss.
+/// Adam on cross-entropy over seeded batches of `train`, the learning rate on a cosine
+/// decay to 0 (Loshchilov & Hutter 2017, without restarts); returns the last loss.
 fn fit(
     net: &LeNet,
     vs: &VarStore,
@@ -87,9 +88,11 @@ fn fit(
     let batch = i64::try_from(p.batch).unwrap_or(i64::MAX).min(train.size()[0]);
     let mut last = f64::NAN;
     for step in 1..=p.steps {
+        opt.set_lr(cosine_lr(p.lr, step - 1, p.steps));
         let pick = Tensor::randint(train.size()[0], [batch], (Kind::Int64, train.device()));
         let idx = train.index_select(0, &pick);
-        let loss = net.logits(&shifted(&data.batch(&idx))).cross_entropy_for_logits(&data.labels.index_select(0, &idx));
+        let images = shifted(&data.batch(&idx));
+        let loss = net.logits_t(&images, true).cross_entropy_for_logits(&data.labels.index_select(0, &idx));
         opt.backward_step(&loss);
         if step % 50 == 0 || step == p.steps {
             last = loss.double_value(&[]);
@@ -102,19 +105,33 @@ fn fit(
     Ok(last)
 }
 
-/// The batch moved by a random offset of up to [`SHIFT`] pixels in each direction, the
-/// uncovered border filled with the background (-1): the classic augmentation that lets a
-/// `LeNet` reach ~99% on MNIST from a few thousand digits.
-fn shifted(x: &Tensor) -> Tensor {
-    let (h, w) = (x.size()[2], x.size()[3]);
-    let offset = Tensor::randint(2 * SHIFT + 1, [2], (Kind::Int64, Device::Cpu));
-    let (dy, dx) = (offset.int64_value(&[0]), offset.int64_value(&[1]));
-    let padded = (x + 1.0).constant_pad_nd([SHIFT, SHIFT, SHIFT, SHIFT]) - 1.0;
-    padded.narrow(2, dy, h).narrow(3, dx, w)
+/// The learning rate of step `done` (0-based) of `steps`: `lr (1 + cos(pi done / steps)) / 2`.
+#[allow(clippy::cast_precision_loss)]
+fn cosine_lr(lr: f64, done: u64, steps: u64) -> f64 {
+    lr * 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / steps as f64).cos())
 }
 
-/// The largest training shift, in pixels.
-const SHIFT: i64 = 2;
+/// Each image moved by its own random offset of up to [`max_shift`] pixels in each
+/// direction, the uncovered border filled with the background (-1): the classic
+/// augmentation that lets a small CNN reach ~99% on MNIST from a few thousand digits.
+fn shifted(x: &Tensor) -> Tensor {
+    let [n, c, h, w] = x.size()[..] else { unreachable!("images are [n, c, h, w]") };
+    let s = max_shift(h.min(w));
+    let padded = (x + 1.0).constant_pad_nd([s, s, s, s]) - 1.0;
+    let offsets = |side: i64| {
+        let start = Tensor::randint(2 * s + 1, [n, 1], (Kind::Int64, x.device()));
+        start + Tensor::arange(side, (Kind::Int64, x.device())).unsqueeze(0)
+    };
+    let rows = offsets(h).view([n, 1, h, 1]).expand([n, c, h, w + 2 * s], false);
+    let cols = offsets(w).view([n, 1, 1, w]).expand([n, c, h, w], false);
+    padded.gather(2, &rows, false).gather(3, &cols, false)
+}
+
+/// The largest training shift for images of side `side`: one pixel per 14 (2 on MNIST's
+/// 28, 1 on its 14x14 downsampling), at least 1.
+fn max_shift(side: i64) -> i64 {
+    ((side + 7) / 14).max(1)
+}
 
 /// The share of `idx`'s items whose predicted class is their label.
 fn accuracy(net: &LeNet, data: &TrainData, idx: &Tensor) -> f64 {
@@ -246,6 +263,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("takes 1x28x28 images, these are 3x28x28"));
+    }
+
+    #[test]
+    fn the_learning_rate_decays_on_a_half_cosine_to_zero() {
+        assert!((cosine_lr(1e-3, 0, 100) - 1e-3).abs() < 1e-15);
+        assert!((cosine_lr(1e-3, 50, 100) - 5e-4).abs() < 1e-15);
+        assert!(cosine_lr(1e-3, 99, 100) < 1e-6);
+    }
+
+    #[test]
+    fn each_image_moves_by_its_own_offset_within_the_limit() {
+        tch::manual_seed(3);
+        let (n, side) = (64, 14);
+        let mut x = Tensor::full([n, 1, side, side], -1.0, (Kind::Float, Device::Cpu));
+        let _ = x.narrow(2, 7, 1).narrow(3, 6, 1).fill_(1.0);
+        let out = shifted(&x);
+        assert_eq!(out.size(), [n, 1, side, side]);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..n {
+            let img = out.get(i).get(0);
+            assert_eq!(img.eq(1.0).sum(Kind::Int64).int64_value(&[]), 1, "the dot is kept whole");
+            assert_eq!(img.eq(-1.0).sum(Kind::Int64).int64_value(&[]), side * side - 1, "background elsewhere");
+            let at = img.argmax(None, false).int64_value(&[]);
+            let (dy, dx) = (at / side - 7, at % side - 6);
+            assert!(dy.abs() <= max_shift(side) && dx.abs() <= max_shift(side), "offset ({dy}, {dx})");
+            seen.insert((dy, dx));
+        }
+        assert!(seen.len() >= 7, "per-image offsets, not one per batch: {seen:?}");
+        assert_eq!((max_shift(14), max_shift(28), max_shift(4), max_shift(64)), (1, 2, 1, 5));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::diffusion::weighting::Weighting;
 use msnr::nets::NetParams;
 use msnr::stages::params::Source;
 pub use msnr::stages::train::Precision;
-use msnr::stages::train::TrainParams;
+use msnr::stages::train::{LoaderChoice, TrainParams};
 use msnr::stages::{StageError, StageSpec};
 
 /// Everything the training loop needs besides the data and the net.
@@ -51,6 +51,8 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Steps between log records.
     pub log_every: u64,
+    /// How batches reach the device (never changes the result).
+    pub loader: LoaderChoice,
 }
 
 impl TrainConfig {
@@ -83,6 +85,7 @@ impl TrainConfig {
             grad_clip: p.grad_clip,
             checkpoint_every: p.checkpoint_every,
             log_every: p.log_every,
+            loader: p.loader,
         })
     }
 }

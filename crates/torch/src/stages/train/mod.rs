@@ -14,7 +14,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod ddp;
+pub mod loader;
 pub mod log;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -24,8 +26,8 @@ use tch::{Device, Kind, Tensor};
 
 use self::checkpoint::Parts;
 use self::config::{Precision, TrainConfig};
-use self::data::TrainData;
 use self::ddp::Group;
+use self::loader::{Run, TrainLoader};
 use self::log::{Log, Sums};
 use crate::diffusion::ema::Ema;
 use crate::diffusion::flat::FlatParams;
@@ -57,7 +59,8 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
                 .into(),
         ));
     }
-    let data = TrainData::load(&spec.source_dir(&cfg.data)?, device)?;
+    let run = Run { device, batch: cfg.batch, end: cfg.steps };
+    let data = TrainLoader::open(&spec.source_dir(&cfg.data)?, cfg.loader, run, reporter)?;
     let mut state = State::new(&cfg, &data, device)?;
     let start = match checkpoint::load(&spec.work_dir, &mut state.parts())? {
         Some(step) => {
@@ -115,7 +118,7 @@ struct State {
 }
 
 impl State {
-    fn new(cfg: &TrainConfig, data: &TrainData, device: Device) -> Result<Self, StageError> {
+    fn new(cfg: &TrainConfig, data: &TrainLoader, device: Device) -> Result<Self, StageError> {
         let vs = VarStore::new(device);
         let net = build_net(cfg, data, &vs)?;
         let params = FlatParams::new(&vs).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -145,7 +148,7 @@ impl State {
 fn continue_shorter(
     spec: &StageSpec,
     cfg: &TrainConfig,
-    data: &TrainData,
+    data: &TrainLoader,
     state: &mut State,
     lead: bool,
     reporter: &dyn Reporter,
@@ -186,7 +189,7 @@ fn continue_shorter(
 }
 
 /// Builds the net for the data's shape, seeded with the stage's seed.
-fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<dyn Denoiser>, StageError> {
+fn build_net(cfg: &TrainConfig, data: &TrainLoader, vs: &VarStore) -> Result<Box<dyn Denoiser>, StageError> {
     let [channels, h, w] = data.shape;
     if h != w {
         return Err(StageError::param("data", format!("the nets take square images; the data is {h}x{w}")));
@@ -205,7 +208,7 @@ fn build_net(cfg: &TrainConfig, data: &TrainData, vs: &VarStore) -> Result<Box<d
 /// The training loop's fixed inputs.
 struct Trainer<'a> {
     cfg: &'a TrainConfig,
-    data: &'a TrainData,
+    data: &'a TrainLoader,
     net: &'a dyn Denoiser,
     params: &'a FlatParams,
     device: Device,
@@ -313,7 +316,7 @@ impl Trainer<'_> {
         let mut last_logged = f64::NAN;
         let mut pending = Pending::default();
         for step in start..self.cfg.steps {
-            let batch = self.draw(step);
+            let batch = self.draw(step)?;
             let (terms, apply) = self.step(&schedule, &factors, &batch)?;
             pending.push(step, &terms, &batch.t);
             // A float16 step with overflowing gradients is skipped (the scaler backs off).
@@ -388,20 +391,22 @@ impl Trainer<'_> {
     }
 
     /// Step `k`'s batch, timesteps and noise, all from the generator seeded with (seed, k):
-    /// data-parallel ranks draw the same global batch and keep their shard of each draw.
-    fn draw(&self, step: u64) -> Batch {
+    /// data-parallel ranks draw the same global batch and keep their shard of it.
+    fn draw(&self, step: u64) -> Result<Batch, StageError> {
         let seed = mix(self.cfg.seed, step);
-        tch::manual_seed(seed_i64(generator_seed(self.cfg.seed, step)));
         let (n, b, dev) = (self.data.len(), self.cfg.batch, self.device);
-        let idx = self.local(Tensor::randint(n, [b], (Kind::Int64, dev)));
-        let mut x0 = self.data.batch(&idx);
+        let indices = |k: u64| {
+            tch::manual_seed(seed_i64(generator_seed(self.cfg.seed, k)));
+            Tensor::randint(n, [b], (Kind::Int64, dev))
+        };
+        let (mut x0, labels) = self.data.batch(step, &indices)?;
         if self.cfg.flip {
-            let flip = self.local(Tensor::rand([b, 1, 1, 1], (Kind::Float, dev))).lt(0.5);
+            let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, dev)).lt(0.5);
             x0 = x0.flip([3]).where_self(&flip, &x0);
         }
         let y = (self.net.num_classes() > 0).then(|| {
-            let y = self.data.labels.index_select(0, &idx);
-            let drop = self.local(Tensor::rand([b], (Kind::Float, dev))).lt(self.cfg.label_dropout);
+            let y = labels;
+            let drop = Tensor::rand([b], (Kind::Float, dev)).lt(self.cfg.label_dropout);
             // A net without the null label's row trains without dropout (the checker refuses
             // dropout there), so nothing is dropped.
             match self.net.null_label() {
@@ -409,24 +414,16 @@ impl Trainer<'_> {
                 None => y,
             }
         });
-        let t = self.local(
-            TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev),
-        );
-        let [channels, height, width] = self.data.shape;
-        let eps = self.local(Tensor::randn([b, channels, height, width], (x0.kind(), dev)));
+        let t =
+            TimestepSampler::new(self.cfg.schedule.steps(), mix(seed, 1)).sample(usize::try_from(b).unwrap_or(1), dev);
+        let eps = x0.randn_like();
         if let Some(group) = self.group {
             // The forward's own draws (dropout) differ between ranks, as each example's would.
             tch::manual_seed(seed_i64(mix(seed, 2 + u64::try_from(group.rank()).unwrap_or(0))));
+            let (x0, t, eps) = (group.shard(&x0), group.shard(&t), group.shard(&eps));
+            return Ok(Batch { x0, y: y.map(|y| group.shard(&y)), t, eps });
         }
-        Batch { x0, y, t, eps }
-    }
-
-    /// This rank's shard of a global draw (all of it on one device).
-    fn local(&self, t: Tensor) -> Tensor {
-        match self.group {
-            Some(group) => group.shard(&t),
-            None => t,
-        }
+        Ok(Batch { x0, y, t, eps })
     }
 
     #[allow(clippy::cast_precision_loss)]
@@ -447,7 +444,7 @@ fn write_outputs(
     vs: &VarStore,
     params: &FlatParams,
     ema: &Ema,
-    data: &TrainData,
+    data: &TrainLoader,
     log: &Log,
 ) -> Result<(), StageError> {
     let out = &spec.out_dir;
@@ -456,12 +453,14 @@ fn write_outputs(
     vs.save(out.join("model.safetensors")).map_err(|e| failed("model.safetensors", &e))?;
     let shadow = params.named_views(ema.shadow());
     Tensor::write_safetensors(&shadow, out.join("ema.safetensors")).map_err(|e| failed("ema.safetensors", &e))?;
-    // `devices = 1` is left out, as from the cache key: one-device artifacts keep the bytes
-    // (and lockfile output hashes) they had before the parameter existed.
-    let mut params = spec.params.clone();
-    if params.get("devices") == Some(&msnr::lang::Value::Int(1)) {
-        params.remove("devices");
-    }
+    // Execution-only parameters (the loader) are not part of the result, nor is `devices = 1`
+    // (left out of the key too: one-device artifacts keep the bytes they had before it existed).
+    let one_device = |name: &str, v: &msnr::lang::Value| name == "devices" && v.as_int() == Some(1);
+    let params: BTreeMap<&String, &msnr::lang::Value> = spec
+        .params
+        .iter()
+        .filter(|(name, v)| !msnr::stages::kinds::execution_only("train", name) && !one_device(name, v))
+        .collect();
     let config = serde_json::json!({
         "params": params,
         "data": { "channels": data.shape[0], "height": data.shape[1], "width": data.shape[2], "num_classes": data.num_classes },
