@@ -1,0 +1,275 @@
+//! Running stages as SLURM jobs (`msnr run --executor slurm`, or `[executor] kind =
+//! "slurm"` in `msnr.toml`).
+//!
+//! The executor keys, locks and stages each stale stage exactly as it does locally (the
+//! store must be on a filesystem the compute nodes share); then, instead of starting a
+//! worker, this module writes the stage's spec and a batch script into the stage's work
+//! folder and submits it with `sbatch`, with the resources [`config`] gives it. The job
+//! runs the very command the local executor runs (`msnr-worker SPEC`, or `msnr worker
+//! SPEC` for the kinds without libtorch), its event lines going to a file that msnr tails
+//! for progress; msnr follows the job with `squeue` (then `sacct`), and when it has
+//! ended commits the result, or fails the stage with SLURM's state and reason. A job that
+//! is cancelled, fails or runs out of time leaves nothing in the store; its work folder
+//! (a training's checkpoints) stays, so a re-run resumes.
+//!
+//! A stage is submitted once its inputs are stored, not before: its key (hence its work
+//! folder, and whether it needs to run at all) depends on its inputs' output hashes.
+
+pub mod config;
+pub mod job;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::stages::{Exec, Kind, Reporter, StageError, StageResult, StageSpec};
+
+use super::interrupt;
+use super::worker::{self, Placement, Reported};
+use config::SlurmConfig;
+use job::JobState;
+
+/// How often the event file is read and Ctrl-C looked for while a job runs.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How often a job is queried once its worker reported its end (it is about to end).
+const FINISHING_POLL: Duration = Duration::from_millis(200);
+
+/// State queries that may fail in a row (a busy controller) before the stage fails.
+const QUERY_RETRIES: u32 = 30;
+
+/// The SLURM executor's settings.
+#[derive(Clone, Debug, Default)]
+pub struct Slurm {
+    /// `[slurm]` of `msnr.toml`.
+    pub config: SlurmConfig,
+}
+
+/// The files of one stage's job, in its work folder.
+struct JobFiles {
+    spec: PathBuf,
+    script: PathBuf,
+    events: PathBuf,
+    log: PathBuf,
+    /// SLURM's own output (`slurm-<id>.out`; `%j` in the pattern).
+    slurm_out: String,
+}
+
+impl JobFiles {
+    fn new(work_dir: &Path) -> Self {
+        Self {
+            spec: work_dir.join("spec.json"),
+            script: work_dir.join("job.sh"),
+            events: work_dir.join("events"),
+            log: work_dir.join("worker.log"),
+            slurm_out: work_dir.join("slurm-%j.out").to_string_lossy().into_owned(),
+        }
+    }
+}
+
+impl Slurm {
+    /// Runs the staged `spec` (a stage of kind `info`) as one job and waits for its end.
+    ///
+    /// # Errors
+    /// The stage's own error, a job SLURM refused, or one that ended without a result
+    /// (cancelled, failed, out of time or memory), with SLURM's state and reason.
+    pub fn run(&self, info: &Kind, spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
+        let files = JobFiles::new(&spec.work_dir);
+        let resources = self.config.resources(info, spec);
+        let json = serde_json::to_vec_pretty(spec).map_err(|e| StageError::Failed(e.to_string()))?;
+        std::fs::write(&files.spec, json).map_err(|e| StageError::io(&files.spec, e))?;
+        let script = script(&command(info, &files.spec)?, resources.cpus, &files);
+        std::fs::write(&files.script, script).map_err(|e| StageError::io(&files.script, e))?;
+        let mut args = vec![
+            format!("--job-name=msnr:{}", spec.name),
+            format!("--output={}", files.slurm_out),
+            format!("--chdir={}", spec.work_dir.display()),
+        ];
+        args.extend(resources.args());
+        let id = Jobs::submit(&args, &files.script).map_err(|e| StageError::Failed(format!("sbatch: {e}")))?;
+        reporter.log(&format!("submitted as SLURM job {id} ({})", resources.args().join(" ")));
+        let ended = self.follow(&id, &files, reporter);
+        Jobs::forget(&id);
+        let (state, reported) = ended?;
+        match reported {
+            Some(Ok(result)) if state.state == "COMPLETED" => Ok(result),
+            Some(Err(e)) => Err(e),
+            _ => Err(StageError::Failed(ended_message(&spec.name, &id, &state, &files))),
+        }
+    }
+
+    /// Relays the job's events until it ends; returns its last state and what the worker reported.
+    fn follow(&self, id: &str, files: &JobFiles, reporter: &dyn Reporter) -> Result<(JobState, Reported), StageError> {
+        let mut tail = Tail::new(&files.events);
+        let (mut reported, mut failures, mut said) = (None, 0, String::new());
+        let poll = Duration::from_secs_f64(self.config.poll());
+        let mut next_query = Instant::now();
+        loop {
+            tail.relay(reporter, &mut reported);
+            if interrupt::received().is_some() {
+                job::cancel(id);
+                return Err(StageError::Failed(format!("interrupted; SLURM job {id} cancelled")));
+            }
+            if Instant::now() >= next_query {
+                match job::query(id) {
+                    Ok(state) if state.ended() => {
+                        tail.relay(reporter, &mut reported);
+                        return Ok((state, reported));
+                    }
+                    Ok(state) => {
+                        failures = 0;
+                        if state.describe() != said {
+                            said = state.describe();
+                            reporter.log(&format!("SLURM job {id} {said}"));
+                        }
+                    }
+                    Err(e) if failures >= QUERY_RETRIES => return Err(StageError::Failed(e)),
+                    Err(_) => failures += 1,
+                }
+                next_query = Instant::now() + if reported.is_some() { FINISHING_POLL } else { poll };
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// Why a job ended without a result: SLURM's state and reason, the hint that goes with
+/// it, and the last lines of the worker's log and of SLURM's own output.
+fn ended_message(stage: &str, id: &str, state: &JobState, files: &JobFiles) -> String {
+    let hint = match state.state.as_str() {
+        "TIMEOUT" => "; raise its `time` in msnr.toml ([slurm.stage.NAME])",
+        "OUT_OF_MEMORY" => "; raise its `mem` in msnr.toml ([slurm.stage.NAME])",
+        "COMPLETED" => " without its worker reporting a result",
+        _ => "",
+    };
+    let message = format!("SLURM job {id} of stage `{stage}` ended {}{hint}", state.describe());
+    let message = worker::with_log_tail(message, &files.log);
+    worker::with_log_tail(message, Path::new(&files.slurm_out.replace("%j", id)))
+}
+
+/// The worker command line the local executor would run for this kind.
+fn command(info: &Kind, spec: &Path) -> Result<Vec<PathBuf>, StageError> {
+    let exe = match info.exec {
+        Exec::Worker => return Ok(vec![worker::worker_path()?, spec.to_path_buf()]),
+        _ => std::env::current_exe().map_err(|e| StageError::Failed(format!("cannot locate msnr: {e}")))?,
+    };
+    Ok(vec![exe, PathBuf::from("worker"), spec.to_path_buf()])
+}
+
+/// The batch script: the thread variables a local worker gets for `cpus` cores, then the
+/// worker with its events and log redirected into the work folder.
+fn script(command: &[PathBuf], cpus: u32, files: &JobFiles) -> String {
+    let threads = usize::try_from(cpus).unwrap_or(1);
+    let mut text = String::from("#!/bin/sh\n# Written by msnr run --executor slurm: one stage's worker.\n");
+    for (var, value) in (Placement { threads, gpu: None }).env() {
+        text.push_str(&format!("export {var}={value}\n"));
+    }
+    let words: Vec<String> = command.iter().map(|w| quote(&w.to_string_lossy())).collect();
+    let (events, log) = (quote(&files.events.to_string_lossy()), quote(&files.log.to_string_lossy()));
+    text.push_str(&format!("exec {} >{events} 2>{log}\n", words.join(" ")));
+    text
+}
+
+/// `text` as one single-quoted shell word.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Reads the lines a running job appends to its event file.
+struct Tail {
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl Tail {
+    fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), offset: 0, partial: String::new() }
+    }
+
+    /// Relays the complete lines written since the last call.
+    fn relay(&mut self, reporter: &dyn Reporter, reported: &mut Reported) {
+        let Ok(mut file) = File::open(&self.path) else { return };
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut reader = BufReader::new(file);
+        let mut line = std::mem::take(&mut self.partial);
+        while let Ok(n) = reader.read_line(&mut line) {
+            if n == 0 {
+                break;
+            }
+            self.offset += n as u64;
+            if !line.ends_with('\n') {
+                break;
+            }
+            worker::relay(line.trim_end(), reporter, reported);
+            line.clear();
+        }
+        self.partial = line;
+    }
+}
+
+/// The jobs of this run that have not ended.
+static JOBS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The list of this run's jobs.
+struct Jobs;
+
+impl Jobs {
+    /// Submits a job and records it; cancels it at once if the run is being interrupted.
+    fn submit(args: &[String], script: &Path) -> Result<String, String> {
+        let id = job::submit(args, script)?;
+        JOBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(id.clone());
+        if interrupt::received().is_some() {
+            job::cancel(&id);
+        }
+        Ok(id)
+    }
+
+    fn forget(id: &str) {
+        JOBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|j| j != id);
+    }
+}
+
+/// Cancels every job of this run (on Ctrl-C).
+pub fn cancel_all() {
+    for id in JOBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        job::cancel(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::Silent;
+
+    #[test]
+    fn the_script_runs_the_worker_command_with_the_jobs_threads() {
+        let files = JobFiles::new(Path::new("/s/work/k"));
+        let text = script(&[PathBuf::from("/bin/msnr-worker"), PathBuf::from("/s/it's/spec.json")], 2, &files);
+        assert!(text.contains("export MSNR_THREADS=2\nexport OMP_NUM_THREADS=2\n"), "{text}");
+        assert!(
+            text.ends_with("exec '/bin/msnr-worker' '/s/it'\\''s/spec.json' >'/s/work/k/events' 2>'/s/work/k/worker.log'\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_tail_relays_only_complete_lines_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events");
+        let mut tail = Tail::new(&path);
+        let mut reported = None;
+        tail.relay(&Silent, &mut reported);
+        std::fs::write(&path, "@msnr {\"log\":\"a\"}\n@msnr {\"err").unwrap();
+        tail.relay(&Silent, &mut reported);
+        assert!(reported.is_none());
+        std::fs::write(&path, "@msnr {\"log\":\"a\"}\n@msnr {\"error\":\"bad\"}\n").unwrap();
+        tail.relay(&Silent, &mut reported);
+        assert!(matches!(reported, Some(Err(StageError::Failed(ref e))) if e == "bad"), "{reported:?}");
+        assert_eq!(tail.offset, std::fs::metadata(&path).unwrap().len());
+    }
+}
