@@ -8,13 +8,13 @@ use crate::cache::{LockEntry, Lockfile, Store, Versions};
 use crate::console;
 use crate::run::executor::{Executor, Outcome, Resources};
 use crate::run::interrupt;
-use crate::run::launcher::Launcher;
-use crate::run::slurm::config::{ExecutorKind, ProjectConfig};
-use crate::run::slurm::{self, Slurm};
 use crate::run::keys::{self, Keyer};
+use crate::run::launcher::Launcher;
 use crate::run::progress::Progress;
 use crate::run::project::Project;
 use crate::run::roots;
+use crate::run::slurm::config::{ExecutorKind, ProjectConfig};
+use crate::run::slurm::{self, Slurm};
 use crate::run::{budget, device};
 use crate::stages::kinds;
 

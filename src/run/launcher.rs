@@ -46,9 +46,7 @@ impl Launcher {
         placement: &Placement,
     ) -> Result<StageResult, StageError> {
         match (self, info.exec) {
-            (_, Exec::Planned) => {
-                Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", spec.kind)))
-            }
+            (_, Exec::Planned) => Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", spec.kind))),
             (Self::Local, Exec::Local(run)) => run(spec, reporter),
             (Self::Local, Exec::Worker) => worker::run(spec, reporter, placement),
             (Self::Slurm(slurm), _) => slurm.run(info, spec, reporter),

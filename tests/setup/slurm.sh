@@ -22,7 +22,7 @@ command -v apt-get >/dev/null 2>&1 || give_up "no apt-get: install slurm-wlm and
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
   say "installing Debian's slurm-wlm and munge"
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get update -qq && apt-get install -y -qq slurm-wlm munge; } >&2 || give_up "apt-get could not install slurm-wlm and munge"
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends slurm-wlm munge; } >&2 || give_up "apt-get could not install slurm-wlm and munge"
 fi
 
 host=$(hostname -s)

@@ -252,7 +252,9 @@ mod tests {
         let text = script(&[PathBuf::from("/bin/msnr-worker"), PathBuf::from("/s/it's/spec.json")], 2, &files);
         assert!(text.contains("export MSNR_THREADS=2\nexport OMP_NUM_THREADS=2\n"), "{text}");
         assert!(
-            text.ends_with("exec '/bin/msnr-worker' '/s/it'\\''s/spec.json' >'/s/work/k/events' 2>'/s/work/k/worker.log'\n"),
+            text.ends_with(
+                "exec '/bin/msnr-worker' '/s/it'\\''s/spec.json' >'/s/work/k/events' 2>'/s/work/k/worker.log'\n"
+            ),
             "{text}"
         );
     }
