@@ -18,6 +18,7 @@
 pub mod config;
 pub mod job;
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -92,8 +93,8 @@ impl Slurm {
         reporter.log(&format!("submitted as SLURM job {id} ({})", resources.args().join(" ")));
         let ended = self.follow(&id, &files, reporter);
         Jobs::forget(&id);
-        let (state, reported) = ended?;
-        match reported {
+        let (state, outcome) = ended?;
+        match outcome {
             Some(Ok(result)) if state.state == "COMPLETED" => Ok(result),
             Some(Err(e)) => Err(e),
             _ => Err(StageError::Failed(ended_message(&spec.name, &id, &state, &files))),
@@ -103,11 +104,11 @@ impl Slurm {
     /// Relays the job's events until it ends; returns its last state and what the worker reported.
     fn follow(&self, id: &str, files: &JobFiles, reporter: &dyn Reporter) -> Result<(JobState, Reported), StageError> {
         let mut tail = Tail::new(&files.events);
-        let (mut reported, mut failures, mut said) = (None, 0, String::new());
+        let (mut outcome, mut failures, mut said) = (None, 0, String::new());
         let poll = Duration::from_secs_f64(self.config.poll());
         let mut next_query = Instant::now();
         loop {
-            tail.relay(reporter, &mut reported);
+            tail.relay(reporter, &mut outcome);
             if interrupt::received().is_some() {
                 job::cancel(id);
                 return Err(StageError::Failed(format!("interrupted; SLURM job {id} cancelled")));
@@ -115,8 +116,8 @@ impl Slurm {
             if Instant::now() >= next_query {
                 match job::query(id) {
                     Ok(state) if state.ended() => {
-                        tail.relay(reporter, &mut reported);
-                        return Ok((state, reported));
+                        tail.relay(reporter, &mut outcome);
+                        return Ok((state, outcome));
                     }
                     Ok(state) => {
                         failures = 0;
@@ -128,7 +129,7 @@ impl Slurm {
                     Err(e) if failures >= QUERY_RETRIES => return Err(StageError::Failed(e)),
                     Err(_) => failures += 1,
                 }
-                next_query = Instant::now() + if reported.is_some() { FINISHING_POLL } else { poll };
+                next_query = Instant::now() + if outcome.is_some() { FINISHING_POLL } else { poll };
             }
             std::thread::sleep(TICK);
         }
@@ -137,14 +138,14 @@ impl Slurm {
 
 /// Why a job ended without a result: SLURM's state and reason, the hint that goes with
 /// it, and the last lines of the worker's log and of SLURM's own output.
-fn ended_message(stage: &str, id: &str, state: &JobState, files: &JobFiles) -> String {
-    let hint = match state.state.as_str() {
+fn ended_message(stage: &str, id: &str, job: &JobState, files: &JobFiles) -> String {
+    let hint = match job.state.as_str() {
         "TIMEOUT" => "; raise its `time` in msnr.toml ([slurm.stage.NAME])",
         "OUT_OF_MEMORY" => "; raise its `mem` in msnr.toml ([slurm.stage.NAME])",
         "COMPLETED" => " without its worker reporting a result",
         _ => "",
     };
-    let message = format!("SLURM job {id} of stage `{stage}` ended {}{hint}", state.describe());
+    let message = format!("SLURM job {id} of stage `{stage}` ended {}{hint}", job.describe());
     let message = worker::with_log_tail(message, &files.log);
     worker::with_log_tail(message, Path::new(&files.slurm_out.replace("%j", id)))
 }
@@ -164,11 +165,11 @@ fn script(command: &[PathBuf], cpus: u32, files: &JobFiles) -> String {
     let threads = usize::try_from(cpus).unwrap_or(1);
     let mut text = String::from("#!/bin/sh\n# Written by msnr run --executor slurm: one stage's worker.\n");
     for (var, value) in (Placement { threads, gpu: None }).env() {
-        text.push_str(&format!("export {var}={value}\n"));
+        let _ = writeln!(text, "export {var}={value}");
     }
     let words: Vec<String> = command.iter().map(|w| quote(&w.to_string_lossy())).collect();
     let (events, log) = (quote(&files.events.to_string_lossy()), quote(&files.log.to_string_lossy()));
-    text.push_str(&format!("exec {} >{events} 2>{log}\n", words.join(" ")));
+    let _ = writeln!(text, "exec {} >{events} 2>{log}", words.join(" "));
     text
 }
 
@@ -190,7 +191,7 @@ impl Tail {
     }
 
     /// Relays the complete lines written since the last call.
-    fn relay(&mut self, reporter: &dyn Reporter, reported: &mut Reported) {
+    fn relay(&mut self, reporter: &dyn Reporter, outcome: &mut Reported) {
         let Ok(mut file) = File::open(&self.path) else { return };
         if file.seek(SeekFrom::Start(self.offset)).is_err() {
             return;
@@ -205,7 +206,7 @@ impl Tail {
             if !line.ends_with('\n') {
                 break;
             }
-            worker::relay(line.trim_end(), reporter, reported);
+            worker::relay(line.trim_end(), reporter, outcome);
             line.clear();
         }
         self.partial = line;
@@ -244,7 +245,7 @@ pub fn cancel_all() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::Silent;
+    use crate::stages::spec::Silent;
 
     #[test]
     fn the_script_runs_the_worker_command_with_the_jobs_threads() {
@@ -264,14 +265,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events");
         let mut tail = Tail::new(&path);
-        let mut reported = None;
-        tail.relay(&Silent, &mut reported);
+        let mut outcome = None;
+        tail.relay(&Silent, &mut outcome);
         std::fs::write(&path, "@msnr {\"log\":\"a\"}\n@msnr {\"err").unwrap();
-        tail.relay(&Silent, &mut reported);
-        assert!(reported.is_none());
+        tail.relay(&Silent, &mut outcome);
+        assert!(outcome.is_none());
         std::fs::write(&path, "@msnr {\"log\":\"a\"}\n@msnr {\"error\":\"bad\"}\n").unwrap();
-        tail.relay(&Silent, &mut reported);
-        assert!(matches!(reported, Some(Err(StageError::Failed(ref e))) if e == "bad"), "{reported:?}");
+        tail.relay(&Silent, &mut outcome);
+        assert!(matches!(outcome, Some(Err(StageError::Failed(ref e))) if e == "bad"), "{outcome:?}");
         assert_eq!(tail.offset, std::fs::metadata(&path).unwrap().len());
     }
 }
