@@ -102,15 +102,12 @@ fn pausing_worker(p: &Project) -> PathBuf {
     path
 }
 
-/// The work folder of the paused training and its SLURM job id (from SLURM's output file
-/// `slurm-<id>.out` there).
+/// The work folder of the paused training and its latest SLURM job id (from the `job` file
+/// msnr writes there).
 fn paused_job(p: &Project) -> Option<(PathBuf, String)> {
     let work = std::fs::read_dir(p.path(".msnr/work")).ok()?;
     let dir = work.filter_map(Result::ok).map(|e| e.path()).find(|d| d.join("paused").exists())?;
-    let id = std::fs::read_dir(&dir).ok()?.filter_map(Result::ok).find_map(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        Some(name.strip_prefix("slurm-")?.strip_suffix(".out")?.to_string())
-    })?;
+    let id = std::fs::read_to_string(dir.join("job")).ok()?.trim().to_string();
     Some((dir, id))
 }
 
@@ -139,7 +136,22 @@ fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes
     assert_eq!(p.store_entries().len(), 2, "nothing of the cancelled training is stored");
     assert_eq!(p.tmp_entries(), 0);
     assert!(work.join("ckpt/state.json").exists(), "its checkpoint stays for the re-run");
+    // A run killed outright leaves its job running (here frozen); the next run cancels it
+    // before submitting its own, so two jobs never write one work folder.
+    std::fs::remove_file(work.join("paused")).unwrap();
+    let mut run = p.cmd(&["run", "p.msnr"]);
+    let mut child =
+        run.env("MSNR_WORKER", pausing_worker(&p)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the resumed job to pause", Duration::from_secs(60), || paused_job(&p).is_some_and(|(_, j)| j != id));
+    let (_, left) = paused_job(&p).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
     let again = p.msnr(&["run", "p.msnr"]);
-    again.success().stderr_has("msnr: m: resuming from the checkpoint at step ").stderr_has("1 ran, 2 cached");
+    again
+        .success()
+        .stderr_has(&format!("cancelling SLURM job {left}, left running by an earlier run of this stage"))
+        .stderr_has("msnr: m: resuming from the checkpoint at step ")
+        .stderr_has("1 ran, 2 cached");
     assert_eq!(p.store_entries().len(), 3);
+    assert_eq!(p.tmp_entries(), 0, "the killed run's staging folder was removed");
 }

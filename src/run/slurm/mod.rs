@@ -48,8 +48,13 @@ pub struct Slurm {
     pub config: SlurmConfig,
 }
 
+/// How long a job left by an earlier run may take to end once cancelled.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(120);
+
 /// The files of one stage's job, in its work folder.
 struct JobFiles {
+    /// The id of the job that last ran in this work folder.
+    id: PathBuf,
     spec: PathBuf,
     script: PathBuf,
     events: PathBuf,
@@ -61,6 +66,7 @@ struct JobFiles {
 impl JobFiles {
     fn new(work_dir: &Path) -> Self {
         Self {
+            id: work_dir.join("job"),
             spec: work_dir.join("spec.json"),
             script: work_dir.join("job.sh"),
             events: work_dir.join("events"),
@@ -78,6 +84,7 @@ impl Slurm {
     /// (cancelled, failed, out of time or memory), with SLURM's state and reason.
     pub fn run(&self, info: &Kind, spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
         let files = JobFiles::new(&spec.work_dir);
+        stop_leftover(&files, reporter)?;
         let resources = self.config.resources(info, spec);
         let json = serde_json::to_vec_pretty(spec).map_err(|e| StageError::Failed(e.to_string()))?;
         std::fs::write(&files.spec, json).map_err(|e| StageError::io(&files.spec, e))?;
@@ -91,6 +98,7 @@ impl Slurm {
         args.extend(resources.args());
         let id = Jobs::submit(&args, &files.script).map_err(|e| StageError::Failed(format!("sbatch: {e}")))?;
         reporter.log(&format!("submitted as SLURM job {id} ({})", resources.args().join(" ")));
+        std::fs::write(&files.id, &id).map_err(|e| StageError::io(&files.id, e))?;
         let ended = self.follow(&id, &files, reporter);
         Jobs::forget(&id);
         let (state, outcome) = ended?;
@@ -134,6 +142,32 @@ impl Slurm {
             std::thread::sleep(TICK);
         }
     }
+}
+
+/// Cancels the job an earlier run left in this work folder if it still runs (that run's
+/// msnr was killed, or lost its terminal), and waits for its end: two jobs must never
+/// write the same checkpoints. The entry's lock, held by the caller, keeps any other
+/// live run out.
+fn stop_leftover(files: &JobFiles, reporter: &dyn Reporter) -> Result<(), StageError> {
+    let Ok(id) = std::fs::read_to_string(&files.id) else { return Ok(()) };
+    let id = id.trim();
+    let (start, mut said) = (Instant::now(), false);
+    while let Ok(state) = job::query(id) {
+        if state.ended() {
+            return Ok(());
+        }
+        if !said {
+            reporter.log(&format!("cancelling SLURM job {id}, left running by an earlier run of this stage"));
+            said = true;
+        } else if start.elapsed() > LEFTOVER_WAIT {
+            return Err(StageError::Failed(format!(
+                "SLURM job {id}, left running by an earlier run of this stage, did not end when cancelled"
+            )));
+        }
+        job::cancel(id);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
 }
 
 /// Why a job ended without a result: SLURM's state and reason, the hint that goes with
