@@ -1,7 +1,7 @@
 //! The executor: runs the stale stages of a pipeline in topological order,
-//! independent ones in parallel, each either in process or in a worker, and
-//! commits each output to the store atomically. A failed stage stops its
-//! dependents; nothing is cached for it.
+//! independent ones in parallel, each in process, in a worker or as a SLURM job (its
+//! [`Launcher`] decides), and commits each output to the store atomically. A failed
+//! stage stops its dependents; nothing is cached for it.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
