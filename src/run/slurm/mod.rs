@@ -295,6 +295,18 @@ mod tests {
     }
 
     #[test]
+    fn a_job_ended_by_slurm_is_explained_with_its_state_reason_hint_and_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = JobFiles::new(dir.path());
+        std::fs::write(&files.log, "step 40\n").unwrap();
+        std::fs::write(dir.path().join("slurm-7.out"), "*** JOB 7 CANCELLED DUE TO TIME LIMIT ***\n").unwrap();
+        let job = JobState { state: "TIMEOUT".into(), reason: "TimeLimit".into() };
+        let text = ended_message("m", "7", &job, &files);
+        assert!(text.starts_with("SLURM job 7 of stage `m` ended TIMEOUT (TimeLimit); raise its `time`"), "{text}");
+        assert!(text.contains("worker.log:\nstep 40") && text.contains("slurm-7.out:\n*** JOB 7 CANCELLED"), "{text}");
+    }
+
+    #[test]
     fn the_tail_relays_only_complete_lines_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events");
