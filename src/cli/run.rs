@@ -13,6 +13,7 @@ use crate::run::launcher::Launcher;
 use crate::run::progress::Progress;
 use crate::run::project::Project;
 use crate::run::roots;
+use crate::run::slurm::ahead::Planned;
 use crate::run::slurm::config::{ExecutorKind, ProjectConfig};
 use crate::run::slurm::{self, Slurm};
 use crate::run::{budget, device};
@@ -82,7 +83,7 @@ pub(super) fn execute(
 ) -> Result<BTreeMap<usize, Outcome>, Failure> {
     interrupt::install().map_err(|e| Failure::Message(format!("cannot handle Ctrl-C: {e}")))?;
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
-    let launcher = launcher(project, options.executor)?;
+    let launcher = launcher(project, store, &selected, options.executor)?;
     let resources = match launcher {
         Launcher::Local => Resources {
             cores: options.cores.unwrap_or_else(budget::available_cores).max(1),
@@ -118,7 +119,12 @@ pub(super) fn execute(
 const MAX_JOBS: usize = 256;
 
 /// The executor `--executor` names, else the one msnr.toml's `[executor] kind` names.
-fn launcher(project: &Project, executor: Option<ExecutorKind>) -> Result<Launcher, Failure> {
+fn launcher(
+    project: &Project,
+    store: &Store,
+    selected: &[bool],
+    executor: Option<ExecutorKind>,
+) -> Result<Launcher, Failure> {
     let config = ProjectConfig::load(&project.root).map_err(Failure::Message)?;
     match executor.unwrap_or(config.executor.kind) {
         ExecutorKind::Local => Ok(Launcher::Local),
@@ -126,8 +132,33 @@ fn launcher(project: &Project, executor: Option<ExecutorKind>) -> Result<Launche
             "the SLURM executor needs `sbatch` and `squeue` on PATH (run on the cluster's login node); nothing was run"
                 .into(),
         )),
-        ExecutorKind::Slurm => Ok(Launcher::Slurm(Box::new(Slurm { config: config.slurm }))),
+        ExecutorKind::Slurm => {
+            let dir = store.root().join("slurm").join(std::process::id().to_string());
+            Ok(Launcher::Slurm(Box::new(Slurm::new(config.slurm, planned(project, selected), dir))))
+        }
     }
+}
+
+/// The selected stages as the SLURM executor queues them ahead (before they are keyed).
+fn planned(project: &Project, selected: &[bool]) -> BTreeMap<String, Planned> {
+    let stages = &project.pipeline.stages;
+    let names = |ix: Vec<usize>| ix.into_iter().filter(|&j| selected[j]).map(|j| stages[j].name.clone()).collect();
+    let mut out = BTreeMap::new();
+    for (stage, _) in stages.iter().zip(selected).filter(|(_, &s)| s) {
+        let Ok(kind) = kinds::implemented(&stage.kind) else { continue };
+        let device = if kind.torch() { keys::torch_env(stage).map(|t| t.device).ok() } else { None };
+        out.insert(
+            stage.name.clone(),
+            Planned {
+                kind,
+                device: device.unwrap_or_else(|| "cpu".to_string()),
+                params: stage.params.clone(),
+                inputs: names(project.dag.inputs(&stage.name)),
+                readers: names(project.dag.readers(&stage.name)),
+            },
+        );
+    }
+    out
 }
 
 /// Names every pin that differs from the lockfile's (only `--update-pins` can change one).

@@ -301,6 +301,9 @@ impl Executor<'_> {
     /// Records stage `i`'s outcome and readies (or skips) its readers.
     fn finished(&self, i: usize, outcome: Outcome, s: &mut Schedule, progress: &Progress) {
         self.announce(i, &outcome, progress);
+        if !matches!(outcome, Outcome::Ran(..)) {
+            self.launcher.settled(&self.pipeline.stages[i].name);
+        }
         let ok = matches!(outcome, Outcome::Cached(_) | Outcome::Ran(..));
         s.outcomes.insert(i, outcome);
         for r in self.dag.readers(&self.pipeline.stages[i].name) {
@@ -337,6 +340,7 @@ impl Executor<'_> {
         }
         let outcome = Outcome::Skipped(format!("input `{failed}` did not complete"));
         self.announce(r, &outcome, progress);
+        self.launcher.settled(&self.pipeline.stages[r].name);
         outcomes.insert(r, outcome);
         let name = self.pipeline.stages[r].name.clone();
         for rr in self.dag.readers(&name) {

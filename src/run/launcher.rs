@@ -53,6 +53,14 @@ impl Launcher {
         }
     }
 
+    /// Says that a stage ended without running (cached, failed to key, skipped): a job
+    /// queued ahead for it is cancelled.
+    pub fn settled(&self, stage: &str) {
+        if let Self::Slurm(slurm) = self {
+            slurm.settled(stage);
+        }
+    }
+
     /// Stops every running stage that can be stopped (Ctrl-C): kills the local workers,
     /// cancels the SLURM jobs.
     pub fn stop_all(&self) {

@@ -1,7 +1,7 @@
 //! `msnr run --executor slurm` on a real SLURM cluster: the one-node cluster that
 //! `tests/setup/slurm.sh` starts on this machine (Debian's `slurm-wlm` and `munge`;
-//! `.ci/run` runs it). Each stale stage is an `sbatch` job; the lockfile must be the one
-//! a local run writes, and a job killed by `scancel` must fail its stage with SLURM's
+//! `.ci/run` runs it). Each stale stage is an `sbatch` job, its readers queued ahead as
+//! held jobs depending on it; the lockfile must be the one a local run writes, and a job killed by `scancel` must fail its stage with SLURM's
 //! state, store nothing, and leave a checkpoint the re-run resumes from.
 //!
 //! Skipped, saying so, where no cluster answers; in CI (`CI` set) that fails instead.
@@ -65,6 +65,12 @@ fn keys_and_outputs(p: &Project) -> BTreeMap<String, (Value, Value)> {
     stages.iter().map(|(name, e)| (name.clone(), (e["key"].clone(), e["output"].clone()))).collect()
 }
 
+/// The job id printed after `prefix` in `text`.
+fn job_after(text: &str, prefix: &str) -> String {
+    let rest = text.split(prefix).nth(1).unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"));
+    rest.chars().take_while(char::is_ascii_digit).collect()
+}
+
 #[test]
 fn stages_run_as_slurm_jobs_and_record_the_lockfile_of_a_local_run() {
     if !cluster() {
@@ -77,7 +83,17 @@ fn stages_run_as_slurm_jobs_and_record_the_lockfile_of_a_local_run() {
     p.write("p.msnr", PIPELINE).write("msnr.toml", &config(""));
     let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
     run.success().stderr_has("3 ran, 0 cached").stderr_has("msnr: d: 40/40").stderr_has("msnr: m: 4/4");
-    assert_eq!(run.stderr().matches("submitted as SLURM job").count(), 3, "{}", run.stderr());
+    // `d` is submitted; `c` and `m` are queued at once, held, each after its input's job.
+    let stderr = run.stderr();
+    let d = job_after(&stderr, "msnr: d: submitted as SLURM job ");
+    let c = job_after(&stderr, "queued `c` as held SLURM job ");
+    let m = job_after(&stderr, "queued `m` as held SLURM job ");
+    assert!(stderr.contains(&format!("job {c} (afterok:{d})")) && stderr.contains(&format!("job {m} (afterok:{c})")));
+    assert!(
+        stderr.contains(&format!("c: released SLURM job {c}"))
+            && stderr.contains(&format!("m: released SLURM job {m}"))
+    );
+    assert_eq!(stderr.matches("submitted as SLURM job").count(), 1, "{stderr}");
     assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
     assert_eq!(p.tmp_entries(), 0);
     let again = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);

@@ -102,6 +102,23 @@ pub struct JobConfig {
     pub sbatch: Vec<String>,
 }
 
+/// What a job's resources are read from: its stage's name, device and parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct JobOf<'a> {
+    /// The stage instance's name.
+    pub name: &'a str,
+    /// `cpu` or `cuda`.
+    pub device: &'a str,
+    /// Its resolved parameters (`devices`).
+    pub params: &'a BTreeMap<String, Value>,
+}
+
+impl<'a> From<&'a StageSpec> for JobOf<'a> {
+    fn from(spec: &'a StageSpec) -> Self {
+        Self { name: &spec.name, device: &spec.device, params: &spec.params }
+    }
+}
+
 /// The resources one job asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resources {
@@ -176,15 +193,15 @@ impl SlurmConfig {
     /// stage's own section, else its kind's, else `[slurm.default]`, else the built-in default.
     /// The cores are capped at what the kind can use; `sbatch` arguments add up.
     #[must_use]
-    pub fn resources(&self, info: &Kind, spec: &StageSpec) -> Resources {
+    pub fn resources(&self, info: &Kind, job: &JobOf<'_>) -> Resources {
         let empty = JobConfig::default();
-        let (by_name, by_kind) = (self.stage.get(&spec.name), self.stage.get(&spec.kind));
+        let (by_name, by_kind) = (self.stage.get(job.name), self.stage.get(info.name));
         let layers = [by_name.unwrap_or(&empty), by_kind.unwrap_or(&empty), &self.default];
         let pick = |f: fn(&JobConfig) -> &Option<String>| layers.iter().find_map(|l| f(l).clone());
         let own_cpus = by_name.or(by_kind).and_then(|c| c.cpus);
         let cap = info.max_cores.and_then(|c| u32::try_from(c).ok()).unwrap_or(u32::MAX);
         let cpus = own_cpus.unwrap_or_else(|| self.default.cpus.unwrap_or(DEFAULT_CPUS).min(cap)).max(1);
-        let gpus = layers.iter().find_map(|l| l.gpus).unwrap_or_else(|| default_gpus(info, spec));
+        let gpus = layers.iter().find_map(|l| l.gpus).unwrap_or_else(|| default_gpus(info, job));
         Resources {
             partition: pick(|l| &l.partition),
             time: pick(|l| &l.time),
@@ -203,11 +220,11 @@ impl SlurmConfig {
 }
 
 /// A torch stage on CUDA asks for its `devices` GPUs (one without that parameter).
-fn default_gpus(info: &Kind, spec: &StageSpec) -> u32 {
-    if !info.torch() || spec.device != "cuda" {
+fn default_gpus(info: &Kind, job: &JobOf<'_>) -> u32 {
+    if !info.torch() || job.device != "cuda" {
         return 0;
     }
-    match spec.params.get("devices").and_then(Value::as_int) {
+    match job.params.get("devices").and_then(Value::as_int) {
         Some(n) => u32::try_from(n).unwrap_or(1).max(1),
         None => 1,
     }
@@ -237,32 +254,32 @@ mod tests {
         );
         assert_eq!(c.executor.kind, ExecutorKind::Slurm);
         let train = kinds::kind("train").unwrap();
-        let r = c.slurm.resources(train, &spec("m", "train", "cuda"));
+        let r = c.slurm.resources(train, &(&spec("m", "train", "cuda")).into());
         assert_eq!(
             r.args(),
             ["--cpus-per-task=2", "--partition=gpu", "--time=10", "--gpus=1", "--account=lab", "--qos=long"]
         );
-        let r = c.slurm.resources(train, &spec("other", "train", "cpu"));
+        let r = c.slurm.resources(train, &(&spec("other", "train", "cpu")).into());
         assert_eq!(r.args(), ["--cpus-per-task=2", "--partition=gpu", "--time=2-00:00:00", "--account=lab"]);
     }
 
     #[test]
     fn a_one_core_kind_asks_for_one_core_unless_its_own_section_says_more() {
         let mnist = kinds::kind("mnist").unwrap();
-        let r = SlurmConfig::default().resources(mnist, &spec("d", "mnist", "cpu"));
+        let r = SlurmConfig::default().resources(mnist, &(&spec("d", "mnist", "cpu")).into());
         assert_eq!(r.args(), ["--cpus-per-task=1"]);
         let crop = kinds::kind("crop").unwrap();
-        let r = SlurmConfig::default().resources(crop, &spec("c", "crop", "cpu"));
+        let r = SlurmConfig::default().resources(crop, &(&spec("c", "crop", "cpu")).into());
         assert_eq!(r.cpus, DEFAULT_CPUS);
         let c = config("[slurm.stage.mnist]\ncpus = 3\n");
-        assert_eq!(c.slurm.resources(mnist, &spec("d", "mnist", "cpu")).cpus, 3);
+        assert_eq!(c.slurm.resources(mnist, &(&spec("d", "mnist", "cpu")).into()).cpus, 3);
     }
 
     #[test]
     fn devices_become_gpus() {
         let mut s = spec("m", "train", "cuda");
         s.params.insert("devices".into(), Value::Int(8));
-        let r = SlurmConfig::default().resources(kinds::kind("train").unwrap(), &s);
+        let r = SlurmConfig::default().resources(kinds::kind("train").unwrap(), &(&s).into());
         assert_eq!(r.gpus, 8);
     }
 

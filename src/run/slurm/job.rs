@@ -83,6 +83,16 @@ pub fn query(id: &str) -> Result<JobState, String> {
     }
 }
 
+/// Lets a held job run: clears its dependencies (its inputs are stored, whatever became of
+/// their jobs) and releases it.
+///
+/// # Errors
+/// `scontrol` refusing either (its message).
+pub fn release(id: &str) -> Result<(), String> {
+    run(Command::new("scontrol").args(["update", &format!("JobId={id}"), "Dependency="]))?;
+    run(Command::new("scontrol").args(["release", id])).map(drop)
+}
+
 /// Cancels the job (`scancel`); a job that already ended is no error.
 pub fn cancel(id: &str) {
     let _ = run(Command::new("scancel").arg(id));

@@ -12,12 +12,14 @@
 //! is cancelled, fails or runs out of time leaves nothing in the store; its work folder
 //! (a training's checkpoints) stays, so a re-run resumes.
 //!
-//! A stage is submitted once its inputs are stored, not before: its key (hence its work
-//! folder, and whether it needs to run at all) depends on its inputs' output hashes.
+//! A stage's readers are queued ahead as held jobs depending on its job ([`ahead`]), and
+//! released once their inputs are stored and they are keyed.
 
+pub mod ahead;
 pub mod config;
 pub mod job;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -29,7 +31,8 @@ use crate::stages::{Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
 use super::interrupt;
 use super::worker::{self, Placement, Reported};
-use config::SlurmConfig;
+use ahead::{Ahead, Planned};
+use config::{Resources, SlurmConfig};
 use job::JobState;
 
 /// How often the event file is read and Ctrl-C looked for while a job runs.
@@ -41,11 +44,33 @@ const FINISHING_POLL: Duration = Duration::from_millis(200);
 /// State queries that may fail in a row (a busy controller) before the stage fails.
 const QUERY_RETRIES: u32 = 30;
 
-/// The SLURM executor's settings.
-#[derive(Clone, Debug, Default)]
+/// The SLURM executor of one run.
+#[derive(Debug)]
 pub struct Slurm {
     /// `[slurm]` of `msnr.toml`.
-    pub config: SlurmConfig,
+    config: SlurmConfig,
+    /// The run's stages and jobs, for queueing readers ahead.
+    ahead: Ahead,
+}
+
+impl Slurm {
+    /// The executor of a run of the stages `graph` (by name), configured by `config`; its
+    /// batch scripts and SLURM's output files go to `dir` (removed when the run ends).
+    #[must_use]
+    pub fn new(config: SlurmConfig, graph: BTreeMap<String, Planned>, dir: PathBuf) -> Self {
+        Self { config, ahead: Ahead::new(graph, dir) }
+    }
+
+    /// Cancels the held job of a stage that ended without running.
+    pub fn settled(&self, stage: &str) {
+        self.ahead.settled(stage);
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.ahead.dir());
+    }
 }
 
 /// How long a job left by an earlier run may take to end once cancelled.
@@ -56,7 +81,6 @@ struct JobFiles {
     /// The id of the job that last ran in this work folder.
     id: PathBuf,
     spec: PathBuf,
-    script: PathBuf,
     events: PathBuf,
     log: PathBuf,
     /// SLURM's own output (`slurm-<id>.out`; `%j` in the pattern).
@@ -64,14 +88,13 @@ struct JobFiles {
 }
 
 impl JobFiles {
-    fn new(work_dir: &Path) -> Self {
+    fn new(work_dir: &Path, run_dir: &Path) -> Self {
         Self {
             id: work_dir.join("job"),
             spec: work_dir.join("spec.json"),
-            script: work_dir.join("job.sh"),
             events: work_dir.join("events"),
             log: work_dir.join("worker.log"),
-            slurm_out: work_dir.join("slurm-%j.out").to_string_lossy().into_owned(),
+            slurm_out: run_dir.join("slurm-%j.out").to_string_lossy().into_owned(),
         }
     }
 }
@@ -83,22 +106,18 @@ impl Slurm {
     /// The stage's own error, a job SLURM refused, or one that ended without a result
     /// (cancelled, failed, out of time or memory), with SLURM's state and reason.
     pub fn run(&self, info: &Kind, spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
-        let files = JobFiles::new(&spec.work_dir);
+        let files = JobFiles::new(&spec.work_dir, self.ahead.dir());
         stop_leftover(&files, reporter)?;
-        let resources = self.config.resources(info, spec);
+        let resources = self.config.resources(info, &spec.into());
         let json = serde_json::to_vec_pretty(spec).map_err(|e| StageError::Failed(e.to_string()))?;
         std::fs::write(&files.spec, json).map_err(|e| StageError::io(&files.spec, e))?;
-        let script = script(&command(info, &files.spec)?, resources.cpus, &files);
-        std::fs::write(&files.script, script).map_err(|e| StageError::io(&files.script, e))?;
-        let mut args = vec![
-            format!("--job-name=msnr:{}", spec.name),
-            format!("--output={}", files.slurm_out),
-            format!("--chdir={}", spec.work_dir.display()),
-        ];
-        args.extend(resources.args());
-        let id = Jobs::submit(&args, &files.script).map_err(|e| StageError::Failed(format!("sbatch: {e}")))?;
-        reporter.log(&format!("submitted as SLURM job {id} ({})", resources.args().join(" ")));
+        let text = script(&command(info, &files.spec)?, resources.cpus, &files);
+        let path = self.ahead.script(&spec.name);
+        std::fs::create_dir_all(self.ahead.dir()).map_err(|e| StageError::io(self.ahead.dir(), e))?;
+        std::fs::write(&path, text).map_err(|e| StageError::io(&path, e))?;
+        let id = self.start(&spec.name, &resources, reporter).map_err(StageError::Failed)?;
         std::fs::write(&files.id, &id).map_err(|e| StageError::io(&files.id, e))?;
+        self.ahead.queue_readers(&spec.name, &self.config, reporter);
         let ended = self.follow(&id, &files, reporter);
         Jobs::forget(&id);
         let (state, outcome) = ended?;
@@ -107,6 +126,22 @@ impl Slurm {
             Some(Err(e)) => Err(e),
             _ => Err(StageError::Failed(ended_message(&spec.name, &id, &state, &files))),
         }
+    }
+
+    /// Releases the job queued ahead for `stage` (its dependencies, all stored now, cleared),
+    /// or submits one; returns its id.
+    fn start(&self, stage: &str, resources: &Resources, reporter: &dyn Reporter) -> Result<String, String> {
+        if let Some(id) = self.ahead.take_held(stage) {
+            job::release(&id)?;
+            reporter.log(&format!("released SLURM job {id}"));
+            return Ok(id);
+        }
+        let mut args = ahead::job_args(stage, self.ahead.dir());
+        args.extend(resources.args());
+        let id = Jobs::submit(&args, &self.ahead.stub(stage)?).map_err(|e| format!("sbatch: {e}"))?;
+        self.ahead.submitted(stage, &id);
+        reporter.log(&format!("submitted as SLURM job {id} ({})", resources.args().join(" ")));
+        Ok(id)
     }
 
     /// Relays the job's events until it ends; returns its last state and what the worker reported.
@@ -283,7 +318,7 @@ mod tests {
 
     #[test]
     fn the_script_runs_the_worker_command_with_the_jobs_threads() {
-        let files = JobFiles::new(Path::new("/s/work/k"));
+        let files = JobFiles::new(Path::new("/s/work/k"), Path::new("/s/slurm/1"));
         let text = script(&[PathBuf::from("/bin/msnr-worker"), PathBuf::from("/s/it's/spec.json")], 2, &files);
         assert!(text.contains("export MSNR_THREADS=2\nexport OMP_NUM_THREADS=2\n"), "{text}");
         assert!(
@@ -297,7 +332,7 @@ mod tests {
     #[test]
     fn a_job_ended_by_slurm_is_explained_with_its_state_reason_hint_and_output() {
         let dir = tempfile::tempdir().unwrap();
-        let files = JobFiles::new(dir.path());
+        let files = JobFiles::new(dir.path(), dir.path());
         std::fs::write(&files.log, "step 40\n").unwrap();
         std::fs::write(dir.path().join("slurm-7.out"), "*** JOB 7 CANCELLED DUE TO TIME LIMIT ***\n").unwrap();
         let job = JobState { state: "TIMEOUT".into(), reason: "TimeLimit".into() };
