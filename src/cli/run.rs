@@ -133,8 +133,13 @@ fn launcher(
                 .into(),
         )),
         ExecutorKind::Slurm => {
-            let dir = store.root().join("slurm").join(std::process::id().to_string());
-            Ok(Launcher::Slurm(Box::new(Slurm::new(config.slurm, planned(project, selected), dir))))
+            let parent = store.root().join("slurm");
+            let (slurm, cancelled) =
+                Slurm::new(config.slurm, planned(project, selected), &parent).map_err(Failure::Message)?;
+            if cancelled > 0 {
+                console::err_line(&format!("msnr: cancelled {cancelled} SLURM job(s) that a killed run left"));
+            }
+            Ok(Launcher::Slurm(Box::new(slurm)))
         }
     }
 }

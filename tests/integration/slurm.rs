@@ -152,8 +152,8 @@ fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes
     assert_eq!(p.store_entries().len(), 2, "nothing of the cancelled training is stored");
     assert_eq!(p.tmp_entries(), 0);
     assert!(work.join("ckpt/state.json").exists(), "its checkpoint stays for the re-run");
-    // A run killed outright leaves its job running (here frozen); the next run cancels it
-    // before submitting its own, so two jobs never write one work folder.
+    // A run killed outright leaves its job running (here frozen); the next run cancels the
+    // jobs of killed runs first, so two jobs never write one work folder.
     std::fs::remove_file(work.join("paused")).unwrap();
     let mut run = p.cmd(&["run", "p.msnr"]);
     let mut child =
@@ -165,9 +165,13 @@ fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes
     let again = p.msnr(&["run", "p.msnr"]);
     again
         .success()
-        .stderr_has(&format!("cancelling SLURM job {left}, left running by an earlier run of this stage"))
+        .stderr_has("msnr: cancelled 1 SLURM job(s) that a killed run left")
         .stderr_has("msnr: m: resuming from the checkpoint at step ")
         .stderr_has("1 ran, 2 cached");
     assert_eq!(p.store_entries().len(), 3);
     assert_eq!(p.tmp_entries(), 0, "the killed run's staging folder was removed");
+    let left_state = Command::new("squeue").args(["-h", "-t", "all", "-o", "%T", "-j", &left]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&left_state.stdout).trim(), "CANCELLED");
+    let runs = std::fs::read_dir(p.path(".msnr/slurm")).map_or(0, Iterator::count);
+    assert_eq!(runs, 0, "no run folder is left");
 }

@@ -16,6 +16,7 @@ use crate::lang::Value;
 use crate::stages::{Kind, Reporter};
 
 use super::config::{JobOf, SlurmConfig};
+use super::runs::RunDir;
 use super::{job, Jobs};
 
 /// A selected stage as known before it is keyed.
@@ -45,27 +46,27 @@ struct Queued {
 #[derive(Debug)]
 pub struct Ahead {
     graph: BTreeMap<String, Planned>,
-    dir: PathBuf,
+    run: RunDir,
     queued: Mutex<BTreeMap<String, Queued>>,
 }
 
 impl Ahead {
-    /// The stages of a run (by name), its scripts kept in `dir`.
+    /// The stages of a run (by name), its scripts kept in `run`.
     #[must_use]
-    pub fn new(graph: BTreeMap<String, Planned>, dir: PathBuf) -> Self {
-        Self { graph, dir, queued: Mutex::new(BTreeMap::new()) }
+    pub fn new(graph: BTreeMap<String, Planned>, run: RunDir) -> Self {
+        Self { graph, run, queued: Mutex::new(BTreeMap::new()) }
     }
 
     /// The folder of the run's batch scripts and SLURM output files.
     #[must_use]
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.run.path()
     }
 
     /// The batch script of `stage` (written when it is submitted or released).
     #[must_use]
     pub fn script(&self, stage: &str) -> PathBuf {
-        self.dir.join(format!("{}.sh", tag(stage)))
+        self.dir().join(format!("{}.sh", tag(stage)))
     }
 
     /// Writes the stub `sbatch` submits for `stage`: it runs the stage's script.
@@ -73,8 +74,7 @@ impl Ahead {
     /// # Errors
     /// When the folder or file cannot be written.
     pub fn stub(&self, stage: &str) -> Result<PathBuf, String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        let path = self.dir.join(format!("{}.stub", tag(stage)));
+        let path = self.dir().join(format!("{}.stub", tag(stage)));
         let script = self.script(stage).to_string_lossy().replace('\'', r"'\''");
         let text = format!("#!/bin/sh\n# msnr: stage `{stage}`\nexec /bin/sh '{script}'\n");
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -83,6 +83,7 @@ impl Ahead {
 
     /// Records the job of `stage`, submitted (or released) now.
     pub fn submitted(&self, stage: &str, id: &str) {
+        self.run.record(id);
         self.lock().insert(stage.to_string(), Queued { id: id.to_string(), held: false });
     }
 
@@ -136,11 +137,13 @@ impl Ahead {
     ) -> Result<String, String> {
         let of = JobOf { name: stage, device: &planned.device, params: &planned.params };
         let resources = config.resources(planned.kind, &of);
-        let mut args = job_args(stage, &self.dir);
+        let mut args = job_args(stage, self.dir());
         args.extend(resources.args());
         args.push("--hold".into());
         args.push(format!("--dependency=afterok:{}", deps.join(":")));
-        Jobs::submit(&args, &self.stub(stage)?)
+        let id = Jobs::submit(&args, &self.stub(stage)?)?;
+        self.run.record(&id);
+        Ok(id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Queued>> {

@@ -18,6 +18,7 @@
 pub mod ahead;
 pub mod config;
 pub mod job;
+pub mod runs;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,6 +35,7 @@ use super::worker::{self, Placement, Reported};
 use ahead::{Ahead, Planned};
 use config::{Resources, SlurmConfig};
 use job::JobState;
+use runs::RunDir;
 
 /// How often the event file is read and Ctrl-C looked for while a job runs.
 const TICK: Duration = Duration::from_millis(100);
@@ -55,21 +57,20 @@ pub struct Slurm {
 
 impl Slurm {
     /// The executor of a run of the stages `graph` (by name), configured by `config`; its
-    /// batch scripts and SLURM's output files go to `dir` (removed when the run ends).
-    #[must_use]
-    pub fn new(config: SlurmConfig, graph: BTreeMap<String, Planned>, dir: PathBuf) -> Self {
-        Self { config, ahead: Ahead::new(graph, dir) }
+    /// batch scripts and SLURM's output files go to a folder of its own under `parent`
+    /// (removed when the run ends). First cancels the jobs that killed runs left (see
+    /// [`runs`]); returns the executor and how many it cancelled.
+    ///
+    /// # Errors
+    /// When the run's folder cannot be created.
+    pub fn new(config: SlurmConfig, graph: BTreeMap<String, Planned>, parent: &Path) -> Result<(Self, usize), String> {
+        let (run, cancelled) = RunDir::create(parent)?;
+        Ok((Self { config, ahead: Ahead::new(graph, run) }, cancelled))
     }
 
     /// Cancels the held job of a stage that ended without running.
     pub fn settled(&self, stage: &str) {
         self.ahead.settled(stage);
-    }
-}
-
-impl Drop for Slurm {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.ahead.dir());
     }
 }
 
@@ -113,7 +114,6 @@ impl Slurm {
         std::fs::write(&files.spec, json).map_err(|e| StageError::io(&files.spec, e))?;
         let text = script(&command(info, &files.spec)?, resources.cpus, &files);
         let path = self.ahead.script(&spec.name);
-        std::fs::create_dir_all(self.ahead.dir()).map_err(|e| StageError::io(self.ahead.dir(), e))?;
         std::fs::write(&path, text).map_err(|e| StageError::io(&path, e))?;
         let id = self.start(&spec.name, &resources, reporter).map_err(StageError::Failed)?;
         std::fs::write(&files.id, &id).map_err(|e| StageError::io(&files.id, e))?;
