@@ -9,6 +9,7 @@ mod maintain;
 mod report;
 mod run;
 mod verify;
+mod worker;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::graph::render::Format;
 use crate::lang::Diagnostics;
 use crate::run::project::OpenError;
+use crate::run::slurm::config::ExecutorKind;
 
 /// msnr: reproducible diffusion-training pipelines.
 #[derive(Debug, Parser)]
@@ -47,6 +49,11 @@ enum Command {
         /// pipeline), also when a stage failed, showing what completed.
         #[arg(long)]
         report: bool,
+        /// Where stale stages run: `local` (this machine), or `slurm` (each stage as one
+        /// `sbatch` job; the store must be on a filesystem the nodes share). Default:
+        /// `[executor] kind` in the project's msnr.toml, else local.
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorKind>,
     },
     /// Print the stage graph as Graphviz dot or Mermaid.
     Graph {
@@ -115,6 +122,13 @@ enum Command {
         #[arg(long, conflicts_with = "name")]
         markdown: bool,
     },
+    /// Runs one stage of a kind that needs no libtorch from its spec file, reporting with
+    /// the worker protocol (what a SLURM job of `msnr run --executor slurm` runs).
+    #[command(hide = true)]
+    Worker {
+        /// The stage spec (JSON) the run wrote.
+        spec: PathBuf,
+    },
     /// Draw the recorded runs (loss, MSE per timestep, metrics against steps, sample grids) as PNG and SVG.
     Plot {
         #[command(flatten)]
@@ -167,7 +181,7 @@ impl RunArgs {
     /// The run options these arguments give (no `--update-pins`).
     fn options(&self) -> run::Options {
         let size = |n: Option<u64>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        run::Options { cores: size(self.cores), jobs: size(self.jobs), update_pins: false }
+        run::Options { cores: size(self.cores), jobs: size(self.jobs), update_pins: false, executor: None }
     }
 }
 
@@ -224,8 +238,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Check(t) => inspect::check(&t.file, &t.set),
         Command::Plan(t) => inspect::plan(&t.file, &t.set),
-        Command::Run { args: a, update_pins, report: then_report } => {
-            let options = run::Options { update_pins, ..a.options() };
+        Command::Run { args: a, update_pins, report: then_report, executor } => {
+            let options = run::Options { update_pins, executor, ..a.options() };
             let ran = run::run(&a.target.file, &a.target.set, &a.only, options);
             if !then_report || matches!(ran, Err(Failure::Diagnostics(_) | Failure::Interrupted(_))) {
                 return ran;
@@ -250,6 +264,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Doc { name, markdown } => maintain::doc(name.as_deref(), markdown),
         Command::Plot { target, out } => report::plot(&target.file, &target.set, out.as_deref()),
         Command::Report { target, out } => report::report(&target.file, &target.set, out.as_deref()),
+        Command::Worker { spec } => worker::worker(&spec),
     }
 }
 

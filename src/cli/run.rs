@@ -9,9 +9,13 @@ use crate::console;
 use crate::run::executor::{Executor, Outcome, Resources};
 use crate::run::interrupt;
 use crate::run::keys::{self, Keyer};
+use crate::run::launcher::Launcher;
 use crate::run::progress::Progress;
 use crate::run::project::Project;
 use crate::run::roots;
+use crate::run::slurm::ahead::Planned;
+use crate::run::slurm::config::{ExecutorKind, ProjectConfig};
+use crate::run::slurm::{self, Slurm};
 use crate::run::{budget, device};
 use crate::stages::kinds;
 
@@ -24,6 +28,8 @@ pub(super) struct Options {
     pub jobs: Option<usize>,
     /// Run stages without their lockfile pins, so downloads pin what they fetch now.
     pub update_pins: bool,
+    /// Where stages run (default: `[executor] kind` of msnr.toml, else here).
+    pub executor: Option<ExecutorKind>,
 }
 
 /// Runs the pipeline (or the `only` stages and their inputs).
@@ -77,16 +83,87 @@ pub(super) fn execute(
 ) -> Result<BTreeMap<usize, Outcome>, Failure> {
     interrupt::install().map_err(|e| Failure::Message(format!("cannot handle Ctrl-C: {e}")))?;
     let pins = project.lockfile.stages.iter().map(|(k, v)| (k.clone(), v.pins.clone())).collect();
-    let resources = Resources {
-        cores: options.cores.unwrap_or_else(budget::available_cores).max(1),
-        jobs: options.jobs.unwrap_or(usize::MAX).max(1),
-        gpus: device::gpus(),
+    let launcher = launcher(project, store, &selected, options.executor)?;
+    let resources = match launcher {
+        Launcher::Local => Resources {
+            cores: options.cores.unwrap_or_else(budget::available_cores).max(1),
+            jobs: options.jobs.unwrap_or(usize::MAX).max(1),
+            gpus: device::gpus(),
+        },
+        // Each stage is a job slot; its cores and GPUs are the cluster's to give.
+        Launcher::Slurm(_) => {
+            let jobs = options.jobs.unwrap_or(MAX_JOBS).max(1);
+            Resources { cores: jobs, jobs, gpus: Vec::new() }
+        }
     };
     let (pipeline, dag, checked, update_pins) =
         (&project.pipeline, &project.dag, &project.checked, options.update_pins);
-    let executor =
-        Executor { pipeline, dag, checked, store, keyer, pins, update_pins, selected, resources, on_interrupt };
+    let launcher = &launcher;
+    let executor = Executor {
+        pipeline,
+        dag,
+        checked,
+        store,
+        keyer,
+        pins,
+        update_pins,
+        selected,
+        resources,
+        launcher,
+        on_interrupt,
+    };
     Ok(executor.run(&Progress::new()))
+}
+
+/// Jobs in the SLURM queue at once at most, unless `--jobs` says.
+const MAX_JOBS: usize = 256;
+
+/// The executor `--executor` names, else the one msnr.toml's `[executor] kind` names.
+fn launcher(
+    project: &Project,
+    store: &Store,
+    selected: &[bool],
+    executor: Option<ExecutorKind>,
+) -> Result<Launcher, Failure> {
+    let config = ProjectConfig::load(&project.root).map_err(Failure::Message)?;
+    match executor.unwrap_or(config.executor.kind) {
+        ExecutorKind::Local => Ok(Launcher::Local),
+        ExecutorKind::Slurm if !slurm::job::available() => Err(Failure::Message(
+            "the SLURM executor needs `sbatch` and `squeue` on PATH (run on the cluster's login node); nothing was run"
+                .into(),
+        )),
+        ExecutorKind::Slurm => {
+            let parent = store.root().join("slurm");
+            let (slurm, cancelled) =
+                Slurm::new(config.slurm, planned(project, selected), &parent).map_err(Failure::Message)?;
+            if cancelled > 0 {
+                console::err_line(&format!("msnr: cancelled {cancelled} SLURM job(s) that a killed run left"));
+            }
+            Ok(Launcher::Slurm(Box::new(slurm)))
+        }
+    }
+}
+
+/// The selected stages as the SLURM executor queues them ahead (before they are keyed).
+fn planned(project: &Project, selected: &[bool]) -> BTreeMap<String, Planned> {
+    let stages = &project.pipeline.stages;
+    let names = |ix: Vec<usize>| ix.into_iter().filter(|&j| selected[j]).map(|j| stages[j].name.clone()).collect();
+    let mut out = BTreeMap::new();
+    for (stage, _) in stages.iter().zip(selected).filter(|(_, &s)| s) {
+        let Ok(kind) = kinds::implemented(&stage.kind) else { continue };
+        let device = if kind.torch() { keys::torch_env(stage).map(|t| t.device).ok() } else { None };
+        out.insert(
+            stage.name.clone(),
+            Planned {
+                kind,
+                device: device.unwrap_or_else(|| "cpu".to_string()),
+                params: stage.params.clone(),
+                inputs: names(project.dag.inputs(&stage.name)),
+                readers: names(project.dag.readers(&stage.name)),
+            },
+        );
+    }
+    out
 }
 
 /// Names every pin that differs from the lockfile's (only `--update-pins` can change one).

@@ -1,7 +1,7 @@
 //! The executor: runs the stale stages of a pipeline in topological order,
-//! independent ones in parallel, each either in process or in a worker, and
-//! commits each output to the store atomically. A failed stage stops its
-//! dependents; nothing is cached for it.
+//! independent ones in parallel, each in process, in a worker or as a SLURM job (its
+//! [`Launcher`] decides), and commits each output to the store atomically. A failed
+//! stage stops its dependents; nothing is cached for it.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 use crate::cache::{CacheKey, Depth, Entry, InputKey, Store, CORRUPTED};
 use crate::graph::Dag;
 use crate::lang::{Pipeline, Stage};
-use crate::stages::{kinds, Checked, Exec, Kind, Reporter, StageError, StageResult, StageSpec};
+use crate::stages::{kinds, Checked, Kind, Reporter, StageResult, StageSpec};
 
 use super::budget::{Budget, Grant, Need};
 use super::continuation;
 use super::keys::{self, Keyer};
+use super::launcher::Launcher;
 use super::progress::Progress;
 use super::worker::Placement;
-use super::{interrupt, resume, worker};
+use super::{interrupt, resume};
 
 /// How often the executor looks for a signal while stages run.
 const POLL: Duration = Duration::from_millis(50);
@@ -182,6 +183,8 @@ pub struct Executor<'a> {
     pub selected: Vec<bool>,
     /// The cores, stage slots and GPUs the stages share.
     pub resources: Resources,
+    /// Where stale stages run: here, or as SLURM jobs.
+    pub launcher: &'a Launcher,
     /// Called with the outcomes so far when an interrupted run exits without waiting for
     /// in-process stages (see [`Executor::run`]); it records what completed.
     pub on_interrupt: &'a (dyn Fn(&BTreeMap<usize, Outcome>) + Sync),
@@ -202,7 +205,7 @@ impl Executor<'_> {
             let mut stopping: Option<Instant> = None;
             loop {
                 if stopping.is_none() && interrupt::received().is_some() {
-                    worker::stop_all();
+                    self.launcher.stop_all();
                     stopping = Some(Instant::now());
                 }
                 if stopping.is_none() {
@@ -298,6 +301,9 @@ impl Executor<'_> {
     /// Records stage `i`'s outcome and readies (or skips) its readers.
     fn finished(&self, i: usize, outcome: Outcome, s: &mut Schedule, progress: &Progress) {
         self.announce(i, &outcome, progress);
+        if !matches!(outcome, Outcome::Ran(..)) {
+            self.launcher.settled(&self.pipeline.stages[i].name);
+        }
         let ok = matches!(outcome, Outcome::Cached(_) | Outcome::Ran(..));
         s.outcomes.insert(i, outcome);
         for r in self.dag.readers(&self.pipeline.stages[i].name) {
@@ -334,6 +340,7 @@ impl Executor<'_> {
         }
         let outcome = Outcome::Skipped(format!("input `{failed}` did not complete"));
         self.announce(r, &outcome, progress);
+        self.launcher.settled(&self.pipeline.stages[r].name);
         outcomes.insert(r, outcome);
         let name = self.pipeline.stages[r].name.clone();
         for rr in self.dag.readers(&name) {
@@ -384,9 +391,7 @@ impl Executor<'_> {
         if let Some(entry) = self.whole_entry(&stage.name, &key.digest(), false, progress) {
             return ended(Outcome::Cached(Done { key, entry, pins }));
         }
-        let gpu = key.torch.as_ref().is_some_and(|t| t.device == "cuda");
-        let all_cores = key.torch.as_ref().is_some_and(|t| t.device == "cpu");
-        let need = Need { max_cores: info.max_cores, gpu, all_cores };
+        let need = self.launcher.need(info, &key);
         Probe::Stale(Box::new(Prepared { key, inputs, pins, need }))
     }
 
@@ -507,12 +512,7 @@ impl Executor<'_> {
             state_dir: Some(staging.state_dir()),
             continue_from,
         };
-        let result: Result<StageResult, StageError> = match info.exec {
-            Exec::Local(run) => run(&spec, reporter),
-            Exec::Worker => worker::run(&spec, reporter, placement),
-            Exec::Planned => Err(StageError::Failed(format!("stage kind `{}` is not implemented yet", stage.kind))),
-        };
-        let result = result.map_err(|e| e.to_string())?;
+        let result: StageResult = self.launcher.run(info, &spec, reporter, placement).map_err(|e| e.to_string())?;
         let pins = result.pins.clone();
         let entry = staging.commit(result.metrics, result.pins).map_err(|e| e.to_string())?;
         Ok(Done { key: key.clone(), entry, pins })

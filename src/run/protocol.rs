@@ -3,9 +3,11 @@
 //! one JSON [`Event`] per line on stdout, ending with `result` or `error`. A worker
 //! that exits without either (a crash, a signal, out of memory) failed its stage.
 
+use std::io::Write as _;
+
 use serde::{Deserialize, Serialize};
 
-use crate::stages::StageResult;
+use crate::stages::{Reporter, StageResult};
 
 /// One line from the worker.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -47,6 +49,28 @@ impl Event {
 
 /// Marks protocol lines so that anything libtorch prints to stdout is not mistaken for one.
 pub const PREFIX: &str = "@msnr ";
+
+/// The worker side: writes events to stdout, one protocol line each, flushed at once
+/// (`msnr-worker`, and `msnr worker` for the kinds that run without libtorch).
+pub struct StdoutReporter;
+
+impl StdoutReporter {
+    /// Writes `event` as one line.
+    pub fn send(event: &Event) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{PREFIX}{}", event.to_line());
+        let _ = out.flush();
+    }
+}
+
+impl Reporter for StdoutReporter {
+    fn progress(&self, done: u64, total: u64, message: &str) {
+        Self::send(&Event::Progress { done, total, message: message.to_string() });
+    }
+    fn log(&self, line: &str) {
+        Self::send(&Event::Log(line.to_string()));
+    }
+}
 
 #[cfg(test)]
 mod tests {

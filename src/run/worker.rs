@@ -73,13 +73,7 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter, placement: &Placement) -> 
     let mut outcome = None;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        match Event::parse(&line) {
-            Some(Event::Progress { done, total, message }) => reporter.progress(done, total, &message),
-            Some(Event::Log(text)) => reporter.log(&text),
-            Some(Event::Result(r)) => outcome = Some(Ok(r)),
-            Some(Event::Error(e)) => outcome = Some(Err(StageError::Failed(e))),
-            None => reporter.log(&line),
-        }
+        relay(&line, reporter, &mut outcome);
     }
     // Out of the list before the wait reaps it: `stop_all` never signals a reused pid.
     Running::remove(child.id());
@@ -88,6 +82,21 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter, placement: &Placement) -> 
         Some(Ok(result)) if status.success() => Ok(result),
         Some(Err(e)) => Err(e),
         _ => Err(StageError::Failed(death_message(&spec.name, status, &log_path))),
+    }
+}
+
+/// The stage's end as its worker reported it: its result, or its own error.
+pub type Reported = Option<Result<StageResult, StageError>>;
+
+/// Hands one line of a worker's output to `reporter` (progress, log lines, and stray output
+/// as log lines), and records in `outcome` a result or error event.
+pub fn relay(line: &str, reporter: &dyn Reporter, outcome: &mut Reported) {
+    match Event::parse(line) {
+        Some(Event::Progress { done, total, message }) => reporter.progress(done, total, &message),
+        Some(Event::Log(text)) => reporter.log(&text),
+        Some(Event::Result(r)) => *outcome = Some(Ok(r)),
+        Some(Event::Error(e)) => *outcome = Some(Err(StageError::Failed(e))),
+        None => reporter.log(line),
     }
 }
 
@@ -143,7 +152,11 @@ fn worker_command(spec_path: &Path) -> Result<Command, StageError> {
     Ok(cmd)
 }
 
-fn worker_path() -> Result<PathBuf, StageError> {
+/// The worker binary: `$MSNR_WORKER`, else `msnr-worker` beside the running executable.
+///
+/// # Errors
+/// When neither exists.
+pub fn worker_path() -> Result<PathBuf, StageError> {
     if let Some(p) = std::env::var_os("MSNR_WORKER") {
         return Ok(PathBuf::from(p));
     }
@@ -169,12 +182,17 @@ fn death_message(stage: &str, status: ExitStatus, log: &Path) -> String {
         (None, Some(code)) => format!("exited with code {code} without reporting a result"),
         (None, None) => "ended abnormally".to_string(),
     };
+    with_log_tail(format!("the worker process for stage `{stage}` {how}"), log)
+}
+
+/// `message`, followed by the last lines of the worker's log when it has any.
+#[must_use]
+pub fn with_log_tail(mut message: String, log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(15).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    let mut msg = format!("the worker process for stage `{stage}` {how}");
     if !tail.is_empty() {
-        let _ = write!(msg, "; last lines of {}:\n{}", log.display(), tail.join("\n"));
+        let _ = write!(message, "; last lines of {}:\n{}", log.display(), tail.join("\n"));
     }
-    msg
+    message
 }

@@ -115,7 +115,7 @@ pub static KINDS: &[Kind] = &[
     Kind { name: "train", version: 3, exec: Exec::Worker, check: checked::<train::TrainParams>, max_cores: None },
     Kind {
         name: "classifier",
-        version: 1,
+        version: 2,
         exec: Exec::Worker,
         check: checked::<classifier::ClassifierParams>,
         max_cores: None,

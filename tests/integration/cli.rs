@@ -220,7 +220,7 @@ fn worker_crash_fails_the_stage_cleanly() {
 }
 
 /// Waits until `cond` holds, polling every few milliseconds.
-fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
@@ -478,7 +478,7 @@ const TRAIN: &str = "stage digits = images { path = \"digits\", channels = 1 }\n
 
 /// Waits for `child` at most `limit`; kills it and fails the test if it is still running then.
 #[track_caller]
-fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

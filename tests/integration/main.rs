@@ -7,3 +7,4 @@ mod download;
 mod graph;
 mod lang;
 mod report;
+mod slurm;

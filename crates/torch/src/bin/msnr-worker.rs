@@ -1,32 +1,11 @@
 //! `msnr-worker SPEC.json`: runs one libtorch stage for the `msnr` front end
 //! and reports on stdout with the line protocol of [`msnr::run::protocol`].
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
-use msnr::run::protocol::{Event, PREFIX};
+use msnr::run::protocol::{Event, StdoutReporter};
 use msnr::run::worker::THREADS_VAR;
-use msnr::stages::{Reporter, StageSpec};
-
-/// Writes protocol events to stdout, one line each, flushed at once.
-struct StdoutReporter;
-
-impl StdoutReporter {
-    fn send(event: &Event) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{PREFIX}{}", event.to_line());
-        let _ = out.flush();
-    }
-}
-
-impl Reporter for StdoutReporter {
-    fn progress(&self, done: u64, total: u64, message: &str) {
-        Self::send(&Event::Progress { done, total, message: message.to_string() });
-    }
-    fn log(&self, line: &str) {
-        Self::send(&Event::Log(line.to_string()));
-    }
-}
+use msnr::stages::StageSpec;
 
 /// Sets libtorch's intra-op thread count to the share of cores `msnr run` gave this worker
 /// (`MSNR_THREADS`, see `msnr::run::budget`), so concurrent workers never oversubscribe.

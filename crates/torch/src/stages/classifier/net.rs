@@ -1,8 +1,8 @@
 //! The classifier network: a `LeNet`-sized CNN (`LeCun` et al. 1998) in the VGG manner
 //! (Simonyan & Zisserman 2015): two blocks of two 3x3 convolutions, each followed by
 //! batch normalization (Ioffe & Szegedy 2015) and ReLU, then a 2x2 max-pool; an adaptive
-//! average pool to 4x4 so any image side of at least 4 works; `fc1` (16 x 64 -> 128) ->
-//! ReLU = the features; dropout; `fc2` (128 -> classes) = the logits. About 120k
+//! average pool to 4x4 so any image side of at least 4 works; `fc1` (16 x 32 -> 128) ->
+//! ReLU = the features; dropout; `fc2` (128 -> classes) = the logits. About 85k
 //! parameters. The prototype this was chosen by, and its held-out accuracies, are in
 //! `benches/classifier_recipe.py`.
 
@@ -13,7 +13,7 @@ use tch::Tensor;
 pub const FEATURES: i64 = 128;
 
 /// Channels of the first block (the second has twice as many).
-const WIDTH: i64 = 32;
+const WIDTH: i64 = 16;
 
 /// Dropout before the head, in training only.
 const DROPOUT: f64 = 0.3;

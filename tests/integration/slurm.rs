@@ -1,0 +1,177 @@
+//! `msnr run --executor slurm` on a real SLURM cluster: the one-node cluster that
+//! `tests/setup/slurm.sh` starts on this machine (Debian's `slurm-wlm` and `munge`;
+//! `.ci/run` runs it). Each stale stage is an `sbatch` job, its readers queued ahead as
+//! held jobs depending on it; the lockfile must be the one a local run writes, and a job killed by `scancel` must fail its stage with SLURM's
+//! state, store nothing, and leave a checkpoint the re-run resumes from.
+//!
+//! Skipped, saying so, where no cluster answers; in CI (`CI` set) that fails instead.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::{wait_at_most, wait_for, Project};
+
+/// Data stages (in process locally, `msnr worker` in a job) feeding a tiny training.
+const PIPELINE: &str = "stage d = mnist { count = 40 }\n\
+    stage c = crop { images = d, recipe = adm {}, size = 14 }\n\
+    stage m = train { data = c, net = unet { channels = 32, mults = [1], attention = [] }, steps = 4, batch = 2 }\n";
+
+/// Says on the real stderr (the harness does not capture it) that the test did not run.
+fn skipped(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED the SLURM test: {why}");
+}
+
+/// Whether a SLURM cluster with an idle node answers here; in CI its absence fails the test.
+fn cluster() -> bool {
+    let states = Command::new("sinfo").args(["-h", "-o", "%t"]).output();
+    let up = states.as_ref().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().any(|s| ["idle", "mix", "alloc"].contains(&s.trim()))
+    });
+    let has_sbatch = Command::new("sbatch").arg("--version").output().is_ok_and(|o| o.status.success());
+    if up && has_sbatch {
+        return true;
+    }
+    let why = match states {
+        Err(_) => "no sinfo on PATH (start a one-node cluster: sudo bash tests/setup/slurm.sh)".to_string(),
+        Ok(o) => format!(
+            "no idle SLURM node (sinfo: {:?}; start one: sudo bash tests/setup/slurm.sh)",
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+    };
+    assert!(std::env::var_os("CI").is_none(), "no SLURM cluster in CI: {why}");
+    skipped(&why);
+    false
+}
+
+/// Cores each job asks for: 2, or 1 on a one-core machine. The local run gets as many, so
+/// the training's thread count, hence its output, is the same.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).min(2)
+}
+
+fn config(extra: &str) -> String {
+    format!("{extra}[slurm]\npoll = 0.2\n[slurm.default]\ncpus = {}\n", cpus())
+}
+
+/// Per stage of the lockfile: its key and output hash.
+fn keys_and_outputs(p: &Project) -> BTreeMap<String, (Value, Value)> {
+    let lock: Value = serde_json::from_str(&std::fs::read_to_string(p.path("p.msnr.lock")).unwrap()).unwrap();
+    let stages = lock["stages"].as_object().unwrap();
+    stages.iter().map(|(name, e)| (name.clone(), (e["key"].clone(), e["output"].clone()))).collect()
+}
+
+/// The job id printed after `prefix` in `text`.
+fn job_after(text: &str, prefix: &str) -> String {
+    let rest = text.split(prefix).nth(1).unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"));
+    rest.chars().take_while(char::is_ascii_digit).collect()
+}
+
+#[test]
+fn stages_run_as_slurm_jobs_and_record_the_lockfile_of_a_local_run() {
+    if !cluster() {
+        return;
+    }
+    let local = Project::new();
+    local.write("p.msnr", PIPELINE);
+    local.msnr(&["run", "p.msnr", "--cores", &cpus().to_string()]).success();
+    let p = Project::new();
+    p.write("p.msnr", PIPELINE).write("msnr.toml", &config(""));
+    let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
+    run.success().stderr_has("3 ran, 0 cached").stderr_has("msnr: d: 40/40").stderr_has("msnr: m: 4/4");
+    // `d` is submitted; `c` and `m` are queued at once, held, each after its input's job.
+    let stderr = run.stderr();
+    let d = job_after(&stderr, "msnr: d: submitted as SLURM job ");
+    let c = job_after(&stderr, "queued `c` as held SLURM job ");
+    let m = job_after(&stderr, "queued `m` as held SLURM job ");
+    assert!(stderr.contains(&format!("job {c} (afterok:{d})")) && stderr.contains(&format!("job {m} (afterok:{c})")));
+    assert!(
+        stderr.contains(&format!("c: released SLURM job {c}"))
+            && stderr.contains(&format!("m: released SLURM job {m}"))
+    );
+    assert_eq!(stderr.matches("submitted as SLURM job").count(), 1, "{stderr}");
+    assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
+    assert_eq!(p.tmp_entries(), 0);
+    let again = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
+    again.success().stderr_has("0 ran, 3 cached");
+    assert!(!again.stderr().contains("submitted"), "{}", again.stderr());
+}
+
+/// A stand-in for `msnr-worker` (through `MSNR_WORKER`) that runs the real one and freezes
+/// it (SIGSTOP) once it has written a checkpoint, leaving `paused` in the work folder: the
+/// job is then cancelled mid-training however fast the machine trains.
+fn pausing_worker(p: &Project) -> PathBuf {
+    let real = std::path::Path::new(env!("CARGO_BIN_EXE_msnr")).with_file_name("msnr-worker");
+    let script = format!(
+        "#!/bin/sh\n'{}' \"$@\" &\npid=$!\nwork=$(dirname \"$1\")\n\
+         while [ ! -f \"$work/ckpt/state.json\" ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done\n\
+         kill -STOP $pid\ntouch \"$work/paused\"\nwait $pid\n",
+        real.display()
+    );
+    let path = p.path("pausing-worker.sh");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The work folder of the paused training and its latest SLURM job id (from the `job` file
+/// msnr writes there).
+fn paused_job(p: &Project) -> Option<(PathBuf, String)> {
+    let work = std::fs::read_dir(p.path(".msnr/work")).ok()?;
+    let dir = work.filter_map(Result::ok).map(|e| e.path()).find(|d| d.join("paused").exists())?;
+    let id = std::fs::read_to_string(dir.join("job")).ok()?.trim().to_string();
+    Some((dir, id))
+}
+
+#[test]
+fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes() {
+    if !cluster() {
+        return;
+    }
+    let p = Project::new();
+    let long = "stage m = train { data = c, net = unet { channels = 32, mults = [1], attention = [] }, steps = 6, batch = 2, checkpoint_every = 2 }";
+    let pipeline = PIPELINE.replace(PIPELINE.lines().nth(2).unwrap(), long);
+    // The executor comes from the committed msnr.toml: no --executor.
+    p.write("p.msnr", &pipeline).write("msnr.toml", &config("[executor]\nkind = \"slurm\"\n"));
+    let mut run = p.cmd(&["run", "p.msnr"]);
+    let mut child =
+        run.env("MSNR_WORKER", pausing_worker(&p)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for("the training job to checkpoint", Duration::from_secs(60), || paused_job(&p).is_some());
+    let (work, id) = paused_job(&p).unwrap();
+    assert!(Command::new("scancel").arg(&id).status().unwrap().success());
+    let status = wait_at_most(&mut child, Duration::from_secs(30));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(!status.success(), "{stderr}");
+    let reason = format!("msnr: m: FAILED: SLURM job {id} of stage `m` ended CANCELLED");
+    assert!(stderr.contains(&reason), "{stderr}");
+    assert!(stderr.contains("2 ran, 0 cached, 1 failed"), "{stderr}");
+    assert_eq!(p.store_entries().len(), 2, "nothing of the cancelled training is stored");
+    assert_eq!(p.tmp_entries(), 0);
+    assert!(work.join("ckpt/state.json").exists(), "its checkpoint stays for the re-run");
+    // A run killed outright leaves its job running (here frozen); the next run cancels the
+    // jobs of killed runs first, so two jobs never write one work folder.
+    std::fs::remove_file(work.join("paused")).unwrap();
+    let mut run = p.cmd(&["run", "p.msnr"]);
+    let mut child =
+        run.env("MSNR_WORKER", pausing_worker(&p)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the resumed job to pause", Duration::from_secs(60), || paused_job(&p).is_some_and(|(_, j)| j != id));
+    let (_, left) = paused_job(&p).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let again = p.msnr(&["run", "p.msnr"]);
+    again
+        .success()
+        .stderr_has("msnr: cancelled 1 SLURM job(s) that a killed run left")
+        .stderr_has("msnr: m: resuming from the checkpoint at step ")
+        .stderr_has("1 ran, 2 cached");
+    assert_eq!(p.store_entries().len(), 3);
+    assert_eq!(p.tmp_entries(), 0, "the killed run's staging folder was removed");
+    let left_state = Command::new("squeue").args(["-h", "-t", "all", "-o", "%T", "-j", &left]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&left_state.stdout).trim(), "CANCELLED");
+    let runs = std::fs::read_dir(p.path(".msnr/slurm")).map_or(0, Iterator::count);
+    assert_eq!(runs, 0, "no run folder is left");
+}
