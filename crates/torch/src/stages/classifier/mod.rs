@@ -115,15 +115,15 @@ fn cosine_lr(lr: f64, done: u64, steps: u64) -> f64 {
 /// direction, the uncovered border filled with the background (-1): the classic
 /// augmentation that lets a small CNN reach ~99% on MNIST from a few thousand digits.
 fn shifted(x: &Tensor) -> Tensor {
-    let [n, c, h, w] = x.size()[..] else { unreachable!("images are [n, c, h, w]") };
-    let s = max_shift(h.min(w));
-    let padded = (x + 1.0).constant_pad_nd([s, s, s, s]) - 1.0;
+    let [count, channels, height, width] = x.size()[..] else { unreachable!("images are [n, c, h, w]") };
+    let pad = max_shift(height.min(width));
+    let padded = (x + 1.0).constant_pad_nd([pad, pad, pad, pad]) - 1.0;
     let offsets = |side: i64| {
-        let start = Tensor::randint(2 * s + 1, [n, 1], (Kind::Int64, x.device()));
+        let start = Tensor::randint(2 * pad + 1, [count, 1], (Kind::Int64, x.device()));
         start + Tensor::arange(side, (Kind::Int64, x.device())).unsqueeze(0)
     };
-    let rows = offsets(h).view([n, 1, h, 1]).expand([n, c, h, w + 2 * s], false);
-    let cols = offsets(w).view([n, 1, 1, w]).expand([n, c, h, w], false);
+    let rows = offsets(height).view([count, 1, height, 1]).expand([count, channels, height, width + 2 * pad], false);
+    let cols = offsets(width).view([count, 1, 1, width]).expand([count, channels, height, width], false);
     padded.gather(2, &rows, false).gather(3, &cols, false)
 }
 
@@ -276,7 +276,7 @@ mod tests {
     fn each_image_moves_by_its_own_offset_within_the_limit() {
         tch::manual_seed(3);
         let (n, side) = (64, 14);
-        let mut x = Tensor::full([n, 1, side, side], -1.0, (Kind::Float, Device::Cpu));
+        let x = Tensor::full([n, 1, side, side], -1.0, (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, 7, 1).narrow(3, 6, 1).fill_(1.0);
         let out = shifted(&x);
         assert_eq!(out.size(), [n, 1, side, side]);
