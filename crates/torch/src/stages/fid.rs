@@ -28,7 +28,7 @@ use crate::diffusion::models::inception::{load_inception, FidInceptionV3};
 use crate::metrics::npz::{read_statistics, write_statistics};
 use crate::metrics::{frechet_distance, kid, KidConfig, Statistics};
 use msnr::stages::fid::FidReferenceParams;
-use msnr::stages::params::Source;
+use msnr::stages::params::{ParamError, Source};
 
 /// The feature network's name, recorded next to the numbers.
 const FEATURES: &str = "inception-v3 pool3 (pytorch-fid)";
@@ -39,6 +39,23 @@ const DETECTOR: &str = "inception-v3 pool3 (NVIDIA TorchScript detector, as EDM'
 /// The file in a `fid_reference` artifact that says which network made it.
 const REFERENCE_JSON: &str = "reference.json";
 
+/// The feature network a `fid` or `fid_reference` stage names (its `classifier`, else the
+/// Inception weights `inception` gives), on the stage's device, and its batch as an `i64`.
+fn feature_net<'a>(
+    spec: &StageSpec,
+    classifier: Option<&Source>,
+    inception: impl FnOnce() -> Result<&'a Source, ParamError>,
+    batch: u64,
+) -> Result<(FeatureNet, i64), StageError> {
+    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
+    let inception = match classifier {
+        Some(_) => None,
+        None => Some(inception().map_err(|e| StageError::param("inception", e.message))?),
+    };
+    let net = FeatureNet::load(spec, inception, classifier, device)?;
+    Ok((net, i64::try_from(batch).unwrap_or(i64::MAX)))
+}
+
 /// Runs the stage (the worker's entry for kind `fid`).
 ///
 /// # Errors
@@ -46,13 +63,7 @@ const REFERENCE_JSON: &str = "reference.json";
 /// neither a dataset nor statistics, each named.
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let params: FidParams = spec.typed()?;
-    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
-    let inception = match &params.classifier {
-        Some(_) => None,
-        None => Some(params.inception().map_err(|e| StageError::param("inception", e.message))?),
-    };
-    let net = FeatureNet::load(spec, inception, params.classifier.as_ref(), device)?;
-    let batch = i64::try_from(params.batch).unwrap_or(i64::MAX);
+    let (net, batch) = feature_net(spec, params.classifier.as_ref(), || params.inception(), params.batch)?;
     let (samples, labels) = features(&net, &spec.source_dir(&params.samples)?, "samples", batch, reporter)?;
     let stats = Statistics::of_features(&samples, "samples").map_err(metric)?;
     let reference_dir = spec.source_dir(&params.reference)?;
@@ -173,13 +184,7 @@ impl FeatureNet {
 /// As `fid`'s reading of a reference dataset.
 pub fn run_reference(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let params: FidReferenceParams = spec.typed()?;
-    let device = if spec.device == "cuda" { Device::Cuda(0) } else { Device::Cpu };
-    let inception = match &params.classifier {
-        Some(_) => None,
-        None => Some(params.inception().map_err(|e| StageError::param("inception", e.message))?),
-    };
-    let net = FeatureNet::load(spec, inception, params.classifier.as_ref(), device)?;
-    let batch = i64::try_from(params.batch).unwrap_or(i64::MAX);
+    let (net, batch) = feature_net(spec, params.classifier.as_ref(), || params.inception(), params.batch)?;
     let (f, _) = features(&net, &spec.source_dir(&params.images)?, "reference", batch, reporter)?;
     let stats = Statistics::of_features(&f, "reference").map_err(metric)?;
     write_statistics(&stats, &spec.out_dir.join("stats.npz")).map_err(metric)?;
