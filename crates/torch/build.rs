@@ -53,6 +53,7 @@ fn compile_shim(lib: &std::path::Path) {
     for src in sources {
         println!("cargo:rerun-if-changed={src}");
     }
+    println!("cargo:rerun-if-changed=src/shim_error.h");
     println!("cargo:rerun-if-changed=vendor/gloo");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()

@@ -10,14 +10,10 @@
 #include <cstring>
 #include <exception>
 
+#include "shim_error.h"
+
 namespace {
-int fail(const std::exception& e, char* err, size_t err_len) {
-  if (err_len > 0) {
-    std::strncpy(err, e.what(), err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-  return 0;
-}
+using msnr_shim::fail;
 }  // namespace
 
 // Enters CUDA autocast with dtype bf16 (else fp16), as `torch.autocast("cuda", dtype)`'s

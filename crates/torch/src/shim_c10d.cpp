@@ -12,17 +12,13 @@
 #include <cstring>
 #include <exception>
 
+#include "shim_error.h"
+
 namespace {
 using StorePtr = c10::intrusive_ptr<c10d::Store>;
 using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroupGloo>;
 
-int fail(const std::exception& e, char* err, size_t err_len) {
-  if (err_len > 0) {
-    std::strncpy(err, e.what(), err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-  return 0;
-}
+using msnr_shim::fail;
 }  // namespace
 
 // A TCPStore on host:port; the server (rank 0) binds it (port 0: a free port, written to
