@@ -7,27 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use msnr::lang::{stdlib, Value};
 use msnr::stages::{Reporter, StageSpec};
+
+use super::support::Lines;
 use msnr_torch::diffusion::models::{self, load_weights, NetContext, NetParams, NetSpec};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint").join(name)
-}
-
-/// Collects the log lines.
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl Reporter for Lines {
-    fn progress(&self, _: u64, _: u64, _: &str) {}
-    fn log(&self, line: &str) {
-        self.0.lock().unwrap().push(line.to_owned());
-    }
 }
 
 /// `vit { .. }` with the stdlib's defaults and `args` over them.

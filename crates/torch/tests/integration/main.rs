@@ -15,5 +15,6 @@ mod sample_stage;
 mod sampler;
 mod step;
 mod stream;
+mod support;
 mod train;
 mod vae;

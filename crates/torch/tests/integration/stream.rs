@@ -4,23 +4,13 @@
 //! for bit; and `auto` says in the log which loader it chose.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use msnr::cache::hash_tree;
 use msnr::data::{DType, DatasetWriter};
 use msnr::lang::Value;
-use msnr::stages::{Reporter, StageSpec};
+use msnr::stages::StageSpec;
 
-/// A reporter keeping the log lines.
-#[derive(Default)]
-struct Lines(Mutex<Vec<String>>);
-
-impl Reporter for Lines {
-    fn progress(&self, _: u64, _: u64, _: &str) {}
-    fn log(&self, line: &str) {
-        self.0.lock().unwrap().push(line.to_owned());
-    }
-}
+use super::support::Lines;
 
 /// 45 RGB 8x8 items of two classes, in shards of 8 (the last one short).
 fn dataset(dir: &Path) {
