@@ -1,9 +1,10 @@
 // c10d (torch.distributed's C++ core, inside libtorch_cpu) for data-parallel training: a
-// TCPStore for the rendezvous, a Gloo process group over it, and its all-reduce (see
-// shim/c10d.rs). Compiled with -DUSE_C10D_GLOO against the wheel's c10d headers and the gloo
-// headers vendored in vendor/gloo (the wheel ships c10d's headers but not gloo's). Objects cross
-// the C boundary as heap-allocated intrusive pointers. Errors as in shim.cpp: 0 and a message in
-// `err`, 1 on success.
+// TCPStore for the rendezvous, a Gloo process group over it, and the all-reduce of any c10d
+// backend (this Gloo one, or shim_nccl.cpp's NCCL one; see shim/c10d.rs). Compiled with
+// -DUSE_C10D_GLOO against the wheel's c10d headers and the gloo headers vendored in vendor/gloo
+// (the wheel ships c10d's headers but not gloo's). Objects cross the C boundary as
+// heap-allocated intrusive pointers; a process group as a pointer to its c10d::Backend base.
+// Errors as in shim.cpp: 0 and a message in `err`, 1 on success.
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -16,7 +17,7 @@
 
 namespace {
 using StorePtr = c10::intrusive_ptr<c10d::Store>;
-using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroupGloo>;
+using GroupPtr = c10::intrusive_ptr<c10d::Backend>;
 
 using msnr_shim::fail;
 }  // namespace
@@ -44,14 +45,16 @@ extern "C" int msnr_store_new(const char* host, int port, int is_server, int wor
 extern "C" void msnr_store_free(void* store) { delete static_cast<StorePtr*>(store); }
 
 // A Gloo process group of `world` ranks, this one `rank`, meeting through `store`, its
-// transport on the loopback interface (`host`); collectives time out after `timeout_ms`.
-// Blocks until every rank has joined (or the timeout).
-extern "C" int msnr_gloo_new(void* store, const char* host, int rank, int world, int64_t timeout_ms, void** out,
-                             char* err, size_t err_len) {
+// transport bound to the address `host` resolves to, or to the interface `iface` when it is
+// not empty (what GLOO_SOCKET_IFNAME names in PyTorch); collectives time out after
+// `timeout_ms`. Blocks until every rank has joined (or the timeout).
+extern "C" int msnr_gloo_new(void* store, const char* host, const char* iface, int rank, int world,
+                             int64_t timeout_ms, void** out, char* err, size_t err_len) {
   try {
     auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
-    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(*static_cast<StorePtr*>(store), rank, world, opts);
+    opts->devices.push_back(*iface != '\0' ? c10d::ProcessGroupGloo::createDeviceForInterface(iface)
+                                            : c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    GroupPtr group = c10::make_intrusive<c10d::ProcessGroupGloo>(*static_cast<StorePtr*>(store), rank, world, opts);
     *out = new GroupPtr(group);
     return 1;
   } catch (const std::exception& e) {
@@ -59,10 +62,10 @@ extern "C" int msnr_gloo_new(void* store, const char* host, int rank, int world,
   }
 }
 
-extern "C" void msnr_gloo_free(void* group) { delete static_cast<GroupPtr*>(group); }
+extern "C" void msnr_group_free(void* group) { delete static_cast<GroupPtr*>(group); }
 
 // Sums `t` over the ranks in place (c10d's allreduce, ReduceOp::SUM) and waits for it.
-extern "C" int msnr_gloo_allreduce_sum(void* group, at::Tensor* t, char* err, size_t err_len) {
+extern "C" int msnr_group_allreduce_sum(void* group, at::Tensor* t, char* err, size_t err_len) {
   try {
     std::vector<at::Tensor> tensors{*t};
     (*static_cast<GroupPtr*>(group))->allreduce(tensors)->wait();

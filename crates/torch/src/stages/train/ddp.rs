@@ -1,16 +1,27 @@
-//! Data-parallel training (`devices > 1`), PyTorch DDP's scheme over libtorch's own c10d:
-//! the worker the runner started is rank 0; it binds a c10d `TCPStore` on a free loopback
-//! port and starts ranks 1..N as copies of itself (same spec, the rank and port in the
-//! environment). All join one Gloo process group ([`crate::shim::c10d`]), build the same net
-//! from the same seed, draw the same global batch and each keep its `batch / devices` share
-//! ([`Group::shard`]); after backward, the flat gradient buffer is averaged in one
-//! all-reduce ([`Group::mean`]), so every rank takes the same optimizer step. Only rank 0
-//! writes the log, checkpoints and outputs; a resume loads rank 0's checkpoint on every rank.
+//! Data-parallel training (`devices > 1`), PyTorch DDP's scheme over libtorch's own c10d. The
+//! ranks meet at a c10d `TCPStore` that rank 0 serves, and join one process group
+//! ([`crate::shim::c10d`]): NCCL on CUDA (rank `r` on its node's GPU `r`), Gloo on the CPU.
+//! They are started in one of two ways:
+//! - **by rank 0, on one machine** (what `msnr run` does): the worker the runner started is
+//!   rank 0; it binds the store on a free loopback port and starts ranks 1..N as copies of
+//!   itself (same spec; [`ADDR_VAR`], [`PORT_VAR`] and [`RANK_VAR`] in the environment);
+//! - **by a launcher, on one or many nodes** (`srun`, as the SLURM executor's batch script
+//!   does, see `msnr::run::slurm`): every rank finds [`ADDR_VAR`] (rank 0's node) and
+//!   [`PORT_VAR`] in its environment, and its rank, node-local rank and the task count in
+//!   SLURM's (`SLURM_PROCID`, `SLURM_LOCALID`, `SLURM_NTASKS`), as torchrun's ranks find
+//!   `MASTER_ADDR` and `RANK`.
+//!
+//! All build the same net from the same seed, draw the same global batch and each keep its
+//! `batch / devices` share ([`Group::shard`]); after backward, the flat gradient buffer is
+//! averaged in one all-reduce ([`Group::mean`]), so every rank takes the same optimizer step.
+//! Only rank 0 writes the log, checkpoints and outputs; a resume loads rank 0's checkpoint on
+//! every rank.
 //!
 //! A rank that dies fails its peers' next collective (connection closed) or, if it hangs,
 //! the collective's timeout ([`TIMEOUT_VAR`], default [`DEFAULT_TIMEOUT`]); rank 0 then
-//! names the rank and its own error message. Ranks 1..N die with rank 0 (`PR_SET_PDEATHSIG`),
-//! and rank 0 kills them when it fails, so no process outlives the stage.
+//! names the rank and its own error message. Ranks rank 0 started die with it
+//! (`PR_SET_PDEATHSIG`), and it kills them when it fails, so no process outlives the stage;
+//! `srun --kill-on-bad-exit` does the same for the ranks it started.
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
@@ -21,27 +32,35 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, TchError, Tensor};
 
-use crate::shim::c10d::{Gloo, Store};
+use crate::shim::c10d::{ProcessGroup, Store};
 use msnr::run::protocol::Event;
 use msnr::run::worker::THREADS_VAR;
 use msnr::stages::StageError;
 
-/// The environment variable that makes a worker rank `r` (> 0) of a group.
-pub const RANK_VAR: &str = "MSNR_DDP_RANK";
-/// The environment variable with rank 0's store port, for ranks > 0.
+/// The host of rank 0's store; set, it makes this process a rank that joins a group (rather
+/// than rank 0 of one it starts).
+pub const ADDR_VAR: &str = "MSNR_DDP_ADDR";
+/// The port of rank 0's store.
 pub const PORT_VAR: &str = "MSNR_DDP_PORT";
+/// This process's rank, where `SLURM_PROCID` does not give it.
+pub const RANK_VAR: &str = "MSNR_DDP_RANK";
 /// Seconds a rendezvous or a collective waits for a silent rank before it fails.
 pub const TIMEOUT_VAR: &str = "MSNR_DDP_TIMEOUT";
 /// [`TIMEOUT_VAR`]'s default: longer than any step, short enough to free a hung node.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-/// The ranks meet on the loopback interface: one machine.
-const HOST: &str = "127.0.0.1";
+/// The network interface Gloo's transport uses, as in PyTorch (default: the address this
+/// node's host name resolves to).
+const IFACE_VAR: &str = "GLOO_SOCKET_IFNAME";
+/// Ranks that rank 0 starts meet on the loopback interface: one machine.
+const LOOPBACK: &str = "127.0.0.1";
 
 /// This process's place in a data-parallel group.
 pub struct Group {
     rank: usize,
+    /// The rank among this node's ranks: the GPU it uses on CUDA.
+    local: usize,
     world: usize,
-    gloo: Gloo,
+    group: ProcessGroup,
     /// Kept alive for the group: c10d's store outlives the process group's use of it.
     _store: Store,
     /// Rank 0's children, ranks 1..N (empty on the others).
@@ -57,44 +76,54 @@ struct Peer {
 }
 
 impl Group {
-    /// Joins (rank > 0, from the environment) or starts (rank 0) the group of `devices`
-    /// processes; `None` for one device.
+    /// Joins (when [`ADDR_VAR`] is set) or starts (else, as rank 0) the group of `devices`
+    /// processes, on CUDA (`cuda`: NCCL, one GPU each) or the CPU (Gloo); `None` for one device.
     ///
     /// # Errors
-    /// A bad environment, a peer that cannot be started or never joins, named.
-    pub fn join(devices: u64) -> Result<Option<Self>, StageError> {
+    /// A bad environment, fewer GPUs than ranks, a peer that cannot be started or never
+    /// joins, named.
+    pub fn join(devices: u64, cuda: bool) -> Result<Option<Self>, StageError> {
         if devices <= 1 {
             return Ok(None);
         }
         let world = usize::try_from(devices).map_err(|_| StageError::param("devices", "too large"))?;
         let timeout = timeout()?;
-        let group = match std::env::var(RANK_VAR) {
-            Ok(rank) => Self::join_peer(&rank, world, timeout)?,
-            Err(_) => Self::start_lead(world, timeout, share_threads(world))?,
+        let group = match std::env::var(ADDR_VAR) {
+            Ok(addr) => Self::join_peer(&addr, world, cuda, timeout)?,
+            Err(_) => Self::start_lead(world, cuda, timeout)?,
         };
         Ok(Some(group))
     }
 
-    fn join_peer(rank: &str, world: usize, timeout: Duration) -> Result<Self, StageError> {
-        let bad = |what: &str| StageError::Failed(format!("data-parallel rank: bad {what} in the environment"));
-        let rank: usize = rank.parse().map_err(|_| bad(RANK_VAR))?;
-        let port: u16 = std::env::var(PORT_VAR).ok().and_then(|p| p.parse().ok()).ok_or_else(|| bad(PORT_VAR))?;
-        let failed = |e: TchError| StageError::Failed(format!("data-parallel rank {rank} cannot join rank 0: {e}"));
-        let store = Store::new(HOST, port, false, world, timeout).map_err(failed)?;
-        let gloo = Gloo::new(&store, HOST, rank, world, timeout).map_err(failed)?;
-        Ok(Self { rank, world, gloo, _store: store, peers: Mutex::new(Vec::new()) })
+    fn join_peer(addr: &str, world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
+        let env = Launched::read(world)?;
+        let (rank, local) = (env.rank, env.local);
+        let failed = |e: TchError| StageError::Failed(format!("data-parallel rank {rank} cannot join rank 0 at {addr}: {e}"));
+        if cuda {
+            check_gpus(local + 1, world)?;
+        }
+        let store = Store::new(addr, env.port, rank == 0, world, timeout).map_err(failed)?;
+        // Rank 0's children bind the loopback interface, as it does; ranks on several nodes,
+        // their own node's address.
+        let host = if addr == LOOPBACK { LOOPBACK.to_string() } else { own_host_name() };
+        let group = process_group(&store, &host, cuda, rank, world, timeout).map_err(failed)?;
+        Ok(Self { rank, local, world, group, _store: store, peers: Mutex::new(Vec::new()) })
     }
 
-    fn start_lead(world: usize, timeout: Duration, threads: usize) -> Result<Self, StageError> {
+    fn start_lead(world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
+        if cuda {
+            check_gpus(world, world)?;
+        }
+        let threads = share_threads(world);
         let failed = |e: TchError| StageError::Failed(format!("data-parallel rank 0: {e}"));
-        let store = Store::new(HOST, 0, true, world, timeout).map_err(failed)?;
+        let store = Store::new(LOOPBACK, 0, true, world, timeout).map_err(failed)?;
         let mut peers = Vec::with_capacity(world - 1);
         for rank in 1..world {
             peers.push(Peer::spawn(rank, store.port(), threads)?);
         }
         let peers = Mutex::new(peers);
-        match Gloo::new(&store, HOST, 0, world, timeout) {
-            Ok(gloo) => Ok(Self { rank: 0, world, gloo, _store: store, peers }),
+        match process_group(&store, LOOPBACK, cuda, 0, world, timeout) {
+            Ok(group) => Ok(Self { rank: 0, local: 0, world, group, _store: store, peers }),
             Err(e) => Err(describe(&peers, &e)),
         }
     }
@@ -143,7 +172,7 @@ impl Group {
     }
 
     fn sum(&self, t: &Tensor) -> Result<(), StageError> {
-        self.gloo.all_reduce_sum(t).map_err(|e| describe(&self.peers, &e))
+        self.group.all_reduce_sum(t).map_err(|e| describe(&self.peers, &e))
     }
 
     /// Rank 0 waits for ranks 1..N to end after the last step.
@@ -184,6 +213,7 @@ impl Peer {
         let exe = std::env::current_exe().map_err(|e| StageError::Failed(format!("data-parallel rank {rank}: {e}")))?;
         let mut cmd = Command::new(exe);
         cmd.args(std::env::args_os().skip(1))
+            .env(ADDR_VAR, LOOPBACK)
             .env(RANK_VAR, rank.to_string())
             .env(PORT_VAR, port.to_string())
             .stdin(Stdio::null())
@@ -247,27 +277,91 @@ fn describe(peers: &Mutex<Vec<Peer>>, e: &TchError) -> StageError {
     ))
 }
 
-/// The device of this rank: GPU `rank` on CUDA (checked to exist), else the CPU.
-///
-/// # Errors
-/// Fewer GPUs visible than `devices`.
-pub fn device(cuda: bool, group: Option<&Group>) -> Result<Device, StageError> {
-    let Some(group) = group else { return Ok(if cuda { Device::Cuda(0) } else { Device::Cpu }) };
-    if !cuda {
-        return Ok(Device::Cpu);
+/// The device of this rank: on CUDA its node's GPU `local rank` (checked to exist when the
+/// group was joined), else the CPU.
+#[must_use]
+pub fn device(cuda: bool, group: Option<&Group>) -> Device {
+    match (cuda, group) {
+        (false, _) => Device::Cpu,
+        (true, None) => Device::Cuda(0),
+        (true, Some(group)) => Device::Cuda(group.local),
     }
+}
+
+/// The process group of this rank: NCCL on CUDA, else Gloo on `host` (or `GLOO_SOCKET_IFNAME`).
+fn process_group(
+    store: &Store,
+    host: &str,
+    cuda: bool,
+    rank: usize,
+    world: usize,
+    timeout: Duration,
+) -> Result<ProcessGroup, TchError> {
+    if cuda {
+        return ProcessGroup::nccl(store, rank, world, timeout);
+    }
+    let iface = std::env::var(IFACE_VAR).ok().filter(|i| !i.is_empty());
+    ProcessGroup::gloo(store, host, iface.as_deref(), rank, world, timeout)
+}
+
+/// Fails unless libtorch sees at least `needed` GPUs (for a group of `world` ranks).
+fn check_gpus(needed: usize, world: usize) -> Result<(), StageError> {
     let visible = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
-    if visible < group.world {
-        return Err(StageError::param(
-            "devices",
-            format!(
-                "devices = {} on cuda, but libtorch sees {visible} GPU(s) (msnr run places a stage on \
-                 one GPU for now: train on the CPU, or with devices = 1)",
-                group.world
-            ),
-        ));
+    if visible >= needed {
+        return Ok(());
     }
-    Ok(Device::Cuda(group.rank))
+    let shown = std::env::var("CUDA_VISIBLE_DEVICES").map_or_else(|_| String::new(), |v| format!(" (CUDA_VISIBLE_DEVICES={v})"));
+    Err(StageError::param(
+        "devices",
+        format!(
+            "devices = {world} on cuda needs {needed} GPU(s) on this node, one per rank, but libtorch sees \
+             {visible}{shown}: lower devices, or spread the ranks over nodes (msnr run --executor slurm, \
+             `nodes` in msnr.toml)"
+        ),
+    ))
+}
+
+/// A joining rank's place, from the environment: [`PORT_VAR`], and either [`RANK_VAR`] (a rank
+/// that rank 0 started: on its node, its local rank is its rank) or SLURM's task variables
+/// (`SLURM_PROCID`, `SLURM_LOCALID`, and `SLURM_NTASKS`, which must equal `devices`).
+struct Launched {
+    port: u16,
+    rank: usize,
+    local: usize,
+}
+
+impl Launched {
+    fn read(world: usize) -> Result<Self, StageError> {
+        let bad = |what: &str| StageError::Failed(format!("data-parallel rank: bad or missing {what} in the environment"));
+        let number = |var: &str| std::env::var(var).ok().and_then(|v| v.trim().parse::<usize>().ok());
+        let port = number(PORT_VAR).and_then(|p| u16::try_from(p).ok()).ok_or_else(|| bad(PORT_VAR))?;
+        let (rank, local) = match number(RANK_VAR) {
+            Some(rank) => (rank, rank),
+            None => {
+                let rank = number("SLURM_PROCID").ok_or_else(|| bad(&format!("{RANK_VAR} or SLURM_PROCID")))?;
+                if let Some(tasks) = number("SLURM_NTASKS").filter(|&t| t != world) {
+                    return Err(StageError::param(
+                        "devices",
+                        format!("devices = {world}, but SLURM started {tasks} task(s) for it (srun --ntasks)"),
+                    ));
+                }
+                (rank, number("SLURM_LOCALID").unwrap_or(rank))
+            }
+        };
+        if rank >= world {
+            return Err(bad(&format!("rank {rank} (of {world})")));
+        }
+        Ok(Self { port, rank, local })
+    }
+}
+
+/// This node's host name (Gloo's transport binds the address it resolves to).
+fn own_host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok && end > 0 { String::from_utf8_lossy(&buf[..end]).into_owned() } else { LOOPBACK.to_string() }
 }
 
 /// Splits rank 0's intra-op threads (`MSNR_THREADS`, else the cores) among the ranks: sets
@@ -306,6 +400,6 @@ mod tests {
 
     #[test]
     fn one_device_is_no_group() {
-        assert!(Group::join(1).unwrap().is_none());
+        assert!(Group::join(1, false).unwrap().is_none());
     }
 }

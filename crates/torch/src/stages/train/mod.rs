@@ -49,16 +49,17 @@ use msnr::stages::{Reporter, StageError, StageResult, StageSpec};
 /// non-finite loss (naming the step and the last finite loss).
 pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, StageError> {
     let cfg = TrainConfig::from_spec(spec)?;
-    let group = Group::join(cfg.devices)?;
-    let lead = group.as_ref().is_none_or(Group::is_lead);
-    let device = ddp::device(spec.device == "cuda", group.as_ref())?;
-    if device.is_cuda() && !tch::Cuda::is_available() {
+    let cuda = spec.device == "cuda";
+    if cuda && !tch::Cuda::is_available() {
         return Err(StageError::Failed(
             "device is cuda, but libtorch finds no usable CUDA device (no NVIDIA driver, or a GPU \
              it cannot use); unset MSNR_DEVICE=cuda or set the stage's device = cpu"
                 .into(),
         ));
     }
+    let group = Group::join(cfg.devices, cuda)?;
+    let lead = group.as_ref().is_none_or(Group::is_lead);
+    let device = ddp::device(cuda, group.as_ref());
     let run = Run { device, batch: cfg.batch, end: cfg.steps };
     let data = TrainLoader::open(&spec.source_dir(&cfg.data)?, cfg.loader, run, reporter)?;
     let mut state = State::new(&cfg, &data, device)?;
