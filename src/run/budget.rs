@@ -8,7 +8,8 @@
 //! thread count set to it (`tch::set_num_threads`, `OMP_NUM_THREADS`), a stage running in
 //! this process inside a rayon pool of that many threads. A stage that cannot use more
 //! than one core (a download, the bundled digits) asks for one. A torch stage on CUDA also
-//! takes one GPU, which no other stage shares (`CUDA_VISIBLE_DEVICES` names it).
+//! takes GPUs, which no other stage shares (`CUDA_VISIBLE_DEVICES` names them): one, or a
+//! data-parallel `train`'s `devices`.
 //!
 //! Stages that become ready together split the free cores evenly. A torch stage on CPU is
 //! the exception: it always runs with the whole budget (waiting until every core is free),
@@ -22,30 +23,30 @@
 pub struct Need {
     /// At most this many cores are useful (`None`: as many as it is given).
     pub max_cores: Option<usize>,
-    /// It runs on a GPU (a torch stage whose device resolved to CUDA).
-    pub gpu: bool,
+    /// The GPUs it runs on (a torch stage whose device resolved to CUDA: 1, or its `devices`).
+    pub gpus: usize,
     /// It needs the whole budget, every core, and runs alone (a torch stage on CPU).
     pub all_cores: bool,
 }
 
 impl Need {
     /// A stage that uses as many cores as it is given.
-    pub const SHARE: Self = Self { max_cores: None, gpu: false, all_cores: false };
+    pub const SHARE: Self = Self { max_cores: None, gpus: 0, all_cores: false };
     /// A stage that uses one core.
-    pub const ONE: Self = Self { max_cores: Some(1), gpu: false, all_cores: false };
+    pub const ONE: Self = Self { max_cores: Some(1), gpus: 0, all_cores: false };
     /// A torch stage on a GPU (plus its share of cores for the host side).
-    pub const GPU: Self = Self { max_cores: None, gpu: true, all_cores: false };
+    pub const GPU: Self = Self { max_cores: None, gpus: 1, all_cores: false };
     /// A torch stage on CPU: every core, alone.
-    pub const ALL: Self = Self { max_cores: None, gpu: false, all_cores: true };
+    pub const ALL: Self = Self { max_cores: None, gpus: 0, all_cores: true };
 }
 
 /// What a started stage was given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     /// Threads it may use (its intra-op / rayon thread count), at least 1.
     pub threads: usize,
-    /// The GPU it runs on (an index into the machine's visible GPUs), for a GPU stage.
-    pub gpu: Option<usize>,
+    /// The GPUs it runs on (indices into the machine's visible GPUs), for a GPU stage.
+    pub gpus: Vec<usize>,
 }
 
 /// The cores, GPUs and stage slots of one run, and how much of each is in use.
@@ -69,13 +70,13 @@ impl Budget {
     }
 
     /// Which of the `ready` stages (in order of preference) start now, each with its grant:
-    /// as many as there are free slots and cores (a GPU stage only while a GPU is free, a
+    /// as many as there are free slots and cores (a GPU stage only while its GPUs are free, a
     /// stage that needs every core only alone, when all are free), the free cores split
     /// evenly among them (a one-core stage takes one; the first ones
     /// take the remainder). Returns (index into `ready`, grant) pairs, and takes what they
     /// were granted out of the budget.
     pub fn grant(&mut self, ready: &[Need]) -> Vec<(usize, Grant)> {
-        let mut picked: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut picked: Vec<(usize, Vec<usize>)> = Vec::new();
         let mut gpus = self.gpu_busy.clone();
         for (i, need) in ready.iter().enumerate() {
             if picked.len() >= self.free_slots.min(self.free_cores) {
@@ -83,45 +84,51 @@ impl Budget {
             }
             if need.all_cores {
                 if picked.is_empty() && self.free_cores == self.cores {
-                    picked.push((i, None));
+                    picked.push((i, Vec::new()));
                     break;
                 }
                 continue;
             }
             // Without a GPU to place it on (`MSNR_DEVICE=cuda` on a machine whose GPUs are not
-            // listed), a GPU stage runs as any other: the device decides, not the budget.
-            let gpu = if need.gpu && !gpus.is_empty() {
-                let Some(g) = gpus.iter().position(|busy| !busy) else { continue };
+            // listed), a GPU stage runs as any other: the device decides, not the budget. One
+            // that needs more GPUs than there are takes them all, and its worker says so.
+            let want = need.gpus.min(gpus.len());
+            let free: Vec<usize> = (0..gpus.len()).filter(|&g| !gpus[g]).take(want).collect();
+            if free.len() < want {
+                continue;
+            }
+            for &g in &free {
                 gpus[g] = true;
-                Some(g)
-            } else {
-                None
-            };
-            picked.push((i, gpu));
+            }
+            picked.push((i, free));
         }
         let threads = split(self.free_cores, &picked.iter().map(|&(i, _)| ready[i].max_cores).collect::<Vec<_>>());
         let grants: Vec<(usize, Grant)> =
-            picked.into_iter().zip(threads).map(|((i, gpu), threads)| (i, Grant { threads, gpu })).collect();
+            picked.into_iter().zip(threads).map(|((i, gpus), threads)| (i, Grant { threads, gpus })).collect();
         for (_, g) in &grants {
-            self.take(*g);
+            self.take(g);
         }
         grants
     }
 
     /// Gives a finished stage's grant back.
-    pub fn release(&mut self, grant: Grant) {
+    pub fn release(&mut self, grant: &Grant) {
         self.free_cores += grant.threads;
         self.free_slots += 1;
-        if let Some(busy) = grant.gpu.and_then(|g| self.gpu_busy.get_mut(g)) {
-            *busy = false;
-        }
+        self.mark(&grant.gpus, false);
     }
 
-    fn take(&mut self, grant: Grant) {
+    fn take(&mut self, grant: &Grant) {
         self.free_cores -= grant.threads;
         self.free_slots -= 1;
-        if let Some(busy) = grant.gpu.and_then(|g| self.gpu_busy.get_mut(g)) {
-            *busy = true;
+        self.mark(&grant.gpus, true);
+    }
+
+    fn mark(&mut self, gpus: &[usize], busy: bool) {
+        for &g in gpus {
+            if let Some(b) = self.gpu_busy.get_mut(g) {
+                *b = busy;
+            }
         }
     }
 }
@@ -179,7 +186,7 @@ mod tests {
         let first = b.grant(&[Need::SHARE]);
         assert_eq!(threads(&first), [4]);
         assert!(b.grant(&[Need::SHARE]).is_empty());
-        b.release(first[0].1);
+        b.release(&first[0].1);
         assert_eq!(threads(&b.grant(&[Need::SHARE])), [4]);
     }
 
@@ -212,32 +219,46 @@ mod tests {
     fn gpu_stages_take_one_gpu_each() {
         let mut b = Budget::new(16, 2, usize::MAX);
         let grants = b.grant(&[Need::GPU, Need::GPU, Need::GPU, Need::SHARE]);
-        let gpus: Vec<_> = grants.iter().map(|(i, g)| (*i, g.gpu)).collect();
-        assert_eq!(gpus, [(0, Some(0)), (1, Some(1)), (3, None)], "the third GPU stage waits");
+        let gpus: Vec<_> = grants.iter().map(|(i, g)| (*i, g.gpus.clone())).collect();
+        assert_eq!(gpus, [(0, vec![0]), (1, vec![1]), (3, vec![])], "the third GPU stage waits");
         assert_eq!(threads(&grants), [6, 5, 5]);
-        b.release(grants[1].1);
+        b.release(&grants[1].1);
         let again = b.grant(&[Need::GPU]);
-        assert_eq!(again[0].1.gpu, Some(1));
+        assert_eq!(again[0].1.gpus, [1]);
         assert_eq!(again[0].1.threads, 5);
+    }
+
+    #[test]
+    fn a_data_parallel_stage_takes_its_devices_gpus_at_once() {
+        let eight = Need { gpus: 8, ..Need::GPU };
+        let mut b = Budget::new(16, 8, usize::MAX);
+        let one = b.grant(&[Need::GPU]);
+        assert!(b.grant(&[eight]).is_empty(), "waits for all eight");
+        b.release(&one[0].1);
+        let all = b.grant(&[eight, Need::GPU]);
+        assert_eq!(all.len(), 1, "the one-GPU stage waits for it");
+        assert_eq!(all[0].1.gpus, (0..8).collect::<Vec<_>>());
+        let mut small = Budget::new(4, 2, usize::MAX);
+        assert_eq!(small.grant(&[eight])[0].1.gpus, [0, 1], "more than the machine has: all of them");
     }
 
     #[test]
     fn cpu_torch_stages_run_alone_with_every_core() {
         let mut b = Budget::new(4, 0, usize::MAX);
         let grants = b.grant(&[Need::ALL, Need::ALL, Need::SHARE]);
-        assert_eq!(grants, [(0, Grant { threads: 4, gpu: None })], "the first alone, every core");
+        assert_eq!(grants, [(0, Grant { threads: 4, gpus: vec![] })], "the first alone, every core");
         assert!(b.grant(&[Need::ALL, Need::SHARE]).is_empty());
-        b.release(grants[0].1);
+        b.release(&grants[0].1);
         let grants = b.grant(&[Need::SHARE]);
         assert_eq!(threads(&grants), [4]);
         assert!(b.grant(&[Need::ALL]).is_empty(), "waits until every core is free");
-        b.release(grants[0].1);
+        b.release(&grants[0].1);
         assert_eq!(threads(&b.grant(&[Need::ALL])), [4]);
     }
 
     #[test]
     fn without_listed_gpus_a_gpu_stage_still_starts() {
         let mut b = Budget::new(4, 0, usize::MAX);
-        assert_eq!(b.grant(&[Need::GPU]), [(0, Grant { threads: 4, gpu: None })]);
+        assert_eq!(b.grant(&[Need::GPU]), [(0, Grant { threads: 4, gpus: vec![] })]);
     }
 }

@@ -225,7 +225,7 @@ impl Executor<'_> {
                     }
                     Ok(Message::Ended(i, outcome)) => {
                         if let Some(grant) = s.running.remove(&i) {
-                            s.budget.release(grant);
+                            s.budget.release(&grant);
                         }
                         self.finished(i, *outcome, &mut s, progress);
                     }
@@ -284,8 +284,8 @@ impl Executor<'_> {
         s.runnable = wait;
         for ((i, prepared), (_, grant)) in go.into_iter().zip(grants) {
             let tx = tx.clone();
+            let placement = self.placement(&grant);
             s.running.insert(i, grant);
-            let placement = self.placement(grant);
             scope.spawn(move || {
                 let outcome = guarded(|| self.execute(i, &prepared, &placement, progress), Outcome::Failed);
                 let _ = tx.send(Message::Ended(i, Box::new(outcome)));
@@ -294,8 +294,10 @@ impl Executor<'_> {
     }
 
     /// Where a stage with this grant runs.
-    fn placement(&self, grant: Grant) -> Placement {
-        Placement { threads: grant.threads, gpu: grant.gpu.and_then(|g| self.resources.gpus.get(g).cloned()) }
+    fn placement(&self, grant: &Grant) -> Placement {
+        let gpus: Vec<&str> =
+            grant.gpus.iter().filter_map(|&g| self.resources.gpus.get(g)).map(String::as_str).collect();
+        Placement { threads: grant.threads, gpu: (!gpus.is_empty()).then(|| gpus.join(",")) }
     }
 
     /// Records stage `i`'s outcome and readies (or skips) its readers.

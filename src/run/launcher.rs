@@ -3,7 +3,7 @@
 //! (keying, the store's locks and staging, commits, the lockfile) is the executor's and
 //! the same for both.
 
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, KeyValue};
 use crate::stages::{Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
 use super::budget::Need;
@@ -25,9 +25,14 @@ impl Launcher {
     pub fn need(&self, info: &Kind, key: &CacheKey) -> Need {
         match self {
             Self::Local => {
-                let gpu = key.torch.as_ref().is_some_and(|t| t.device == "cuda");
+                let cuda = key.torch.as_ref().is_some_and(|t| t.device == "cuda");
                 let all_cores = key.torch.as_ref().is_some_and(|t| t.device == "cpu");
-                Need { max_cores: info.max_cores, gpu, all_cores }
+                // A data-parallel `train` runs one rank per GPU (`devices = 1` is not in the key).
+                let devices = match key.params.get("devices") {
+                    Some(KeyValue::Int(n)) => usize::try_from(*n).unwrap_or(1).max(1),
+                    _ => 1,
+                };
+                Need { max_cores: info.max_cores, gpus: if cuda { devices } else { 0 }, all_cores }
             }
             // A job slot: its cores and GPUs are the cluster's to give.
             Self::Slurm(_) => Need::ONE,

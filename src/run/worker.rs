@@ -24,7 +24,8 @@ pub struct Placement {
     /// Intra-op threads (`MSNR_THREADS`, which the worker hands to `tch::set_num_threads`,
     /// and `OMP_NUM_THREADS`, `MKL_NUM_THREADS`, `RAYON_NUM_THREADS`); 0 leaves them unset.
     pub threads: usize,
-    /// The `CUDA_VISIBLE_DEVICES` value that gives it its one GPU.
+    /// The `CUDA_VISIBLE_DEVICES` value that gives it its GPUs (one, or a data-parallel
+    /// `train`'s `devices`: `0,1,2,3`).
     pub gpu: Option<String>,
 }
 

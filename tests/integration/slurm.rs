@@ -175,3 +175,32 @@ fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes
     let runs = std::fs::read_dir(p.path(".msnr/slurm")).map_or(0, Iterator::count);
     assert_eq!(runs, 0, "no run folder is left");
 }
+
+/// A data-parallel `train` (`devices = 2`) is one job of two tasks, its ranks started by
+/// `srun` and meeting at the store on rank 0's node (from `SLURM_JOB_NODELIST`): the lockfile
+/// is that of the same pipeline run locally, where rank 0 starts rank 1 itself. On this
+/// one-node cluster the two tasks share the node; `nodes` in msnr.toml spreads them.
+#[test]
+fn a_data_parallel_train_runs_its_ranks_as_srun_tasks_and_matches_the_local_run() {
+    if !cluster() {
+        return;
+    }
+    if cpus() < 2 {
+        skipped("two ranks need two cores");
+        return;
+    }
+    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
+    let local = Project::new();
+    local.write("p.msnr", &pipeline);
+    local.msnr(&["run", "p.msnr", "--cores", "2"]).success();
+    let p = Project::new();
+    // One core per rank, as the local run's rank 0 splits its two.
+    p.write("p.msnr", &pipeline).write("msnr.toml", &config("[slurm.stage.train]\ncpus = 1\n"));
+    let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
+    run.success().stderr_has("3 ran, 0 cached");
+    assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
+    let m = job_after(&run.stderr(), "queued `m` as held SLURM job ");
+    let job = Command::new("scontrol").args(["show", "job", &m]).output().unwrap();
+    let job = String::from_utf8_lossy(&job.stdout);
+    assert!(job.contains("NumNodes=1 NumCPUs=2 NumTasks=2 CPUs/Task=1"), "one task per rank:\n{job}");
+}

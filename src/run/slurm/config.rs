@@ -18,7 +18,12 @@
 //!
 //! [slurm.stage.train]            # a stage kind, or a stage's name (which wins)
 //! time = "2-00:00:00"
+//! nodes = 2                      # a data-parallel train's devices spread over 2 nodes
 //! ```
+//!
+//! A `train` with `devices = N` becomes one job of N tasks (its ranks), `N / nodes` on each
+//! node, each with `cpus` cores and, on CUDA, one GPU (`--gpus-per-node`); its batch script
+//! starts them with `srun` (see the executor's `script`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,8 +98,10 @@ pub struct JobConfig {
     pub time: Option<String>,
     /// `--mem` (`16G`; default: the cluster's).
     pub mem: Option<String>,
-    /// `--cpus-per-task`, also the stage's thread count.
+    /// `--cpus-per-task`, also the stage's thread count (a data-parallel train's: per rank).
     pub cpus: Option<u32>,
+    /// `--nodes` a data-parallel train's ranks spread over (default 1; it must divide `devices`).
+    pub nodes: Option<u32>,
     /// `--gpus` (default: the stage's `devices`, else 1 for a torch stage on CUDA, else none).
     pub gpus: Option<u32>,
     /// More `sbatch` arguments, as they are.
@@ -120,7 +127,7 @@ impl<'a> From<&'a StageSpec> for JobOf<'a> {
 }
 
 /// The resources one job asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
     /// `--partition`, if any.
     pub partition: Option<String>,
@@ -130,8 +137,12 @@ pub struct Resources {
     pub mem: Option<String>,
     /// `--cpus-per-task`.
     pub cpus: u32,
-    /// `--gpus` (none when 0).
+    /// `--gpus` (none when 0); for several tasks, over all nodes.
     pub gpus: u32,
+    /// Tasks: a data-parallel train's ranks (its `devices`), else 1.
+    pub tasks: u32,
+    /// `--nodes` the tasks spread over (used only for several tasks).
+    pub nodes: u32,
     /// Extra arguments.
     pub sbatch: Vec<String>,
 }
@@ -147,11 +158,37 @@ impl Resources {
                 args.push(format!("{flag}={v}"));
             }
         }
-        if self.gpus > 0 {
+        if self.tasks > 1 {
+            let per_node = self.tasks / self.nodes.max(1);
+            args.extend([format!("--nodes={}", self.nodes), format!("--ntasks-per-node={per_node}")]);
+            if self.gpus > 0 {
+                args.push(format!("--gpus-per-node={}", self.gpus.div_ceil(self.nodes.max(1))));
+            }
+        } else if self.gpus > 0 {
             args.push(format!("--gpus={}", self.gpus));
         }
         args.extend(self.sbatch.iter().cloned());
         args
+    }
+
+    /// That the tasks split evenly over the nodes.
+    ///
+    /// # Errors
+    /// Naming `devices` and `nodes`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tasks > 1 && (self.nodes == 0 || self.tasks % self.nodes != 0) {
+            return Err(format!(
+                "devices = {} cannot be spread evenly over nodes = {} (msnr.toml): make nodes divide devices",
+                self.tasks, self.nodes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the job's ranks are started by `srun` (a data-parallel train).
+    #[must_use]
+    pub fn ranks(&self) -> bool {
+        self.tasks > 1
     }
 }
 
@@ -202,7 +239,10 @@ impl SlurmConfig {
         let cap = info.max_cores.and_then(|c| u32::try_from(c).ok()).unwrap_or(u32::MAX);
         let cpus = own_cpus.unwrap_or_else(|| self.default.cpus.unwrap_or(DEFAULT_CPUS).min(cap)).max(1);
         let gpus = layers.iter().find_map(|l| l.gpus).unwrap_or_else(|| default_gpus(info, job));
+        let tasks = if info.torch() { devices(job).unwrap_or(1) } else { 1 };
         Resources {
+            tasks,
+            nodes: layers.iter().find_map(|l| l.nodes).unwrap_or(1),
             partition: pick(|l| &l.partition),
             time: pick(|l| &l.time),
             mem: pick(|l| &l.mem),
@@ -224,10 +264,12 @@ fn default_gpus(info: &Kind, job: &JobOf<'_>) -> u32 {
     if !info.torch() || job.device != "cuda" {
         return 0;
     }
-    match job.params.get("devices").and_then(Value::as_int) {
-        Some(n) => u32::try_from(n).unwrap_or(1).max(1),
-        None => 1,
-    }
+    devices(job).unwrap_or(1)
+}
+
+/// The stage's `devices`, where it has that parameter.
+fn devices(job: &JobOf<'_>) -> Option<u32> {
+    job.params.get("devices").and_then(Value::as_int).map(|n| u32::try_from(n).unwrap_or(1).max(1))
 }
 
 #[cfg(test)]
@@ -281,6 +323,20 @@ mod tests {
         s.params.insert("devices".into(), Value::Int(8));
         let r = SlurmConfig::default().resources(kinds::kind("train").unwrap(), &(&s).into());
         assert_eq!(r.gpus, 8);
+        assert_eq!(r.args(), ["--cpus-per-task=4", "--nodes=1", "--ntasks-per-node=8", "--gpus-per-node=8"]);
+        let c = config("[slurm.stage.train]\nnodes = 2\ncpus = 6\n");
+        let r = c.slurm.resources(kinds::kind("train").unwrap(), &(&s).into());
+        assert_eq!(r.args(), ["--cpus-per-task=6", "--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4"]);
+        assert!(r.ranks() && r.check().is_ok());
+        let c = config("[slurm.stage.train]\nnodes = 3\n");
+        let err = c.slurm.resources(kinds::kind("train").unwrap(), &(&s).into()).check().unwrap_err();
+        assert!(err.contains("devices = 8") && err.contains("nodes = 3"), "{err}");
+        let mut cpu = spec("m", "train", "cpu");
+        cpu.params.insert("devices".into(), Value::Int(2));
+        let r = SlurmConfig::default().resources(kinds::kind("train").unwrap(), &(&cpu).into());
+        assert_eq!(r.args(), ["--cpus-per-task=4", "--nodes=1", "--ntasks-per-node=2"]);
+        let r = c.slurm.resources(kinds::kind("mnist").unwrap(), &(&spec("d", "mnist", "cpu")).into());
+        assert!(!r.ranks() && r.check().is_ok(), "nodes only spreads a data-parallel train");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crate::stages::{Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
 use super::interrupt;
+use super::protocol::Event;
 use super::worker::{self, Placement, Reported};
 use ahead::{Ahead, Planned};
 use config::{Resources, SlurmConfig};
@@ -110,9 +111,10 @@ impl Slurm {
         let files = JobFiles::new(&spec.work_dir, self.ahead.dir());
         stop_leftover(&files, reporter)?;
         let resources = self.config.resources(info, &spec.into());
+        resources.check().map_err(|e| StageError::param("devices", e))?;
         let json = serde_json::to_vec_pretty(spec).map_err(|e| StageError::Failed(e.to_string()))?;
         std::fs::write(&files.spec, json).map_err(|e| StageError::io(&files.spec, e))?;
-        let text = script(&command(info, &files.spec)?, resources.cpus, &files);
+        let text = script(&command(info, &files.spec)?, &resources, &files);
         let path = self.ahead.script(&spec.name);
         std::fs::write(&path, text).map_err(|e| StageError::io(&path, e))?;
         let id = self.start(&spec.name, &resources, reporter).map_err(StageError::Failed)?;
@@ -123,8 +125,12 @@ impl Slurm {
         let (state, outcome) = ended?;
         match outcome {
             Some(Ok(result)) if state.state == "COMPLETED" => Ok(result),
-            Some(Err(e)) => Err(e),
-            _ => Err(StageError::Failed(ended_message(&spec.name, &id, &state, &files))),
+            Some(Err(e)) => Err(with_rank_errors(e, &files, resources.tasks)),
+            _ => Err(with_rank_errors(
+                StageError::Failed(ended_message(&spec.name, &id, &state, &files)),
+                &files,
+                resources.tasks,
+            )),
         }
     }
 
@@ -229,17 +235,60 @@ fn command(info: &Kind, spec: &Path) -> Result<Vec<PathBuf>, StageError> {
 }
 
 /// The batch script: the thread variables a local worker gets for `cpus` cores, then the
-/// worker with its events and log redirected into the work folder.
-fn script(command: &[PathBuf], cpus: u32, files: &JobFiles) -> String {
-    let threads = usize::try_from(cpus).unwrap_or(1);
+/// worker with its events and log redirected into the work folder. A data-parallel train's
+/// ranks are the job's tasks, started by `srun`: each finds rank 0's node and the store's
+/// port (from the job id) in `MSNR_DDP_ADDR` / `MSNR_DDP_PORT`, and its rank in
+/// `SLURM_PROCID`; rank 0's events and log go where a single worker's do, rank N's beside
+/// them with `.N` appended.
+fn script(command: &[PathBuf], resources: &Resources, files: &JobFiles) -> String {
+    let threads = usize::try_from(resources.cpus).unwrap_or(1);
     let mut text = String::from("#!/bin/sh\n# Written by msnr run --executor slurm: one stage's worker.\n");
     for (var, value) in (Placement { threads, gpu: None }).env() {
         let _ = writeln!(text, "export {var}={value}");
     }
     let words: Vec<String> = command.iter().map(|w| quote(&w.to_string_lossy())).collect();
     let (events, log) = (quote(&files.events.to_string_lossy()), quote(&files.log.to_string_lossy()));
-    let _ = writeln!(text, "exec {} >{events} 2>{log}", words.join(" "));
+    if !resources.ranks() {
+        let _ = writeln!(text, "exec {} >{events} 2>{log}", words.join(" "));
+        return text;
+    }
+    text.push_str(
+        "# Data-parallel ranks: rank 0's node serves their store, on a port drawn from the job id.\n\
+         MSNR_DDP_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n\
+         export MSNR_DDP_ADDR\n\
+         export MSNR_DDP_PORT=$((20000 + SLURM_JOB_ID % 20000))\n",
+    );
+    let per_rank = "e=$1 l=$2; shift 2; if [ \"$SLURM_PROCID\" = 0 ]; then exec \"$@\" >\"$e\" 2>\"$l\"; \
+                    else exec \"$@\" >\"$e.$SLURM_PROCID\" 2>\"$l.$SLURM_PROCID\"; fi";
+    let _ = writeln!(
+        text,
+        "exec srun --kill-on-bad-exit=1 --cpus-per-task={} sh -c {} rank {events} {log} {}",
+        resources.cpus,
+        quote(per_rank),
+        words.join(" ")
+    );
     text
+}
+
+/// `e` with the errors that ranks 1..`tasks` of a data-parallel job reported (in their
+/// `events.N` files): rank 0 only sees that a peer left.
+fn with_rank_errors(e: StageError, files: &JobFiles, tasks: u32) -> StageError {
+    let mut said = Vec::new();
+    for rank in 1..tasks {
+        let path = PathBuf::from(format!("{}.{rank}", files.events.display()));
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let error = |l: &str| match Event::parse(l) {
+            Some(Event::Error(m)) => Some(m),
+            _ => None,
+        };
+        if let Some(message) = text.lines().rev().find_map(error) {
+            said.push(format!("rank {rank}: {message}"));
+        }
+    }
+    if said.is_empty() {
+        return e;
+    }
+    StageError::Failed(format!("{e}\n{}", said.join("\n")))
 }
 
 /// `text` as one single-quoted shell word.
@@ -319,7 +368,8 @@ mod tests {
     #[test]
     fn the_script_runs_the_worker_command_with_the_jobs_threads() {
         let files = JobFiles::new(Path::new("/s/work/k"), Path::new("/s/slurm/1"));
-        let text = script(&[PathBuf::from("/bin/msnr-worker"), PathBuf::from("/s/it's/spec.json")], 2, &files);
+        let resources = Resources { cpus: 2, ..Resources::default() };
+        let text = script(&[PathBuf::from("/bin/msnr-worker"), PathBuf::from("/s/it's/spec.json")], &resources, &files);
         assert!(text.contains("export MSNR_THREADS=2\nexport OMP_NUM_THREADS=2\n"), "{text}");
         assert!(
             text.ends_with(
@@ -327,6 +377,31 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_data_parallel_job_starts_its_ranks_with_srun() {
+        let files = JobFiles::new(Path::new("/s/work/k"), Path::new("/s/slurm/1"));
+        let resources = Resources { cpus: 3, tasks: 4, nodes: 2, ..Resources::default() };
+        let text = script(&[PathBuf::from("/bin/msnr-worker"), PathBuf::from("/s/spec.json")], &resources, &files);
+        assert!(text.contains("export MSNR_THREADS=3\n"), "{text}");
+        assert!(text.contains("export MSNR_DDP_PORT=$((20000 + SLURM_JOB_ID % 20000))\n"), "{text}");
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("exec srun --kill-on-bad-exit=1 --cpus-per-task=3 sh -c '"), "{last}");
+        assert!(
+            last.ends_with("' rank '/s/work/k/events' '/s/work/k/worker.log' '/bin/msnr-worker' '/s/spec.json'"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn the_errors_of_ranks_past_0_are_added_to_the_stages() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = JobFiles::new(dir.path(), dir.path());
+        std::fs::write(dir.path().join("events.1"), "@msnr {\"log\":\"a\"}\n@msnr {\"error\":\"out of memory\"}\n")
+            .unwrap();
+        let e = with_rank_errors(StageError::Failed("peer closed".into()), &files, 3);
+        assert_eq!(e.to_string(), "peer closed\nrank 1: out of memory");
     }
 
     #[test]

@@ -132,7 +132,17 @@ impl ProcessGroup {
         let mut ptr = std::ptr::null_mut();
         // SAFETY: `store`, `host` and `iface` outlive the call; c10d keeps its own reference to the store.
         checked(|err, len| unsafe {
-            msnr_gloo_new(store.ptr, host.as_ptr(), iface.as_ptr(), rank, world, millis(timeout), &raw mut ptr, err, len)
+            msnr_gloo_new(
+                store.ptr,
+                host.as_ptr(),
+                iface.as_ptr(),
+                rank,
+                world,
+                millis(timeout),
+                &raw mut ptr,
+                err,
+                len,
+            )
         })?;
         Ok(Self { ptr })
     }
@@ -148,7 +158,9 @@ impl ProcessGroup {
         {
             let mut ptr = std::ptr::null_mut();
             // SAFETY: `store` outlives the call; c10d keeps its own reference to it.
-            checked(|err, len| unsafe { msnr_nccl_new(store.ptr, rank, world, millis(timeout), &raw mut ptr, err, len) })?;
+            checked(|err, len| unsafe {
+                msnr_nccl_new(store.ptr, rank, world, millis(timeout), &raw mut ptr, err, len)
+            })?;
             Ok(Self { ptr })
         }
         #[cfg(not(msnr_nccl))]
@@ -220,7 +232,8 @@ mod tests {
     #[test]
     fn a_rank_that_never_joins_is_an_error_after_the_timeout() {
         let server = Store::new("127.0.0.1", 0, true, 2, Duration::from_millis(500)).unwrap();
-        let err = ProcessGroup::gloo(&server, "127.0.0.1", None, 0, 2, Duration::from_millis(500)).err().expect("no peer");
+        let err =
+            ProcessGroup::gloo(&server, "127.0.0.1", None, 0, 2, Duration::from_millis(500)).err().expect("no peer");
         assert!(!err.to_string().is_empty());
     }
 

@@ -60,7 +60,7 @@ pub struct Group {
     /// The rank among this node's ranks: the GPU it uses on CUDA.
     local: usize,
     world: usize,
-    group: ProcessGroup,
+    backend: ProcessGroup,
     /// Kept alive for the group: c10d's store outlives the process group's use of it.
     _store: Store,
     /// Rank 0's children, ranks 1..N (empty on the others).
@@ -98,7 +98,8 @@ impl Group {
     fn join_peer(addr: &str, world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
         let env = Launched::read(world)?;
         let (rank, local) = (env.rank, env.local);
-        let failed = |e: TchError| StageError::Failed(format!("data-parallel rank {rank} cannot join rank 0 at {addr}: {e}"));
+        let failed =
+            |e: TchError| StageError::Failed(format!("data-parallel rank {rank} cannot join rank 0 at {addr}: {e}"));
         if cuda {
             check_gpus(local + 1, world)?;
         }
@@ -107,7 +108,7 @@ impl Group {
         // their own node's address.
         let host = if addr == LOOPBACK { LOOPBACK.to_string() } else { own_host_name() };
         let group = process_group(&store, &host, cuda, rank, world, timeout).map_err(failed)?;
-        Ok(Self { rank, local, world, group, _store: store, peers: Mutex::new(Vec::new()) })
+        Ok(Self { rank, local, world, backend: group, _store: store, peers: Mutex::new(Vec::new()) })
     }
 
     fn start_lead(world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
@@ -123,7 +124,7 @@ impl Group {
         }
         let peers = Mutex::new(peers);
         match process_group(&store, LOOPBACK, cuda, 0, world, timeout) {
-            Ok(group) => Ok(Self { rank: 0, local: 0, world, group, _store: store, peers }),
+            Ok(backend) => Ok(Self { rank: 0, local: 0, world, backend, _store: store, peers }),
             Err(e) => Err(describe(&peers, &e)),
         }
     }
@@ -172,7 +173,7 @@ impl Group {
     }
 
     fn sum(&self, t: &Tensor) -> Result<(), StageError> {
-        self.group.all_reduce_sum(t).map_err(|e| describe(&self.peers, &e))
+        self.backend.all_reduce_sum(t).map_err(|e| describe(&self.peers, &e))
     }
 
     /// Rank 0 waits for ranks 1..N to end after the last step.
@@ -310,7 +311,8 @@ fn check_gpus(needed: usize, world: usize) -> Result<(), StageError> {
     if visible >= needed {
         return Ok(());
     }
-    let shown = std::env::var("CUDA_VISIBLE_DEVICES").map_or_else(|_| String::new(), |v| format!(" (CUDA_VISIBLE_DEVICES={v})"));
+    let shown = std::env::var("CUDA_VISIBLE_DEVICES")
+        .map_or_else(|_| String::new(), |v| format!(" (CUDA_VISIBLE_DEVICES={v})"));
     Err(StageError::param(
         "devices",
         format!(
@@ -332,21 +334,21 @@ struct Launched {
 
 impl Launched {
     fn read(world: usize) -> Result<Self, StageError> {
-        let bad = |what: &str| StageError::Failed(format!("data-parallel rank: bad or missing {what} in the environment"));
+        let bad =
+            |what: &str| StageError::Failed(format!("data-parallel rank: bad or missing {what} in the environment"));
         let number = |var: &str| std::env::var(var).ok().and_then(|v| v.trim().parse::<usize>().ok());
         let port = number(PORT_VAR).and_then(|p| u16::try_from(p).ok()).ok_or_else(|| bad(PORT_VAR))?;
-        let (rank, local) = match number(RANK_VAR) {
-            Some(rank) => (rank, rank),
-            None => {
-                let rank = number("SLURM_PROCID").ok_or_else(|| bad(&format!("{RANK_VAR} or SLURM_PROCID")))?;
-                if let Some(tasks) = number("SLURM_NTASKS").filter(|&t| t != world) {
-                    return Err(StageError::param(
-                        "devices",
-                        format!("devices = {world}, but SLURM started {tasks} task(s) for it (srun --ntasks)"),
-                    ));
-                }
-                (rank, number("SLURM_LOCALID").unwrap_or(rank))
+        let (rank, local) = if let Some(rank) = number(RANK_VAR) {
+            (rank, rank)
+        } else {
+            let rank = number("SLURM_PROCID").ok_or_else(|| bad(&format!("{RANK_VAR} or SLURM_PROCID")))?;
+            if let Some(tasks) = number("SLURM_NTASKS").filter(|&t| t != world) {
+                return Err(StageError::param(
+                    "devices",
+                    format!("devices = {world}, but SLURM started {tasks} task(s) for it (srun --ntasks)"),
+                ));
             }
+            (rank, number("SLURM_LOCALID").unwrap_or(rank))
         };
         if rank >= world {
             return Err(bad(&format!("rank {rank} (of {world})")));
@@ -361,7 +363,11 @@ fn own_host_name() -> String {
     // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    if ok && end > 0 { String::from_utf8_lossy(&buf[..end]).into_owned() } else { LOOPBACK.to_string() }
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        LOOPBACK.to_string()
+    }
 }
 
 /// Splits rank 0's intra-op threads (`MSNR_THREADS`, else the cores) among the ranks: sets
