@@ -11,16 +11,14 @@
 
 use tch::Tensor;
 
-use super::{timestep, x0_and_eps, GuidedModel, Sampler, SamplerConfig, StepNoise};
+use super::discrete::Walk;
+use super::{GuidedModel, Sampler, SamplerConfig, StepNoise};
 use crate::diffusion::schedule::Schedule;
 
 /// DDIM with `eta`, optional x0 clipping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ddim {
-    /// Descending timesteps.
-    timesteps: Vec<usize>,
-    /// The schedule's `abar_t`.
-    abar: Vec<f64>,
+    walk: Walk,
     eta: f64,
     clip: bool,
 }
@@ -31,31 +29,28 @@ impl Ddim {
     pub fn new(cfg: &SamplerConfig, schedule: &Schedule) -> Self {
         let stride = schedule.steps() / cfg.steps;
         let timesteps = (0..cfg.steps).rev().map(|k| k * stride).collect();
-        Self { timesteps, abar: schedule.alphas_cumprod().to_vec(), eta: cfg.eta, clip: cfg.clip_x0 }
+        Self { walk: Walk::new(timesteps, schedule), eta: cfg.eta, clip: cfg.clip_x0 }
     }
 }
 
 impl Sampler for Ddim {
     fn nfe(&self) -> usize {
-        self.timesteps.len()
+        self.walk.nfe()
     }
 
     fn timesteps(&self) -> Vec<i64> {
-        self.timesteps.iter().map(|t| timestep(*t)).collect()
+        self.walk.timesteps()
     }
 
     fn sample(&self, model: &GuidedModel, z: &Tensor, y: Option<&Tensor>, noise: &mut dyn StepNoise) -> Tensor {
-        let mut x = z.shallow_clone();
-        for (k, t) in self.timesteps().into_iter().enumerate() {
-            let a = self.abar[self.timesteps[k]];
-            let a_prev = self.timesteps.get(k + 1).map_or(1.0, |p| self.abar[*p]);
-            let (x0, eps) = x0_and_eps(model.target(), &model.output(&x, t, y), &x, a, self.clip);
+        self.walk.run(model, z, y, self.clip, |s, _, x0, eps| {
+            let (a, a_prev) = (s.abar, s.abar_prev);
             let std = self.eta * ((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)).sqrt();
-            x = x0 * a_prev.sqrt() + eps * (1.0 - a_prev - std * std).sqrt();
+            let mut x = x0 * a_prev.sqrt() + eps * (1.0 - a_prev - std * std).sqrt();
             if self.eta > 0.0 {
-                x += noise.step(k, &x) * std;
+                x += noise.step(s.k, &x) * std;
             }
-        }
-        x
+            x
+        })
     }
 }

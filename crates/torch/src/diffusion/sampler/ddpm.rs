@@ -12,16 +12,14 @@
 
 use tch::Tensor;
 
-use super::{timestep, x0_and_eps, GuidedModel, Sampler, SamplerConfig, StepNoise};
+use super::discrete::Walk;
+use super::{GuidedModel, Sampler, SamplerConfig, StepNoise};
 use crate::diffusion::schedule::Schedule;
 
 /// Ancestral DDPM, optional x0 clipping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ddpm {
-    /// Descending timesteps.
-    timesteps: Vec<usize>,
-    /// The schedule's `abar_t`.
-    abar: Vec<f64>,
+    walk: Walk,
     clip: bool,
 }
 
@@ -31,33 +29,30 @@ impl Ddpm {
     pub fn new(cfg: &SamplerConfig, schedule: &Schedule) -> Self {
         let mut timesteps = space_timesteps(schedule.steps(), cfg.steps);
         timesteps.reverse();
-        Self { timesteps, abar: schedule.alphas_cumprod().to_vec(), clip: cfg.clip_x0 }
+        Self { walk: Walk::new(timesteps, schedule), clip: cfg.clip_x0 }
     }
 }
 
 impl Sampler for Ddpm {
     fn nfe(&self) -> usize {
-        self.timesteps.len()
+        self.walk.nfe()
     }
 
     fn timesteps(&self) -> Vec<i64> {
-        self.timesteps.iter().map(|t| timestep(*t)).collect()
+        self.walk.timesteps()
     }
 
     fn sample(&self, model: &GuidedModel, z: &Tensor, y: Option<&Tensor>, noise: &mut dyn StepNoise) -> Tensor {
-        let mut x = z.shallow_clone();
-        for (k, t) in self.timesteps().into_iter().enumerate() {
-            let a = self.abar[self.timesteps[k]];
-            let a_prev = self.timesteps.get(k + 1).map_or(1.0, |p| self.abar[*p]);
-            let (x0, _) = x0_and_eps(model.target(), &model.output(&x, t, y), &x, a, self.clip);
+        self.walk.run(model, z, y, self.clip, |s, x, x0, _| {
+            let (a, a_prev) = (s.abar, s.abar_prev);
             let (alpha, beta) = (a / a_prev, 1.0 - a / a_prev);
-            x = x0 * (a_prev.sqrt() * beta / (1.0 - a)) + &x * (alpha.sqrt() * (1.0 - a_prev) / (1.0 - a));
-            if t > 0 {
+            let mut next = x0 * (a_prev.sqrt() * beta / (1.0 - a)) + x * (alpha.sqrt() * (1.0 - a_prev) / (1.0 - a));
+            if s.t > 0 {
                 let variance = ((1.0 - a_prev) / (1.0 - a) * beta).max(1e-20);
-                x += noise.step(k, &x) * variance.sqrt();
+                next += noise.step(s.k, &next) * variance.sqrt();
             }
-        }
-        x
+            next
+        })
     }
 }
 

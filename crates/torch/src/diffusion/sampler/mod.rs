@@ -4,7 +4,7 @@
 //!
 //! - [`SamplerConfig`]: every sampler parameter, with defaults;
 //! - [`Sampler`]: one implementation per file: [`heun`], [`euler`] (both on [`grid`]),
-//!   [`ddim`], [`ddpm`]; [`build`] picks one;
+//!   [`ddim`], [`ddpm`] (both on [`discrete`]); [`build`] picks one;
 //! - [`GuidedModel`] ([`model`]): the net, its target and classifier-free guidance;
 //! - [`noise`]: per-step noise, fixed or from per-image generators;
 //! - [`draw`]: images for indices `[start, end)`, sample `i` depending only on `(seed, i)`,
@@ -12,6 +12,7 @@
 
 pub mod ddim;
 pub mod ddpm;
+pub mod discrete;
 pub mod draw;
 pub mod euler;
 pub mod grid;
