@@ -9,14 +9,15 @@
 //! `cargo bench -p msnr-torch --bench sample_cpu` (needs `$MSNR_PYTHON` with torch and
 //! safetensors; `./msnrw` sets it).
 
+mod rounds;
+
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
 
 use msnr_torch::diffusion::models::{build, load_weights, NetSpec, UNetConfig};
 use msnr_torch::diffusion::sampler::{self, FixedNoise, GuidedModel, SamplerConfig};
 use msnr_torch::diffusion::schedule::Schedule;
 use msnr_torch::diffusion::target::Target;
+use rounds::{cpu, median, Round};
 use tch::{nn, Device, Kind, Tensor};
 
 const BATCH: i64 = 32;
@@ -54,37 +55,6 @@ fn main() {
     println!("  speed ratio (PyTorch / msnr CPU time): {:.2}x (target >= 1.0)", b.cpu / a.cpu);
 }
 
-/// One round: CPU milliseconds per image and images per wall second.
-#[derive(Debug, Clone, Copy)]
-struct Round {
-    cpu: f64,
-    rate: f64,
-}
-
-/// The round with the median CPU time.
-fn median(rounds: &[Round]) -> Round {
-    let mut sorted = rounds.to_vec();
-    sorted.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
-    sorted[sorted.len() / 2]
-}
-
-fn cpu(rounds: &[Round]) -> Vec<f64> {
-    rounds.iter().map(|r| r.cpu).collect()
-}
-
-/// This process's CPU seconds so far (`getrusage(RUSAGE_SELF)`: every thread, user + system).
-#[allow(clippy::cast_precision_loss)]
-fn cpu_seconds() -> f64 {
-    // SAFETY: `getrusage` only writes the struct it is handed.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
 /// Our sampler, warmed up: each call samples one batch.
 fn msnr_sampler() -> impl FnMut() -> Round {
     let vs = nn::VarStore::new(Device::Cpu);
@@ -113,11 +83,7 @@ fn msnr_sampler() -> impl FnMut() -> Round {
     let mut run = move || {
         let model = GuidedModel::new(net.as_ref(), Target::Eps, &cfg, Kind::Float).expect("model");
         let _vs = &vs;
-        let (start, cpu) = (Instant::now(), cpu_seconds());
-        let _ = tch::no_grad(|| heun.sample(&model, &z, Some(&y), &mut noise));
-        #[allow(clippy::cast_precision_loss)]
-        let batch = BATCH as f64;
-        Round { cpu: (cpu_seconds() - cpu) * 1000.0 / batch, rate: batch / start.elapsed().as_secs_f64() }
+        Round::measure(BATCH, || tch::no_grad(|| heun.sample(&model, &z, Some(&y), &mut noise))).0
     };
     let _ = run(); // warm-up
     run
@@ -127,11 +93,5 @@ fn pytorch_round() -> Round {
     let python = std::env::var("MSNR_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sample_cpu_ref.py");
     let args = [1.to_string(), BATCH.to_string(), STEPS.to_string(), THREADS.to_string()];
-    let out = Command::new(python).arg(script).args(&args).output().expect("python runs");
-    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
-    Round {
-        cpu: line["cpu_ms_per_img"].as_f64().expect("cpu_ms_per_img"),
-        rate: line["img_per_s"].as_f64().expect("img_per_s"),
-    }
+    Round::reference(&python, script, &args, "needs torch and safetensors")
 }

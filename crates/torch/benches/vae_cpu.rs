@@ -8,12 +8,13 @@
 //!
 //! `MSNR_VAE_PYTHON=<python with torch and diffusers> cargo bench -p msnr-torch --bench vae_cpu`
 
+mod rounds;
+
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
 
 use msnr::nets::VaeConfig;
 use msnr_torch::diffusion::models::AutoencoderKL;
+use rounds::{cpu, median, Round};
 use tch::{Device, Kind, Tensor};
 
 const BATCH: i64 = 16;
@@ -38,37 +39,6 @@ fn main() {
     println!("  speed ratio (diffusers / msnr CPU time): {:.2}x (target >= 1.0)", b.cpu / a.cpu);
 }
 
-/// One round: CPU milliseconds per image and images per wall second.
-#[derive(Debug, Clone, Copy)]
-struct Round {
-    cpu: f64,
-    rate: f64,
-}
-
-/// The round with the median CPU time.
-fn median(rounds: &[Round]) -> Round {
-    let mut sorted = rounds.to_vec();
-    sorted.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
-    sorted[sorted.len() / 2]
-}
-
-fn cpu(rounds: &[Round]) -> Vec<f64> {
-    rounds.iter().map(|r| r.cpu).collect()
-}
-
-/// This process's CPU seconds so far (`getrusage(RUSAGE_SELF)`: every thread, user + system).
-#[allow(clippy::cast_precision_loss)]
-fn cpu_seconds() -> f64 {
-    // SAFETY: `getrusage` only writes the struct it is handed.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
 /// Our encoder, warmed up: each call encodes one batch.
 fn msnr_encoder() -> impl FnMut() -> Round {
     let config =
@@ -79,11 +49,7 @@ fn msnr_encoder() -> impl FnMut() -> Round {
     let x = Tensor::rand([BATCH, 3, SIDE, SIDE], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let run = move || {
         let _vs = &vs;
-        let (start, cpu) = (Instant::now(), cpu_seconds());
-        let mean = tch::no_grad(|| vae.encode(&x).mean);
-        #[allow(clippy::cast_precision_loss)]
-        let batch = BATCH as f64;
-        let round = Round { cpu: (cpu_seconds() - cpu) * 1000.0 / batch, rate: batch / start.elapsed().as_secs_f64() };
+        let (round, mean) = Round::measure(BATCH, || tch::no_grad(|| vae.encode(&x).mean));
         assert_eq!(mean.size(), [BATCH, 4, SIDE / 2, SIDE / 2]);
         round
     };
@@ -98,15 +64,5 @@ fn diffusers_round() -> Round {
     // Three rounds in each fresh process, its median returned: a first full-size batch
     // costs diffusers up to 2x its steady state (allocations), which msnr's warm-up hides.
     let args = [3.to_string(), BATCH.to_string(), SIDE.to_string(), THREADS.to_string()];
-    let out = Command::new(python).arg(script).args(&args).output().expect("python runs");
-    assert!(
-        out.status.success(),
-        "reference failed (needs torch and diffusers): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
-    Round {
-        cpu: line["cpu_ms_per_img"].as_f64().expect("cpu_ms_per_img"),
-        rate: line["img_per_s"].as_f64().expect("img_per_s"),
-    }
+    Round::reference(&python, script, &args, "needs torch and diffusers")
 }
