@@ -60,19 +60,43 @@ impl Keyer {
 }
 
 /// The parameters that determine the stage's output: all but its kind's execution-only ones
-/// ([`crate::stages::kinds::EXECUTION_ONLY`], such as `train`'s `loader`), and `train`'s
-/// `devices` at its default 1, so one-device runs keep the keys (and lockfiles) they had
-/// before data-parallel training. Other counts are keyed: their results equal the one-device
-/// run's within float tolerance only (each rank's loss and the all-reduce sum in another order
-/// than one process does), not bitwise, and a key promises outputs `msnr verify` can
-/// reproduce bit for bit.
+/// ([`crate::stages::kinds::EXECUTION_ONLY`], such as `train`'s `loader`), and those added
+/// after stages were keyed, at the default that does what the kind did before
+/// ([`UNKEYED_DEFAULTS`]), so earlier runs keep their keys (and lockfiles).
 #[must_use]
 pub fn keyed_params(stage: &Stage) -> BTreeMap<String, Value> {
-    let one_device = |name: &str, v: &Value| stage.kind == "train" && name == "devices" && v.as_int() == Some(1);
+    let at_old_default = |name: &str, v: &Value| {
+        UNKEYED_DEFAULTS.iter().any(|&(kind, param, default)| kind == stage.kind && param == name && default.matches(v))
+    };
     let keyed =
-        |name: &String, v: &Value| !crate::stages::kinds::execution_only(&stage.kind, name) && !one_device(name, v);
+        |name: &String, v: &Value| !crate::stages::kinds::execution_only(&stage.kind, name) && !at_old_default(name, v);
     stage.params.iter().filter(|(name, v)| keyed(name, v)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
+
+/// A parameter's value that leaves it out of the key.
+#[derive(Clone, Copy, Debug)]
+enum OldDefault {
+    Int(i64),
+    Ctor(&'static str),
+}
+
+impl OldDefault {
+    fn matches(self, v: &Value) -> bool {
+        match (self, v) {
+            (Self::Int(d), _) => v.as_int() == Some(d),
+            (Self::Ctor(d), Value::Ctor { name, .. }) => name == d,
+            _ => false,
+        }
+    }
+}
+
+/// (kind, parameter, value) left out of keys: parameters added later, at the value that does
+/// what the kind did before them. `train`'s `devices = 1`: other counts are keyed, their
+/// results equal the one-device run's within float tolerance only (each rank's loss and the
+/// all-reduce sum in another order than one process does), not bitwise, and a key promises
+/// outputs `msnr verify` can reproduce bit for bit. `sample`'s `precision = fp32`.
+const UNKEYED_DEFAULTS: [(&str, &str, OldDefault); 2] =
+    [("train", "devices", OldDefault::Int(1)), ("sample", "precision", OldDefault::Ctor("fp32"))];
 
 /// The stage's `seed` parameter, when its kind has one.
 #[must_use]
@@ -117,6 +141,27 @@ mod tests {
         assert_eq!(train_key(", loader = stream { prefetch = 2 }", 8), auto);
         assert_eq!(train_key(", loader = resident", 8).digest(), auto.digest());
         assert_ne!(train_key("", 16).digest(), auto.digest(), "batch is keyed");
+    }
+
+    #[test]
+    fn sample_keys_hold_precision_only_when_not_fp32() {
+        let key = |extra: &str| {
+            let text = format!(
+                "stage digits = mnist {{ count = 100 }}\n\
+                 stage model = train {{ data = digits, net = unet {{}}, steps = 5 }}\n\
+                 stage s = sample {{ model = model, count = 4{extra} }}\n"
+            );
+            let pipeline = crate::lang::load_str("p.msnr", &text, &[]).unwrap();
+            let stage = pipeline.stages.iter().find(|s| s.name == "s").unwrap();
+            let inputs = BTreeMap::from([("model".to_string(), InputKey { output: "cd".repeat(32) })]);
+            let keyer = Keyer::new(HashMemo::load("/nonexistent/msnr-memo.json").unwrap());
+            keyer.key(stage, crate::stages::kinds::kind("sample").unwrap(), &inputs).unwrap()
+        };
+        let plain = key("");
+        assert!(!plain.params.contains_key("precision"), "samples keyed before the parameter keep their keys");
+        assert_eq!(key(", precision = fp32"), plain);
+        let auto = key(", precision = auto");
+        assert!(auto.params.contains_key("precision") && auto.digest() != plain.digest());
     }
 
     #[test]

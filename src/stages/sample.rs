@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kinds::KindParams;
 use super::params::{Ctor, ParamError, Positive, Reader, Shape, Source};
+use super::train::{read_precision, PrecisionChoice};
 use crate::lang::Value;
 use crate::nets::VaeConfig;
 
@@ -55,6 +56,8 @@ pub struct SampleParams {
     pub vae: Option<Source>,
     /// That VAE's architecture and scaling factor.
     pub vae_config: VaeConfig,
+    /// The net's forward precision as written.
+    pub precision: PrecisionChoice,
 }
 
 impl KindParams for SampleParams {
@@ -70,6 +73,7 @@ impl KindParams for SampleParams {
         let ema = r.bool("ema");
         let vae = r.opt_source("vae");
         let vae_config = VaeConfig::read(r, "vae_config");
+        let precision = read_precision(r);
         if let (Some(vae), Some(config)) = (&vae, &vae_config) {
             check_decoder(r, vae.is_some(), config);
         }
@@ -85,6 +89,7 @@ impl KindParams for SampleParams {
             ema: ema?,
             vae: vae?,
             vae_config: vae_config?,
+            precision: precision?,
         })
     }
 

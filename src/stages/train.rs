@@ -286,7 +286,8 @@ fn read_loader(r: &mut Reader<'_>) -> Option<LoaderChoice> {
     })
 }
 
-fn read_precision(r: &mut Reader<'_>) -> Option<PrecisionChoice> {
+/// The `precision` parameter, refused where it needs CUDA and the stage runs on the CPU.
+pub(crate) fn read_precision(r: &mut Reader<'_>) -> Option<PrecisionChoice> {
     let c = r.ctor("precision")?;
     let choice = match c.name {
         "auto" => PrecisionChoice::Auto,

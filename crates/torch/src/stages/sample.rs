@@ -58,7 +58,10 @@ pub fn run(spec: &StageSpec, reporter: &dyn Reporter) -> Result<StageResult, Sta
     }
     let cfg = sampler_config(&p);
     let sampler = sampler::build(&cfg, &trained.schedule).map_err(|e| param(&e))?;
-    let model = GuidedModel::new(trained.net.as_ref(), trained.target, &cfg, Kind::Float).map_err(|e| param(&e))?;
+    let precision = p.precision.resolve(&spec.device).map_err(|e| StageError::param("precision", e))?;
+    let model = GuidedModel::new(trained.net.as_ref(), trained.target, &cfg, Kind::Float)
+        .map_err(|e| param(&e))?
+        .with_precision(precision);
     let labels = Labels::new(trained.num_classes, p.labels.clone()).map_err(|e| param(&e))?;
     let decoder = load_decoder(spec, &p, &trained, device)?;
     let image_shape = decoder.as_ref().map_or(trained.shape, |(_, vae)| decoded_shape(vae, trained.shape));

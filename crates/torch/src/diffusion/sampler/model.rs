@@ -13,6 +13,7 @@ use tch::{Kind, Tensor};
 use super::{SamplerConfig, SamplerError};
 use crate::diffusion::models::Denoiser;
 use crate::diffusion::target::Target;
+use crate::stages::train::config::Precision;
 
 /// A denoiser, its target and the guidance it is sampled with.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct GuidedModel<'a> {
     target: Target,
     cfg: SamplerConfig,
     net_kind: Kind,
+    /// CUDA autocast around the net's forward passes: `Some(true)` bf16, `Some(false)` fp16.
+    autocast: Option<bool>,
 }
 
 impl<'a> GuidedModel<'a> {
@@ -38,7 +41,20 @@ impl<'a> GuidedModel<'a> {
         if (cfg.guidance - 1.0).abs() >= 1e-8 && net.null_label().is_none() {
             return Err(SamplerError::GuidanceUnconditional(cfg.guidance));
         }
-        Ok(Self { net, target, cfg: cfg.clone(), net_kind })
+        Ok(Self { net, target, cfg: cfg.clone(), net_kind, autocast: None })
+    }
+
+    /// The same model with its forward passes under `precision`'s CUDA autocast (bf16 or
+    /// fp16, as `with torch.autocast("cuda", dtype)` around the net; fp32: none). The outputs
+    /// are cast back to the sampler's state dtype.
+    #[must_use]
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.autocast = match precision {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(true),
+            Precision::Fp16 => Some(false),
+        };
+        self
     }
 
     /// What the net predicts.
@@ -51,9 +67,17 @@ impl<'a> GuidedModel<'a> {
     /// `y` `[B]` (`None` for an unconditional net), guided where [`SamplerConfig::guided_at`]
     /// says; in `x`'s dtype.
     pub fn output(&self, x: &Tensor, t: i64, y: Option<&Tensor>) -> Tensor {
+        let out = match self.autocast {
+            Some(bf16) => crate::shim::autocast(bf16, || self.net_output(x, t, y)),
+            None => self.net_output(x, t, y),
+        };
+        out.to_kind(x.kind())
+    }
+
+    fn net_output(&self, x: &Tensor, t: i64, y: Option<&Tensor>) -> Tensor {
         let b = x.size()[0];
         let input = x.to_kind(self.net_kind);
-        let out = match (self.net.null_label(), y) {
+        match (self.net.null_label(), y) {
             (Some(null), Some(y)) if self.cfg.guided_at(t) => {
                 let steps = Tensor::full([2 * b], t, (Kind::Int64, x.device()));
                 let labels = Tensor::cat(&[y.shallow_clone(), y.full_like(null)], 0);
@@ -62,8 +86,7 @@ impl<'a> GuidedModel<'a> {
                 &uncond + (cond - &uncond) * self.cfg.guidance
             }
             _ => self.net.forward_t(&input, &Tensor::full([b], t, (Kind::Int64, x.device())), y, false),
-        };
-        out.to_kind(x.kind())
+        }
     }
 }
 
