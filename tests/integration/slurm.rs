@@ -204,3 +204,39 @@ fn a_data_parallel_train_runs_its_ranks_as_srun_tasks_and_matches_the_local_run(
     let job = String::from_utf8_lossy(&job.stdout);
     assert!(job.contains("NumNodes=1 NumCPUs=2 NumTasks=2 CPUs/Task=1"), "one task per rank:\n{job}");
 }
+
+/// A rank of a data-parallel job that fails: srun ends the job (`--kill-on-bad-exit`), the
+/// stage fails with that rank's own message beside rank 0's, and nothing is stored.
+#[test]
+fn a_failed_srun_rank_fails_the_stage_with_its_message() {
+    if !cluster() {
+        return;
+    }
+    if cpus() < 2 {
+        skipped("two ranks need two cores");
+        return;
+    }
+    let p = Project::new();
+    let real = std::path::Path::new(env!("CARGO_BIN_EXE_msnr")).with_file_name("msnr-worker");
+    // Rank 1 reports an error the way a worker does, and exits; rank 0 is the real worker.
+    let script = format!(
+        "#!/bin/sh\nif [ \"$SLURM_PROCID\" = 1 ]; then\n  echo '@msnr {{\"error\":\"rank 1 ran out of memory\"}}'\n  exit 1\nfi\nexec '{}' \"$@\"\n",
+        real.display()
+    );
+    p.write("failing-worker.sh", &script);
+    std::fs::set_permissions(p.path("failing-worker.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
+    p.write("p.msnr", &pipeline).write("msnr.toml", &config("[slurm.stage.train]\ncpus = 1\n"));
+    let run = p
+        .cmd(&["run", "p.msnr", "--executor", "slurm"])
+        .env("MSNR_WORKER", p.path("failing-worker.sh"))
+        .env("MSNR_DDP_TIMEOUT", "20")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("msnr: m: FAILED") && stderr.contains("rank 1: rank 1 ran out of memory"), "{stderr}");
+    assert!(stderr.contains("2 ran, 0 cached, 1 failed"), "{stderr}");
+    assert_eq!(p.store_entries().len(), 2, "nothing of the failed training is stored");
+    assert_eq!(p.tmp_entries(), 0);
+}
