@@ -10,7 +10,7 @@ use msnr::data::{DType, DatasetWriter};
 use msnr::lang::Value;
 use msnr::stages::StageSpec;
 
-use super::support::Lines;
+use super::support::{alone_in_a_child, Lines};
 
 /// 45 RGB 8x8 items of two classes, in shards of 8 (the last one short).
 fn dataset(dir: &Path) {
@@ -49,6 +49,9 @@ fn train(root: &Path, data: &Path, name: &str, loader: &str) -> (String, Vec<Str
 
 #[test]
 fn streaming_and_resident_loaders_train_the_same_model_bit_for_bit() {
+    if alone_in_a_child("stream::streaming_and_resident_loaders_train_the_same_model_bit_for_bit") {
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     dataset(&data);
