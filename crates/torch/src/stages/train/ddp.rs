@@ -1,6 +1,7 @@
 //! Data-parallel training (`devices > 1`), PyTorch DDP's scheme over libtorch's own c10d. The
 //! ranks meet at a c10d `TCPStore` that rank 0 serves, and join one process group
-//! ([`crate::shim::c10d`]): NCCL on CUDA (rank `r` on its node's GPU `r`), Gloo on the CPU.
+//! ([`crate::shim::c10d`]): NCCL on CUDA (the node's `r`-th rank on its GPU `r`, or on its only
+//! GPU where the cluster binds one to each task), Gloo on the CPU.
 //! They are started in one of two ways:
 //! - **by rank 0, on one machine** (what `msnr run` does): the worker the runner started is
 //!   rank 0; it binds the store on a free loopback port and starts ranks 1..N as copies of
@@ -57,8 +58,8 @@ const LOOPBACK: &str = "127.0.0.1";
 /// This process's place in a data-parallel group.
 pub struct Group {
     rank: usize,
-    /// The rank among this node's ranks: the GPU it uses on CUDA.
-    local: usize,
+    /// The GPU it uses on CUDA (an index into the GPUs it sees).
+    gpu: usize,
     world: usize,
     backend: ProcessGroup,
     /// Kept alive for the group: c10d's store outlives the process group's use of it.
@@ -98,22 +99,23 @@ impl Group {
     fn join_peer(addr: &str, world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
         let env = Launched::read(world)?;
         let (rank, local) = (env.rank, env.local);
+        let gpu = if cuda { pick_gpu(local, world)? } else { 0 };
         let failed =
             |e: TchError| StageError::Failed(format!("data-parallel rank {rank} cannot join rank 0 at {addr}: {e}"));
-        if cuda {
-            check_gpus(local + 1, world)?;
-        }
         let store = Store::new(addr, env.port, rank == 0, world, timeout).map_err(failed)?;
         // Rank 0's children bind the loopback interface, as it does; ranks on several nodes,
         // their own node's address.
         let host = if addr == LOOPBACK { LOOPBACK.to_string() } else { own_host_name() };
         let group = process_group(&store, &host, cuda, rank, world, timeout).map_err(failed)?;
-        Ok(Self { rank, local, world, backend: group, _store: store, peers: Mutex::new(Vec::new()) })
+        Ok(Self { rank, gpu, world, backend: group, _store: store, peers: Mutex::new(Vec::new()) })
     }
 
     fn start_lead(world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
         if cuda {
-            check_gpus(world, world)?;
+            let visible = visible_gpus();
+            if visible < world {
+                return Err(too_few_gpus(world, world, visible));
+            }
         }
         let threads = share_threads(world);
         let failed = |e: TchError| StageError::Failed(format!("data-parallel rank 0: {e}"));
@@ -124,7 +126,7 @@ impl Group {
         }
         let peers = Mutex::new(peers);
         match process_group(&store, LOOPBACK, cuda, 0, world, timeout) {
-            Ok(backend) => Ok(Self { rank: 0, local: 0, world, backend, _store: store, peers }),
+            Ok(backend) => Ok(Self { rank: 0, gpu: 0, world, backend, _store: store, peers }),
             Err(e) => Err(describe(&peers, &e)),
         }
     }
@@ -278,14 +280,13 @@ fn describe(peers: &Mutex<Vec<Peer>>, e: &TchError) -> StageError {
     ))
 }
 
-/// The device of this rank: on CUDA its node's GPU `local rank` (checked to exist when the
-/// group was joined), else the CPU.
+/// The device of this rank: on CUDA the GPU [`pick_gpu`] chose when it joined, else the CPU.
 #[must_use]
 pub fn device(cuda: bool, group: Option<&Group>) -> Device {
     match (cuda, group) {
         (false, _) => Device::Cpu,
         (true, None) => Device::Cuda(0),
-        (true, Some(group)) => Device::Cuda(group.local),
+        (true, Some(group)) => Device::Cuda(group.gpu),
     }
 }
 
@@ -305,22 +306,40 @@ fn process_group(
     ProcessGroup::gloo(store, host, iface.as_deref(), rank, world, timeout)
 }
 
-/// Fails unless libtorch sees at least `needed` GPUs (for a group of `world` ranks).
-fn check_gpus(needed: usize, world: usize) -> Result<(), StageError> {
-    let visible = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
-    if visible >= needed {
-        return Ok(());
+/// The GPU of the rank that is `local`-th on its node, among the `visible` ones: GPU `local`
+/// where the rank sees its node's GPUs (`--gpus-per-node`, or rank 0's own), GPU 0 where it sees
+/// only its own (a cluster that binds one GPU per task).
+///
+/// # Errors
+/// More ranks on the node than GPUs, named.
+fn gpu_of(local: usize, visible: usize, world: usize) -> Result<usize, StageError> {
+    match visible {
+        v if local < v => Ok(local),
+        1 => Ok(0),
+        v => Err(too_few_gpus(local + 1, world, v)),
     }
+}
+
+fn pick_gpu(local: usize, world: usize) -> Result<usize, StageError> {
+    gpu_of(local, visible_gpus(), world)
+}
+
+fn visible_gpus() -> usize {
+    usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
+}
+
+/// `devices = world` on CUDA needs `needed` GPUs on this node, and libtorch sees `visible`.
+fn too_few_gpus(needed: usize, world: usize, visible: usize) -> StageError {
     let shown = std::env::var("CUDA_VISIBLE_DEVICES")
         .map_or_else(|_| String::new(), |v| format!(" (CUDA_VISIBLE_DEVICES={v})"));
-    Err(StageError::param(
+    StageError::param(
         "devices",
         format!(
             "devices = {world} on cuda needs {needed} GPU(s) on this node, one per rank, but libtorch sees \
              {visible}{shown}: lower devices, or spread the ranks over nodes (msnr run --executor slurm, \
              `nodes` in msnr.toml)"
         ),
-    ))
+    )
 }
 
 /// A joining rank's place, from the environment: [`PORT_VAR`], and either [`RANK_VAR`] (a rank
@@ -403,6 +422,14 @@ fn to_i64(v: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rank_takes_its_local_gpu_or_its_only_one() {
+        assert_eq!(gpu_of(3, 8, 8).unwrap(), 3, "sees the node's GPUs");
+        assert_eq!(gpu_of(3, 1, 8).unwrap(), 0, "the cluster bound one GPU to the task");
+        let err = gpu_of(3, 2, 8).unwrap_err().to_string();
+        assert!(err.contains("devices = 8") && err.contains("needs 4 GPU(s)") && err.contains("sees 2"), "{err}");
+    }
 
     #[test]
     fn one_device_is_no_group() {
