@@ -1,6 +1,7 @@
-//! `msnr run --executor slurm` on a real SLURM cluster: the one-node cluster that
+//! `msnr run --executor slurm` on a real SLURM cluster: the cluster that
 //! `tests/setup/slurm.sh` starts on this machine (Debian's `slurm-wlm` and `munge`;
-//! `.ci/run` runs it). Each stale stage is an `sbatch` job, its readers queued ahead as
+//! `.ci/run` runs it): partition `debug`, this machine as one node, and partition `multi`,
+//! two one-CPU nodes (two slurmd on this machine) for data-parallel ranks on two nodes. Each stale stage is an `sbatch` job, its readers queued ahead as
 //! held jobs depending on it; the lockfile must be the one a local run writes, and a job killed by `scancel` must fail its stage with SLURM's
 //! state, store nothing, and leave a checkpoint the re-run resumes from.
 //!
@@ -174,6 +175,39 @@ fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes
     assert_eq!(String::from_utf8_lossy(&left_state.stdout).trim(), "CANCELLED");
     let runs = std::fs::read_dir(p.path(".msnr/slurm")).map_or(0, Iterator::count);
     assert_eq!(runs, 0, "no run folder is left");
+}
+
+/// A data-parallel `train` spread over the two nodes of partition `multi` (`nodes = 2`): one
+/// task on each, started by `srun`, rank 1 reaching rank 0's store at the first node's
+/// `NodeAddr`; the lockfile is the local run's.
+#[test]
+fn a_data_parallel_train_spreads_its_ranks_over_two_nodes_and_matches_the_local_run() {
+    if !cluster() {
+        return;
+    }
+    let multi = Command::new("sinfo").args(["-h", "-p", "multi", "-o", "%D %t"]).output();
+    let multi = multi.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    if multi != "2 idle" {
+        let why =
+            format!("partition `multi` is not two idle nodes (sinfo: {multi:?}; run sudo bash tests/setup/slurm.sh)");
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        skipped(&why);
+        return;
+    }
+    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
+    let local = Project::new();
+    local.write("p.msnr", &pipeline);
+    local.msnr(&["run", "p.msnr", "--cores", "2"]).success();
+    let p = Project::new();
+    let train = "[slurm.stage.train]\npartition = \"multi\"\nnodes = 2\ncpus = 1\nmem = \"1G\"\n";
+    p.write("p.msnr", &pipeline).write("msnr.toml", &config(train));
+    let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
+    run.success().stderr_has("3 ran, 0 cached");
+    assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
+    let m = job_after(&run.stderr(), "queued `m` as held SLURM job ");
+    let job = Command::new("scontrol").args(["show", "job", &m]).output().unwrap();
+    let job = String::from_utf8_lossy(&job.stdout);
+    assert!(job.contains("NodeList=msnr-n[1-2]") && job.contains("NumNodes=2 NumCPUs=2 NumTasks=2"), "{job}");
 }
 
 /// A data-parallel `train` (`devices = 2`) is one job of two tasks, its ranks started by

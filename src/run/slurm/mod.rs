@@ -253,9 +253,11 @@ fn script(command: &[PathBuf], resources: &Resources, files: &JobFiles) -> Strin
         return text;
     }
     text.push_str(
-        "# Data-parallel ranks: rank 0's node serves their store, on a port drawn from the job id.\n\
-         MSNR_DDP_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n\
-         export MSNR_DDP_ADDR\n\
+        "# Data-parallel ranks: rank 0's node (the job's first) serves their store, at its\n\
+         # NodeAddr, on a port drawn from the job id.\n\
+         first=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n\
+         MSNR_DDP_ADDR=$(scontrol show node \"$first\" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p' | head -n 1)\n\
+         export MSNR_DDP_ADDR=\"${MSNR_DDP_ADDR:-$first}\"\n\
          export MSNR_DDP_PORT=$((20000 + SLURM_JOB_ID % 20000))\n",
     );
     let per_rank = "e=$1 l=$2; shift 2; if [ \"$SLURM_PROCID\" = 0 ]; then exec \"$@\" >\"$e\" 2>\"$l\"; \
