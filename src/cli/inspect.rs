@@ -7,6 +7,7 @@ use crate::cache::Depth;
 use crate::graph::plan::{self, Status};
 use crate::graph::render::{self, Format};
 use crate::run::project::Project;
+use crate::run::slurm::config::{ExecutorKind, JobOf, ProjectConfig};
 
 /// `msnr check`: parse, type-check, validate the graph.
 pub(super) fn check(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
@@ -17,14 +18,20 @@ pub(super) fn check(file: &Path, set: &[(String, String)]) -> Result<(), Failure
 }
 
 /// `msnr plan`: cached or stale, and why, per stage `msnr run` would run (the main file's
-/// stages and what they read), and how many stages of imported files it leaves out.
-pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure> {
+/// stages and what they read), and how many stages of imported files it leaves out. With the
+/// SLURM executor (`--executor slurm`, or msnr.toml's), also the `sbatch` resources of each
+/// stage that will run, or why its job would be refused (a `nodes` that does not divide
+/// `devices`).
+pub(super) fn plan(file: &Path, set: &[(String, String)], executor: Option<ExecutorKind>) -> Result<(), Failure> {
     let project = Project::open(file, set)?;
     let store = project.store()?;
     let keyer = project.keyer(&store)?;
     let selected = super::run::select(&project, &[])?;
     let steps = plan::plan(&project.pipeline, &project.dag, &selected, (&store, &project.lockfile, &keyer));
-    let rows: Vec<[String; 4]> = steps
+    let config = ProjectConfig::load(&project.root).map_err(Failure::Message)?;
+    let slurm = (executor.unwrap_or(config.executor.kind) == ExecutorKind::Slurm)
+        .then(|| (super::run::planned(&project, &selected), &config.slurm));
+    let rows: Vec<Vec<String>> = steps
         .iter()
         .map(|step| {
             let stage = &project.pipeline.stages[step.stage];
@@ -35,10 +42,27 @@ pub(super) fn plan(file: &Path, set: &[(String, String)]) -> Result<(), Failure>
                 }
                 Status::Blocked(why) => ("blocked", why.clone()),
             };
-            [stage.name.clone(), stage.kind.clone(), status.to_string(), why]
+            let mut row = vec![stage.name.clone(), stage.kind.clone(), status.to_string(), why];
+            if let Some((planned, slurm)) = &slurm {
+                let job = match (&step.status, planned.get(&stage.name)) {
+                    (Status::Stale(_), Some(p)) => {
+                        let resources =
+                            slurm.resources(p.kind, &JobOf { name: &stage.name, device: &p.device, params: &p.params });
+                        resources.check().map_or_else(|e| format!("refused: {e}"), |()| resources.args().join(" "))
+                    }
+                    _ => String::new(),
+                };
+                row.insert(3, job);
+            }
+            row
         })
         .collect();
-    crate::console::out(&table(&["STAGE", "KIND", "STATUS", "KEY / WHY"], &rows));
+    let header: &[&str] = if slurm.is_some() {
+        &["STAGE", "KIND", "STATUS", "SLURM JOB", "KEY / WHY"]
+    } else {
+        &["STAGE", "KIND", "STATUS", "KEY / WHY"]
+    };
+    crate::console::out(&table(header, &rows));
     let unused = selected.iter().filter(|&&s| !s).count();
     if unused > 0 {
         let s = if unused == 1 { "" } else { "s" };

@@ -36,7 +36,14 @@ enum Command {
     /// Parse and type-check a pipeline; report every error.
     Check(Target),
     /// Show, for each stage, whether it is cached or will run, and why.
-    Plan(Target),
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        /// Also show the `sbatch` resources of each stage that will run as a SLURM job
+        /// (`slurm`). Default: `[executor] kind` in the project's msnr.toml, else local.
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorKind>,
+    },
     /// Run the stale stages (all, or the named ones and their inputs).
     Run {
         #[command(flatten)]
@@ -237,7 +244,7 @@ pub fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Check(t) => inspect::check(&t.file, &t.set),
-        Command::Plan(t) => inspect::plan(&t.file, &t.set),
+        Command::Plan { target: t, executor } => inspect::plan(&t.file, &t.set, executor),
         Command::Run { args: a, update_pins, report: then_report, executor } => {
             let options = run::Options { update_pins, executor, ..a.options() };
             let ran = run::run(&a.target.file, &a.target.set, &a.only, options);

@@ -145,7 +145,7 @@ fn launcher(
 }
 
 /// The selected stages as the SLURM executor queues them ahead (before they are keyed).
-fn planned(project: &Project, selected: &[bool]) -> BTreeMap<String, Planned> {
+pub(super) fn planned(project: &Project, selected: &[bool]) -> BTreeMap<String, Planned> {
     let stages = &project.pipeline.stages;
     let names = |ix: Vec<usize>| ix.into_iter().filter(|&j| selected[j]).map(|j| stages[j].name.clone()).collect();
     let mut out = BTreeMap::new();

@@ -274,3 +274,21 @@ fn a_failed_srun_rank_fails_the_stage_with_its_message() {
     assert_eq!(p.store_entries().len(), 2, "nothing of the failed training is stored");
     assert_eq!(p.tmp_entries(), 0);
 }
+
+/// `msnr plan --executor slurm` (no cluster needed): each stage that will run with the
+/// `sbatch` resources its job would ask for, or why it would be refused.
+#[test]
+fn plan_shows_each_stale_stages_slurm_job() {
+    let p = Project::new();
+    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
+    p.write("p.msnr", &pipeline).write("msnr.toml", "[slurm.stage.train]\nnodes = 2\ncpus = 3\n");
+    let out = p.msnr(&["plan", "p.msnr", "--executor", "slurm"]).success().stdout();
+    let row = |name: &str| out.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_string();
+    assert!(out.lines().next().unwrap().contains("SLURM JOB"), "{out}");
+    assert!(row("d").contains("--cpus-per-task=1"), "{out}");
+    assert!(row("m").contains("--cpus-per-task=3 --nodes=2 --ntasks-per-node=1"), "{out}");
+    p.write("msnr.toml", "[executor]\nkind = \"slurm\"\n[slurm.stage.train]\nnodes = 3\n");
+    p.msnr(&["plan", "p.msnr"]).success().stdout_has("refused: devices = 2 cannot be spread evenly over nodes = 3");
+    let local = p.msnr(&["plan", "p.msnr", "--executor", "local"]).success().stdout();
+    assert!(!local.contains("SLURM JOB"), "{local}");
+}
