@@ -49,10 +49,11 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
 }
 
 /// Compiles `src/shim.cpp` (the libtorch calls tch does not bind: autocast dtype, pinned
-/// memory, fused `AdamW`) and `src/shim_c10d.cpp` (c10d's store and Gloo process group, with
-/// the gloo headers the wheel lacks from `vendor/gloo`) against the headers beside `lib`.
+/// memory, fused `AdamW`), `src/shim_c10d.cpp` (c10d's store and Gloo process group, with
+/// the gloo headers the wheel lacks from `vendor/gloo`) and `src/shim_reducer.cpp` (gradient
+/// buckets all-reduced during the backward pass) against the headers beside `lib`.
 fn compile_shim(lib: &std::path::Path) {
-    let sources = ["src/shim.cpp", "src/shim_c10d.cpp"];
+    let sources = ["src/shim.cpp", "src/shim_c10d.cpp", "src/shim_reducer.cpp"];
     for src in sources {
         println!("cargo:rerun-if-changed={src}");
     }

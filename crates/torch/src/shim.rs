@@ -8,9 +8,11 @@
 //! - `ATen`'s fused `AdamW` kernel (`torch.optim.AdamW(fused=True)`'s `_fused_adamw_`);
 //! - libtorch's Kineto profiler (for the benchmarks: a Chrome trace like `torch.profiler`'s);
 //! - the CUDA device's free memory (`cudaMemGetInfo`, for `train`'s automatic loader);
-//! - c10d's store, Gloo process group and all-reduce, for data-parallel training ([`c10d`]).
+//! - c10d's store, Gloo process group and all-reduce, for data-parallel training ([`c10d`]),
+//!   and gradient buckets all-reduced during the backward pass ([`reducer`]).
 
 pub mod c10d;
+pub mod reducer;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 

@@ -155,6 +155,23 @@ impl FlatParams {
         });
     }
 
+    /// A fresh zeroed flat gradient buffer (returned), for gradients that arrive slot by slot
+    /// while the backward pass runs (data-parallel buckets, see `shim::reducer`), in place of
+    /// [`Self::attach_grads`]'s copy after it.
+    pub fn zeroed_grad(&self) -> &Tensor {
+        tch::no_grad(|| {
+            let fresh = Tensor::zeros([self.numel()], (self.data.kind(), self.data.device()));
+            self.grad.shallow_clone().set_data(&fresh);
+        });
+        &self.grad
+    }
+
+    /// Each variable with its offset and element count in the flat buffers, in layout order.
+    #[must_use]
+    pub fn layout(&self) -> Vec<(&Tensor, i64, i64)> {
+        self.slots.iter().map(|s| (&s.var, s.offset, s.numel())).collect()
+    }
+
     /// Drops every gradient, the variables' and the flat buffer's memory (as `PyTorch`'s
     /// `zero_grad(set_to_none=True)`); call before the forward pass whose backward
     /// [`Self::attach_grads`] will collect.

@@ -184,6 +184,13 @@ impl ProcessGroup {
     }
 }
 
+impl ProcessGroup {
+    /// The `c10::intrusive_ptr<c10d::Backend>*` the shim's functions take.
+    pub(crate) fn as_ptr(&self) -> *mut c_void {
+        self.ptr
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from msnr_gloo_new or msnr_nccl_new and is freed once.

@@ -1,5 +1,6 @@
 //! Data-parallel `train` (`devices = 2`, c10d's Gloo on the CPU) through the real binaries:
-//! two ranks at 8 examples each end within float tolerance of one process at 16; a killed
+//! two ranks at 8 examples each end within float tolerance of one process at 16; gradient
+//! buckets overlapped with the backward pass give the bits of one all-reduce after it; a killed
 //! rank fails the stage, leaves no process and nothing cached, and a re-run resumes; a hung
 //! rank fails the stage at the collective timeout and is killed.
 
@@ -93,6 +94,28 @@ fn two_gloo_ranks_at_8_match_one_process_at_16_after_20_steps() {
     assert!(config(two.path()).contains("\"devices\""));
     let log = |dir: &Path| std::fs::read_to_string(model_dir(dir).join("log.jsonl")).expect("log");
     assert_eq!(log(one.path()).lines().count(), log(two.path()).lines().count(), "rank 0 alone writes the log");
+}
+
+/// Gradient buckets all-reduced during the backward pass (DDP's overlap, the default on CUDA;
+/// many small ones at 4 KiB, one at CUDA's 25 MiB default for this small net) give the bits of
+/// one all-reduce after it (the CPU's default, `MSNR_DDP_BUCKET_MB=0`): with two ranks each
+/// element is the same sum `a + b` however the buffer is cut.
+#[test]
+fn gradient_buckets_overlapped_with_backward_give_the_bits_of_one_all_reduce() {
+    let trained = |bucket_mb: Option<&str>| {
+        let dir = project(&pipeline(2, 12));
+        let mut cmd = msnr(dir.path());
+        if let Some(mb) = bucket_mb {
+            cmd.env("MSNR_DDP_BUCKET_MB", mb);
+        }
+        let out = cmd.output().expect("msnr runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let bytes = |f: &str| std::fs::read(model_dir(dir.path()).join(f)).expect("weights");
+        (bytes("model.safetensors"), bytes("ema.safetensors"))
+    };
+    let after = trained(None);
+    assert!(trained(Some("0.004")) == after, "4 KiB buckets differ from one all-reduce after the backward pass");
+    assert!(trained(Some("25")) == after, "25 MiB buckets differ from one all-reduce after the backward pass");
 }
 
 /// The pid of data-parallel rank `rank` whose command line mentions `dir`.

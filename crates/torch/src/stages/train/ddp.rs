@@ -13,8 +13,10 @@
 //!   `MASTER_ADDR` and `RANK`.
 //!
 //! All build the same net from the same seed, draw the same global batch and each keep its
-//! `batch / devices` share ([`Group::shard`]); after backward, the flat gradient buffer is
-//! averaged in one all-reduce ([`Group::mean`]), so every rank takes the same optimizer step.
+//! `batch / devices` share ([`Group::shard`]); the flat gradient buffer is averaged over the
+//! ranks, so every rank takes the same optimizer step: on CUDA in buckets all-reduced while
+//! the backward pass still runs, as DDP does ([`crate::shim::reducer`], [`BUCKET_VAR`]), on
+//! the CPU in one all-reduce after it ([`Group::mean`]).
 //! Only rank 0 writes the log, checkpoints and outputs; a resume loads rank 0's checkpoint on
 //! every rank.
 //!
@@ -33,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, TchError, Tensor};
 
+use crate::diffusion::flat::FlatParams;
 use crate::shim::c10d::{ProcessGroup, Store};
+use crate::shim::reducer::Reducer;
 use msnr::run::protocol::Event;
 use msnr::run::worker::THREADS_VAR;
 use msnr::stages::StageError;
@@ -47,6 +51,13 @@ pub const PORT_VAR: &str = "MSNR_DDP_PORT";
 pub const RANK_VAR: &str = "MSNR_DDP_RANK";
 /// Seconds a rendezvous or a collective waits for a silent rank before it fails.
 pub const TIMEOUT_VAR: &str = "MSNR_DDP_TIMEOUT";
+/// MiB of gradients per bucket all-reduced during the backward pass (PyTorch DDP's
+/// `bucket_cap_mb`); 0: one all-reduce after it. Default: [`DEFAULT_BUCKET_MB`] on CUDA, 0 on
+/// the CPU, where the ranks' compute already takes every core and buckets cost more than
+/// they hide (3% slower, `benches/ddp_buckets.sh` on 2 cores).
+pub const BUCKET_VAR: &str = "MSNR_DDP_BUCKET_MB";
+/// [`BUCKET_VAR`]'s default on CUDA, DDP's.
+pub const DEFAULT_BUCKET_MB: f64 = 25.0;
 /// [`TIMEOUT_VAR`]'s default: longer than any step, short enough to free a hung node.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The network interface Gloo's transport uses, as in PyTorch (default: the address this
@@ -60,12 +71,39 @@ pub struct Group {
     rank: usize,
     /// The GPU it uses on CUDA (an index into the GPUs it sees).
     gpu: usize,
+    /// Whether the ranks train on CUDA (NCCL: collectives on GPU tensors).
+    cuda: bool,
     world: usize,
     backend: ProcessGroup,
     /// Kept alive for the group: c10d's store outlives the process group's use of it.
     _store: Store,
     /// Rank 0's children, ranks 1..N (empty on the others).
     peers: Mutex<Vec<Peer>>,
+    /// Bytes of gradients per bucket (`None`: one all-reduce after the backward pass).
+    bucket_bytes: Option<f64>,
+    /// The gradient buckets' hooks, once the first backward pass comes.
+    buckets: Mutex<Buckets>,
+}
+
+/// Where the gradient buckets are.
+enum Buckets {
+    /// No backward pass yet.
+    Unset,
+    /// The first backward pass: one bucket, all-reduced once every gradient is in, recording
+    /// the order they came in.
+    Recording(Reducer),
+    /// Buckets of about the configured size along rank 0's recorded order: each all-reduced
+    /// as soon as its gradients are in, while the backward pass goes on.
+    Overlapped(Reducer),
+}
+
+impl Buckets {
+    fn reducer(&self) -> Option<&Reducer> {
+        match self {
+            Self::Unset => None,
+            Self::Recording(r) | Self::Overlapped(r) => Some(r),
+        }
+    }
 }
 
 /// A rank started by rank 0, with the last error line it reported.
@@ -107,7 +145,17 @@ impl Group {
         // their own node's address.
         let host = if addr == LOOPBACK { LOOPBACK.to_string() } else { own_host_name() };
         let group = process_group(&store, &host, cuda, rank, world, timeout).map_err(failed)?;
-        Ok(Self { rank, gpu, world, backend: group, _store: store, peers: Mutex::new(Vec::new()) })
+        Ok(Self {
+            rank,
+            gpu,
+            cuda,
+            world,
+            backend: group,
+            _store: store,
+            peers: Mutex::new(Vec::new()),
+            bucket_bytes: bucket_bytes(cuda)?,
+            buckets: Mutex::new(Buckets::Unset),
+        })
     }
 
     fn start_lead(world: usize, cuda: bool, timeout: Duration) -> Result<Self, StageError> {
@@ -126,7 +174,17 @@ impl Group {
         }
         let peers = Mutex::new(peers);
         match process_group(&store, LOOPBACK, cuda, 0, world, timeout) {
-            Ok(backend) => Ok(Self { rank: 0, gpu: 0, world, backend, _store: store, peers }),
+            Ok(backend) => Ok(Self {
+                rank: 0,
+                gpu: 0,
+                cuda,
+                world,
+                backend,
+                _store: store,
+                peers,
+                bucket_bytes: bucket_bytes(cuda)?,
+                buckets: Mutex::new(Buckets::Unset),
+            }),
             Err(e) => Err(describe(&peers, &e)),
         }
     }
@@ -172,6 +230,75 @@ impl Group {
         all.narrow(1, to_i64(self.rank) * local, local).copy_(t);
         self.sum(&all)?;
         Ok(all)
+    }
+
+    /// Before the backward pass: hands the gradient buckets a zeroed flat gradient buffer to
+    /// fill as gradients come (the first pass creates them; see [`Buckets`]).
+    ///
+    /// # Errors
+    /// Parameters the shim cannot hook.
+    pub fn before_backward(&self, params: &FlatParams) -> Result<(), StageError> {
+        if self.bucket_bytes.is_none() {
+            return Ok(());
+        }
+        let failed = |e: TchError| StageError::Failed(format!("data-parallel gradient buckets: {e}"));
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*buckets, Buckets::Unset) {
+            let layout = params.layout();
+            *buckets = Buckets::Recording(self.reducer(params, &vec![0; layout.len()]).map_err(failed)?);
+        }
+        match buckets.reducer() {
+            Some(reducer) => reducer.prepare(params.zeroed_grad()).map_err(failed),
+            None => Ok(()),
+        }
+    }
+
+    /// After the backward pass: the flat gradient buffer averaged over the ranks, by the
+    /// buckets (waiting for the ones still running, starting the rest) or by one all-reduce.
+    /// After the first pass, the buckets are laid along the order its gradients came in
+    /// (rank 0's, so that every rank starts them in one order).
+    ///
+    /// # Errors
+    /// A rank gone or silent past the timeout, named with its own message where it left one.
+    pub fn after_backward(&self, params: &FlatParams) -> Result<(), StageError> {
+        let Some(bytes) = self.bucket_bytes else {
+            params.attach_grads();
+            return self.mean(params.grad());
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(reducer) = buckets.reducer() else {
+            return Err(StageError::Failed("data-parallel gradient buckets: no backward pass was prepared".into()));
+        };
+        reducer.finish().map_err(|e| {
+            let hint = format!("{e} (gradient buckets; {BUCKET_VAR}=0 all-reduces once after the backward pass)");
+            describe(&self.peers, &TchError::Torch(hint))
+        })?;
+        let _ = tch::no_grad(|| params.grad().shallow_clone().g_div_scalar_(to_i64(self.world)));
+        if let Buckets::Recording(first) = &*buckets {
+            let order = self.rank_0s(&first.order().map_err(|e| StageError::Failed(e.to_string()))?)?;
+            let element = i64::try_from(params.grad().kind().elt_size_in_bytes()).unwrap_or(4);
+            let numels: Vec<i64> = params.layout().iter().map(|l| l.2).collect();
+            let bucket_of = buckets_along(&order, &numels, bytes, element);
+            let failed = |e: TchError| StageError::Failed(format!("data-parallel gradient buckets: {e}"));
+            *buckets = Buckets::Overlapped(self.reducer(params, &bucket_of).map_err(failed)?);
+        }
+        Ok(())
+    }
+
+    fn reducer(&self, params: &FlatParams, bucket_of: &[usize]) -> Result<Reducer, TchError> {
+        let layout = params.layout();
+        let vars: Vec<&Tensor> = layout.iter().map(|l| l.0).collect();
+        let offsets: Vec<i64> = layout.iter().map(|l| l.1).collect();
+        Reducer::new(&self.backend, &vars, &offsets, bucket_of)
+    }
+
+    /// Rank 0's `order` on every rank (one all-reduce: the others add zeros).
+    fn rank_0s(&self, order: &[i64]) -> Result<Vec<i64>, StageError> {
+        let t = Tensor::from_slice(order);
+        let t = if self.is_lead() { t } else { t.zeros_like() };
+        let t = t.to_device(device(self.cuda, Some(self)));
+        self.sum(&t)?;
+        Vec::<i64>::try_from(&t.to_device(Device::Cpu)).map_err(|e| StageError::Failed(e.to_string()))
     }
 
     fn sum(&self, t: &Tensor) -> Result<(), StageError> {
@@ -402,6 +529,38 @@ fn share_threads(world: usize) -> usize {
     share
 }
 
+/// Bytes per gradient bucket from [`BUCKET_VAR`] (MiB), else [`DEFAULT_BUCKET_MB`] on CUDA
+/// and none on the CPU; `None` for 0.
+fn bucket_bytes(cuda: bool) -> Result<Option<f64>, StageError> {
+    let bad = |v: &str| StageError::Failed(format!("{BUCKET_VAR}={v}: expected a number of MiB (0: no buckets)"));
+    let mb = match std::env::var(BUCKET_VAR) {
+        Err(_) if cuda => DEFAULT_BUCKET_MB,
+        Err(_) => 0.0,
+        Ok(v) => v.parse::<f64>().ok().filter(|mb| mb.is_finite() && *mb >= 0.0).ok_or_else(|| bad(&v))?,
+    };
+    Ok((mb > 0.0).then_some(mb * 1024.0 * 1024.0))
+}
+
+/// Each var's bucket: vars taken in `order` (var indices), a new bucket begun where the
+/// current one would pass `bytes` (a var larger than that has a bucket of its own), as DDP
+/// fills its buckets in the order gradients come.
+fn buckets_along(order: &[i64], numels: &[i64], bytes: f64, element: i64) -> Vec<usize> {
+    let mut bucket_of = vec![0; numels.len()];
+    let (mut bucket, mut filled) = (0, 0.0);
+    for &v in order {
+        let Some(&n) = usize::try_from(v).ok().and_then(|v| numels.get(v)) else { continue };
+        #[allow(clippy::cast_precision_loss)]
+        let size = (n * element) as f64;
+        if filled > 0.0 && filled + size > bytes {
+            bucket += 1;
+            filled = 0.0;
+        }
+        filled += size;
+        bucket_of[usize::try_from(v).unwrap_or(0)] = bucket;
+    }
+    bucket_of
+}
+
 /// [`TIMEOUT_VAR`] in seconds, else [`DEFAULT_TIMEOUT`].
 fn timeout() -> Result<Duration, StageError> {
     match std::env::var(TIMEOUT_VAR) {
@@ -429,6 +588,14 @@ mod tests {
         assert_eq!(gpu_of(3, 1, 8).unwrap(), 0, "the cluster bound one GPU to the task");
         let err = gpu_of(3, 2, 8).unwrap_err().to_string();
         assert!(err.contains("devices = 8") && err.contains("needs 4 GPU(s)") && err.contains("sees 2"), "{err}");
+    }
+
+    #[test]
+    fn buckets_fill_in_the_order_gradients_come() {
+        // Vars 0..4 of 10, 30, 30, 50 floats (40, 120, 120, 200 bytes), ready as 3, 1, 2, 0.
+        let bucket_of = buckets_along(&[3, 1, 2, 0], &[10, 30, 30, 50], 250.0, 4);
+        assert_eq!(bucket_of, [2, 1, 1, 0], "3 alone (200 + 120 > 250), then 1 and 2, then 0");
+        assert_eq!(buckets_along(&[0, 1], &[1000, 1], 8.0, 4), [0, 1], "a var past the cap has its own");
     }
 
     #[test]

@@ -368,13 +368,16 @@ impl Trainer<'_> {
         let target = self.cfg.target.target(schedule, &b.x0, &b.eps, &b.t);
         let pred = autocast::forward(self.cfg.precision, || self.net.forward_t(&x_t, &b.t, b.y.as_ref(), true));
         let terms = loss(&pred, &target, &b.t, factors).map_err(|e| StageError::Failed(e.to_string()))?;
+        if let Some(group) = self.group {
+            group.before_backward(self.params)?;
+        }
         match &self.scaler {
             Some(scaler) => scaler.scale_loss(&terms.loss).backward(),
             None => terms.loss.backward(),
         }
-        self.params.attach_grads();
-        if let Some(group) = self.group {
-            group.mean(self.params.grad())?;
+        match self.group {
+            Some(group) => group.after_backward(self.params)?,
+            None => self.params.attach_grads(),
         }
         let mut apply = true;
         if let Some(scaler) = &mut self.scaler {
