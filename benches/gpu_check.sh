@@ -11,8 +11,9 @@
 # by side (Chrome traces of 5 steps each, trace_summary.py).
 # PART `stages` (issues 11, 13, 14, 12): the sample (Heun 50, guidance 1.5, ViT-B/2, bf16), fid
 # features (Inception, batch 500) and vae_encode (SD VAE, fp32 and bf16) work against
-# ref_sample_fid_vae.py, alternating; c10d's NCCL process group (a group of one all-reducing on the
-# GPU: the unit test `shim::c10d`); a CUDA `sample` stage through `msnr run` in fp32 and bf16.
+# ref_sample_fid_vae.py, alternating; c10d's NCCL process group and the gradient buckets over it (a
+# group of one on the GPU: the unit tests `shim::`); a CUDA `sample` stage through `msnr run` in
+# fp32 and bf16.
 # PART `sweeps`: CUDA train stages through `msnr run` in bf16 and in fp16 with loss scaling (worker,
 # autocast, checkpoints), with the MNIST UNet and with a small seed ViT, and a second run all cached.
 # Record the figures and the card in benches/RESULTS.md.
@@ -97,8 +98,9 @@ case "${1:-}" in
             peak 90 python3 ref_sample_fid_vae.py --only "$what"
           done
         done
-        # c10d's NCCL process group, a group of one on this GPU (devices > 1 needs more GPUs).
-        timeout 60 ./unit shim::c10d >> "$log" 2>&1; echo "unit shim::c10d rc=$?" >> "$log"
+        # c10d's NCCL process group and gradient buckets, a group of one on this GPU (devices > 1
+        # needs more GPUs).
+        timeout 60 ./unit shim:: >> "$log" 2>&1; echo "unit shim:: rc=$?" >> "$log"
         # A CUDA sample stage through msnr run, fp32 and bf16 (its rate is in the worker's progress).
         mkdir -p /tmp/s/.msnr && cd /tmp/s
         printf 'stage d = mnist {}\nstage m = train { data = d, net = unet { channels = 64, mults = [1, 2], attention = [14] }, batch = 128, steps = 100, label_dropout = 0.1 }\nsweep p in [fp32, bf16] {\n  stage s = sample { model = m, sampler = heun { steps = 18 }, guidance = 1.5, count = 2000, batch = 500, precision = p }\n}\n' > p.msnr

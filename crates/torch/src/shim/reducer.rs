@@ -121,32 +121,42 @@ mod tests {
     use super::*;
     use crate::shim::c10d::Store;
 
-    /// Two parameters in two buckets over a group of one: their gradients land in the flat
-    /// buffer (and leave the parameters), in the order autograd made them, pass after pass.
+    /// Two parameters in two buckets over a group of one (Gloo on the CPU; and NCCL on the GPU
+    /// where there is one): their gradients land in the flat buffer (and leave the
+    /// parameters), in the order autograd made them, pass after pass.
     #[test]
     fn hooks_move_gradients_into_the_flat_buffer_and_record_their_order() {
         let timeout = Duration::from_secs(30);
         let store = Store::new("127.0.0.1", 0, true, 1, timeout).unwrap();
-        let group = ProcessGroup::gloo(&store, "127.0.0.1", None, 0, 1, timeout).unwrap();
-        let vs = VarStore::new(Device::Cpu);
+        let gloo = ProcessGroup::gloo(&store, "127.0.0.1", None, 0, 1, timeout).unwrap();
+        buckets_of_two(&gloo, Device::Cpu);
+        if tch::Cuda::is_available() {
+            let store = Store::new("127.0.0.1", 0, true, 1, timeout).unwrap();
+            buckets_of_two(&ProcessGroup::nccl(&store, 0, 1, timeout).unwrap(), Device::Cuda(0));
+        }
+    }
+
+    fn buckets_of_two(group: &ProcessGroup, device: Device) {
+        let vs = VarStore::new(device);
         let a = vs.root().var("a", &[2], Init::Const(1.0));
         let b = vs.root().var("b", &[3], Init::Const(2.0));
-        let reducer = Reducer::new(&group, &[&a, &b], &[0, 2], &[1, 0]).unwrap();
+        let reducer = Reducer::new(group, &[&a, &b], &[0, 2], &[1, 0]).unwrap();
         for pass in 0..2 {
-            let flat = Tensor::zeros([5], (Kind::Float, Device::Cpu));
+            let flat = Tensor::zeros([5], (Kind::Float, device));
             reducer.prepare(&flat).unwrap();
             // d/da sum(3a) = 3, d/db sum(b^2) = 2b = 4; b's branch comes first.
             let loss = (&b * &b).sum(Kind::Float) * 1.0 + (&a * 3.0).sum(Kind::Float);
             loss.backward();
             reducer.finish().unwrap();
-            assert_eq!(Vec::<f32>::try_from(&flat).unwrap(), [3.0, 3.0, 4.0, 4.0, 4.0], "pass {pass}");
+            let sums = Vec::<f32>::try_from(&flat.to_device(Device::Cpu)).unwrap();
+            assert_eq!(sums, [3.0, 3.0, 4.0, 4.0, 4.0], "{device:?}, pass {pass}");
             assert!(!a.grad().defined() && !b.grad().defined(), "moved, not copied");
             let mut order = reducer.order().unwrap();
             order.sort_unstable();
             assert_eq!(order, [0, 1]);
         }
         // Gradients of two backward passes in one: refused, naming the fix.
-        let flat = Tensor::zeros([5], (Kind::Float, Device::Cpu));
+        let flat = Tensor::zeros([5], (Kind::Float, device));
         reducer.prepare(&flat).unwrap();
         (&a * 3.0).sum(Kind::Float).backward();
         (&a * 3.0).sum(Kind::Float).backward();
