@@ -4,6 +4,9 @@
 // Synthetic pixel math: small values, lossy casts intended.
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
 
+mod cpu;
+
+use cpu::cpu_seconds;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -47,18 +50,6 @@ pub struct Timing {
     pub wall: f64,
     /// User + system CPU seconds, summed over threads.
     pub cpu: f64,
-}
-
-/// This process's CPU seconds so far (`getrusage(RUSAGE_SELF)`: every thread, user + system).
-fn cpu_seconds() -> f64 {
-    // SAFETY: `getrusage` only writes the struct it is handed.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// The run with the least wall time of `runs` calls of `f`.

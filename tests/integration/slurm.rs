@@ -177,6 +177,28 @@ fn a_job_killed_by_scancel_fails_its_stage_with_the_reason_and_the_rerun_resumes
     assert_eq!(runs, 0, "no run folder is left");
 }
 
+/// `PIPELINE` with a data-parallel training: two ranks of 2 examples each.
+fn data_parallel() -> String {
+    PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }")
+}
+
+/// Runs [`data_parallel`] locally (rank 0 starting rank 1, a core each) and through SLURM with
+/// `train_toml` in msnr.toml; checks that both record the same keys and outputs; returns
+/// `scontrol show job` of the training's job.
+fn data_parallel_job_matching_the_local_run(train_toml: &str) -> String {
+    let local = Project::new();
+    local.write("p.msnr", &data_parallel());
+    local.msnr(&["run", "p.msnr", "--cores", "2"]).success();
+    let p = Project::new();
+    p.write("p.msnr", &data_parallel()).write("msnr.toml", &config(train_toml));
+    let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
+    run.success().stderr_has("3 ran, 0 cached");
+    assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
+    let m = job_after(&run.stderr(), "queued `m` as held SLURM job ");
+    let job = Command::new("scontrol").args(["show", "job", &m]).output().unwrap();
+    String::from_utf8_lossy(&job.stdout).into_owned()
+}
+
 /// A data-parallel `train` spread over the two nodes of partition `multi` (`nodes = 2`): one
 /// task on each, started by `srun`, rank 1 reaching rank 0's store at the first node's
 /// `NodeAddr`; the lockfile is the local run's.
@@ -194,19 +216,9 @@ fn a_data_parallel_train_spreads_its_ranks_over_two_nodes_and_matches_the_local_
         skipped(&why);
         return;
     }
-    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
-    let local = Project::new();
-    local.write("p.msnr", &pipeline);
-    local.msnr(&["run", "p.msnr", "--cores", "2"]).success();
-    let p = Project::new();
-    let train = "[slurm.stage.train]\npartition = \"multi\"\nnodes = 2\ncpus = 1\nmem = \"1G\"\n";
-    p.write("p.msnr", &pipeline).write("msnr.toml", &config(train));
-    let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
-    run.success().stderr_has("3 ran, 0 cached");
-    assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
-    let m = job_after(&run.stderr(), "queued `m` as held SLURM job ");
-    let job = Command::new("scontrol").args(["show", "job", &m]).output().unwrap();
-    let job = String::from_utf8_lossy(&job.stdout);
+    let job = data_parallel_job_matching_the_local_run(
+        "[slurm.stage.train]\npartition = \"multi\"\nnodes = 2\ncpus = 1\nmem = \"1G\"\n",
+    );
     assert!(job.contains("NodeList=msnr-n[1-2]") && job.contains("NumNodes=2 NumCPUs=2 NumTasks=2"), "{job}");
 }
 
@@ -223,19 +235,8 @@ fn a_data_parallel_train_runs_its_ranks_as_srun_tasks_and_matches_the_local_run(
         skipped("two ranks need two cores");
         return;
     }
-    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
-    let local = Project::new();
-    local.write("p.msnr", &pipeline);
-    local.msnr(&["run", "p.msnr", "--cores", "2"]).success();
-    let p = Project::new();
     // One core per rank, as the local run's rank 0 splits its two.
-    p.write("p.msnr", &pipeline).write("msnr.toml", &config("[slurm.stage.train]\ncpus = 1\n"));
-    let run = p.msnr(&["run", "p.msnr", "--executor", "slurm"]);
-    run.success().stderr_has("3 ran, 0 cached");
-    assert_eq!(keys_and_outputs(&p), keys_and_outputs(&local), "the same keys and outputs as the local run");
-    let m = job_after(&run.stderr(), "queued `m` as held SLURM job ");
-    let job = Command::new("scontrol").args(["show", "job", &m]).output().unwrap();
-    let job = String::from_utf8_lossy(&job.stdout);
+    let job = data_parallel_job_matching_the_local_run("[slurm.stage.train]\ncpus = 1\n");
     assert!(job.contains("NumNodes=1 NumCPUs=2 NumTasks=2 CPUs/Task=1"), "one task per rank:\n{job}");
 }
 
@@ -259,8 +260,7 @@ fn a_failed_srun_rank_fails_the_stage_with_its_message() {
     );
     p.write("failing-worker.sh", &script);
     std::fs::set_permissions(p.path("failing-worker.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
-    p.write("p.msnr", &pipeline).write("msnr.toml", &config("[slurm.stage.train]\ncpus = 1\n"));
+    p.write("p.msnr", &data_parallel()).write("msnr.toml", &config("[slurm.stage.train]\ncpus = 1\n"));
     let run = p
         .cmd(&["run", "p.msnr", "--executor", "slurm"])
         .env("MSNR_WORKER", p.path("failing-worker.sh"))
@@ -280,8 +280,7 @@ fn a_failed_srun_rank_fails_the_stage_with_its_message() {
 #[test]
 fn plan_shows_each_stale_stages_slurm_job() {
     let p = Project::new();
-    let pipeline = PIPELINE.replace("steps = 4, batch = 2 }", "steps = 4, batch = 4, devices = 2 }");
-    p.write("p.msnr", &pipeline).write("msnr.toml", "[slurm.stage.train]\nnodes = 2\ncpus = 3\n");
+    p.write("p.msnr", &data_parallel()).write("msnr.toml", "[slurm.stage.train]\nnodes = 2\ncpus = 3\n");
     let out = p.msnr(&["plan", "p.msnr", "--executor", "slurm"]).success().stdout();
     let row = |name: &str| out.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_string();
     assert!(out.lines().next().unwrap().contains("SLURM JOB"), "{out}");

@@ -13,3 +13,5 @@ pub mod diffusion;
 pub mod metrics;
 pub mod shim;
 pub mod stages;
+#[doc(hidden)]
+pub mod testing;

@@ -6,6 +6,10 @@
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "../../../../benches/data_support/cpu.rs"]
+mod cpu;
+use cpu::cpu_seconds;
+
 /// One round: CPU milliseconds per image and images per wall second.
 #[derive(Debug, Clone, Copy)]
 pub struct Round {
@@ -46,17 +50,4 @@ pub fn median(rounds: &[Round]) -> Round {
 /// Each round's CPU milliseconds per image.
 pub fn cpu(rounds: &[Round]) -> Vec<f64> {
     rounds.iter().map(|r| r.cpu).collect()
-}
-
-/// This process's CPU seconds so far (`getrusage(RUSAGE_SELF)`: every thread, user + system).
-#[allow(clippy::cast_precision_loss)]
-fn cpu_seconds() -> f64 {
-    // SAFETY: `getrusage` only writes the struct it is handed.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }

@@ -258,24 +258,7 @@ mod tests {
     use msnr::stages::spec::Silent;
 
     use super::*;
-
-    /// Runs the test `name` of this binary alone in a child process, and checks that it
-    /// ran and passed: for a test that reads libtorch's process-wide generator between
-    /// two of its own draws, which another test running in parallel would move.
-    fn alone_in_a_child(name: &str) -> bool {
-        if std::env::var_os("MSNR_TEST_ALONE").is_some() {
-            return false;
-        }
-        let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new(exe)
-            .args(["--exact", name, "--test-threads=1"])
-            .env("MSNR_TEST_ALONE", "1")
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("1 passed"), "{text}");
-        true
-    }
+    use crate::testing::alone_in_a_child;
 
     #[test]
     fn streamed_batches_and_the_generator_after_them_equal_the_resident_ones() {
