@@ -49,6 +49,19 @@ fn cluster() -> bool {
     false
 }
 
+/// Whether a cluster answers and this machine has a core for each of two ranks (else says
+/// why the test is skipped).
+fn cluster_for_two_ranks() -> bool {
+    if !cluster() {
+        return false;
+    }
+    if cpus() < 2 {
+        skipped("two ranks need two cores");
+        return false;
+    }
+    true
+}
+
 /// Cores each job asks for: 2, or 1 on a one-core machine. The local run gets as many, so
 /// the training's thread count, hence its output, is the same.
 fn cpus() -> usize {
@@ -228,11 +241,7 @@ fn a_data_parallel_train_spreads_its_ranks_over_two_nodes_and_matches_the_local_
 /// one-node cluster the two tasks share the node; `nodes` in msnr.toml spreads them.
 #[test]
 fn a_data_parallel_train_runs_its_ranks_as_srun_tasks_and_matches_the_local_run() {
-    if !cluster() {
-        return;
-    }
-    if cpus() < 2 {
-        skipped("two ranks need two cores");
+    if !cluster_for_two_ranks() {
         return;
     }
     // One core per rank, as the local run's rank 0 splits its two.
@@ -244,11 +253,7 @@ fn a_data_parallel_train_runs_its_ranks_as_srun_tasks_and_matches_the_local_run(
 /// stage fails with that rank's own message beside rank 0's, and nothing is stored.
 #[test]
 fn a_failed_srun_rank_fails_the_stage_with_its_message() {
-    if !cluster() {
-        return;
-    }
-    if cpus() < 2 {
-        skipped("two ranks need two cores");
+    if !cluster_for_two_ranks() {
         return;
     }
     let p = Project::new();

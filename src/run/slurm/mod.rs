@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use crate::stages::{Exec, Kind, Reporter, StageError, StageResult, StageSpec};
 
 use super::interrupt;
-use super::protocol::Event;
 use super::worker::{self, Placement, Reported};
 use ahead::{Ahead, Planned};
 use config::{Resources, SlurmConfig};
@@ -279,11 +278,11 @@ fn with_rank_errors(e: StageError, files: &JobFiles, tasks: u32) -> StageError {
     for rank in 1..tasks {
         let path = PathBuf::from(format!("{}.{rank}", files.events.display()));
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let error = |l: &str| match Event::parse(l) {
-            Some(Event::Error(m)) => Some(m),
-            _ => None,
-        };
-        if let Some(message) = text.lines().rev().find_map(error) {
+        let mut outcome = None;
+        for line in text.lines() {
+            worker::relay(line, &crate::stages::spec::Silent, &mut outcome);
+        }
+        if let Some(Err(message)) = outcome {
             said.push(format!("rank {rank}: {message}"));
         }
     }

@@ -532,12 +532,8 @@ fn share_threads(world: usize) -> usize {
 /// Bytes per gradient bucket from [`BUCKET_VAR`] (MiB), else [`DEFAULT_BUCKET_MB`] on CUDA
 /// and none on the CPU; `None` for 0.
 fn bucket_bytes(cuda: bool) -> Result<Option<f64>, StageError> {
-    let bad = |v: &str| StageError::Failed(format!("{BUCKET_VAR}={v}: expected a number of MiB (0: no buckets)"));
-    let mb = match std::env::var(BUCKET_VAR) {
-        Err(_) if cuda => DEFAULT_BUCKET_MB,
-        Err(_) => 0.0,
-        Ok(v) => v.parse::<f64>().ok().filter(|mb| mb.is_finite() && *mb >= 0.0).ok_or_else(|| bad(&v))?,
-    };
+    let default = if cuda { DEFAULT_BUCKET_MB } else { 0.0 };
+    let mb = env_number(BUCKET_VAR, |mb| mb >= 0.0, "a number of MiB (0: no buckets)")?.unwrap_or(default);
     Ok((mb > 0.0).then_some(mb * 1024.0 * 1024.0))
 }
 
@@ -563,15 +559,16 @@ fn buckets_along(order: &[i64], numels: &[i64], bytes: f64, element: i64) -> Vec
 
 /// [`TIMEOUT_VAR`] in seconds, else [`DEFAULT_TIMEOUT`].
 fn timeout() -> Result<Duration, StageError> {
-    match std::env::var(TIMEOUT_VAR) {
-        Err(_) => Ok(DEFAULT_TIMEOUT),
-        Ok(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| StageError::Failed(format!("{TIMEOUT_VAR}={v}: expected a positive number of seconds"))),
-    }
+    let seconds = env_number(TIMEOUT_VAR, |s| s > 0.0, "a positive number of seconds")?;
+    Ok(seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64))
+}
+
+/// The finite number in the environment variable `var` (`None` when unset), refused unless
+/// `valid`, saying it should be `expected`.
+fn env_number(var: &str, valid: impl Fn(f64) -> bool, expected: &str) -> Result<Option<f64>, StageError> {
+    let Ok(v) = std::env::var(var) else { return Ok(None) };
+    let n = v.parse::<f64>().ok().filter(|n| n.is_finite() && valid(*n));
+    n.map(Some).ok_or_else(|| StageError::Failed(format!("{var}={v}: expected {expected}")))
 }
 
 fn to_i64(v: usize) -> i64 {
